@@ -1,1 +1,17 @@
-//! placeholder
+//! keyplane's domain, free of I/O: the newtypes every request is parsed into (names, IDs, public
+//! keys and their fingerprints), key pairs, instances, the binding state machine, the attach and
+//! detach rules, the built-in catalog, and the dialect-neutral [`CoreError`].
+//!
+//! Both vendor dialects parse into these types and render [`CoreError`] through their own tables,
+//! so a rule lives here once.
+
+pub mod binding;
+pub mod catalog;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod names;
+pub mod pubkey;
+pub mod wildcard;
+
+pub use error::{CoreError, InstanceFailure};

@@ -1,0 +1,240 @@
+//! The binding state machine of SPEC section 13, and the per-instance attach/detach rules.
+//!
+//! `desired` is what the API asked for, `effective` what the instance last confirmed (at boot for
+//! `sim` instances). The state shown to people is derived from the two, never set by hand.
+
+use crate::model::{Instance, InstanceStatus, OsType};
+use crate::{CoreError, InstanceFailure};
+
+/// What people see of a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingState {
+    None,
+    PendingRestart,
+    Applied,
+    Failed,
+    Drifted,
+}
+
+impl BindingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::PendingRestart => "pending_restart",
+            Self::Applied => "applied",
+            Self::Failed => "failed",
+            Self::Drifted => "drifted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::None,
+            Self::PendingRestart,
+            Self::Applied,
+            Self::Failed,
+            Self::Drifted,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+/// One instance's desired and effective binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub desired_key_pair_id: Option<String>,
+    pub desired_password_login: bool,
+    pub effective_key_pair_id: Option<String>,
+    pub effective_password_login: bool,
+    pub state: BindingState,
+    pub error: Option<String>,
+}
+
+impl Default for Binding {
+    fn default() -> Self {
+        Self {
+            desired_key_pair_id: None,
+            desired_password_login: true,
+            effective_key_pair_id: None,
+            effective_password_login: true,
+            state: BindingState::None,
+            error: None,
+        }
+    }
+}
+
+impl Binding {
+    /// Binds a key pair (replacing any other): password login goes off with it.
+    pub fn bind(&mut self, key_pair_id: &str) {
+        self.desired_key_pair_id = Some(key_pair_id.to_string());
+        self.desired_password_login = false;
+        self.derive();
+    }
+
+    /// Unbinds: password login comes back.
+    pub fn unbind(&mut self) {
+        self.desired_key_pair_id = None;
+        self.desired_password_login = true;
+        self.derive();
+    }
+
+    /// A simulated boot: the instance takes on what is desired.
+    pub fn boot(&mut self) {
+        self.effective_key_pair_id = self.desired_key_pair_id.clone();
+        self.effective_password_login = self.desired_password_login;
+        self.error = None;
+        self.derive();
+    }
+
+    fn derive(&mut self) {
+        let in_effect = self.desired_key_pair_id == self.effective_key_pair_id
+            && self.desired_password_login == self.effective_password_login;
+        self.state = if !in_effect {
+            BindingState::PendingRestart
+        } else if self.desired_key_pair_id.is_none() {
+            BindingState::None
+        } else {
+            BindingState::Applied
+        };
+    }
+}
+
+/// Whether a key pair can be bound to (or unbound from) this instance.
+pub fn check_bindable(instance: &Instance) -> Result<(), InstanceFailure> {
+    if instance.os_type == OsType::Windows {
+        return Err(InstanceFailure::Windows);
+    }
+    if !instance.io_optimized {
+        return Err(InstanceFailure::NotIoOptimized);
+    }
+    if !instance.agent_installed {
+        return Err(InstanceFailure::NoAgent);
+    }
+    match instance.status {
+        InstanceStatus::Running | InstanceStatus::Stopped => Ok(()),
+        _ => Err(InstanceFailure::IncorrectStatus),
+    }
+}
+
+/// A power operation on an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    Start,
+    Stop,
+    Reboot,
+}
+
+/// The transitional status and the final status of `op` from `from`, or why it is not allowed.
+pub fn transition(
+    from: InstanceStatus,
+    op: Power,
+) -> Result<(InstanceStatus, InstanceStatus), CoreError> {
+    use InstanceStatus::*;
+    match (op, from) {
+        (Power::Start, Stopped) => Ok((Starting, Running)),
+        (Power::Stop, Running) => Ok((Stopping, Stopped)),
+        (Power::Reboot, Running) => Ok((Rebooting, Running)),
+        _ => Err(CoreError::IncorrectInstanceStatus),
+    }
+}
+
+/// Parses a JSON array of instance IDs (`["i-a","i-b"]`), de-duplicated in first-seen order.
+pub fn parse_id_list(raw: &str, max: usize) -> Result<Vec<String>, CoreError> {
+    let values: Vec<serde_json::Value> = match serde_json::from_str(raw) {
+        Ok(serde_json::Value::Array(v)) => v,
+        _ => return Err(CoreError::InvalidInstanceIds),
+    };
+    let mut ids: Vec<String> = Vec::with_capacity(values.len());
+    for v in values {
+        let id = v.as_str().ok_or(CoreError::InvalidInstanceIds)?.trim();
+        if id.is_empty() {
+            return Err(CoreError::InvalidInstanceIds);
+        }
+        if !ids.iter().any(|x| x == id) {
+            ids.push(id.to_string());
+        }
+    }
+    if ids.is_empty() {
+        return Err(CoreError::InvalidInstanceIds);
+    }
+    if ids.len() > max {
+        return Err(CoreError::TooManyInstanceIds(max));
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binding_is_pending_until_a_boot_applies_it() {
+        let mut b = Binding::default();
+        assert_eq!(b.state, BindingState::None);
+        b.bind("kp-1");
+        assert_eq!(b.state, BindingState::PendingRestart);
+        assert!(!b.desired_password_login);
+        b.boot();
+        assert_eq!(b.state, BindingState::Applied);
+        assert!(!b.effective_password_login);
+        b.bind("kp-2");
+        assert_eq!(b.state, BindingState::PendingRestart);
+        b.unbind();
+        assert_eq!(b.state, BindingState::PendingRestart);
+        assert!(b.desired_password_login);
+        b.boot();
+        assert_eq!(b.state, BindingState::None);
+    }
+
+    #[test]
+    fn attach_then_detach_before_a_reboot_is_nothing_pending() {
+        let mut b = Binding::default();
+        b.bind("kp-1");
+        b.unbind();
+        assert_eq!(b.state, BindingState::None);
+    }
+
+    #[test]
+    fn id_lists_are_json_arrays_of_strings_deduplicated() {
+        assert_eq!(
+            parse_id_list(r#"["i-a","i-b","i-a"]"#, 50).unwrap(),
+            vec!["i-a", "i-b"]
+        );
+        for bad in ["i-a", "[]", "{}", "[1]", r#"[""]"#, "[\"i-a\"", "null"] {
+            assert_eq!(parse_id_list(bad, 50), Err(CoreError::InvalidInstanceIds), "{bad}");
+        }
+        let fifty: Vec<String> = (0..50).map(|i| format!("i-{i}")).collect();
+        let mut with_dupe = fifty.clone();
+        with_dupe.push("i-0".into());
+        assert_eq!(
+            parse_id_list(&serde_json::to_string(&with_dupe).unwrap(), 50)
+                .unwrap()
+                .len(),
+            50
+        );
+        let mut fifty_one = fifty;
+        fifty_one.push("i-x".into());
+        assert_eq!(
+            parse_id_list(&serde_json::to_string(&fifty_one).unwrap(), 50),
+            Err(CoreError::TooManyInstanceIds(50))
+        );
+    }
+
+    #[test]
+    fn power_transitions_follow_the_vendor_status_model() {
+        use InstanceStatus::*;
+        assert_eq!(transition(Stopped, Power::Start), Ok((Starting, Running)));
+        assert_eq!(transition(Running, Power::Stop), Ok((Stopping, Stopped)));
+        assert_eq!(transition(Running, Power::Reboot), Ok((Rebooting, Running)));
+        for (from, op) in [
+            (Running, Power::Start),
+            (Stopped, Power::Stop),
+            (Stopped, Power::Reboot),
+            (Pending, Power::Start),
+            (Stopping, Power::Reboot),
+        ] {
+            assert_eq!(transition(from, op), Err(CoreError::IncorrectInstanceStatus));
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The dialect-neutral error of every core rule. Each dialect owns the table from these kinds to its
+//! code, message and HTTP status, matched exhaustively so a new kind cannot ship unmapped.
+
+/// A request-level failure: the whole call fails and nothing changes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    #[error("missing parameter {0}")]
+    MissingParameter(String),
+    #[error("invalid parameter {name}: {reason}")]
+    InvalidParameter { name: String, reason: String },
+    #[error("unknown region {0}")]
+    RegionNotFound(String),
+    #[error("unknown zone {0}")]
+    ZoneNotFound(String),
+    #[error("unknown image {0}")]
+    ImageNotFound(String),
+    #[error("invalid key pair name {0:?}")]
+    InvalidKeyPairName(String),
+    #[error("invalid public key: {0}")]
+    InvalidPublicKey(String),
+    #[error("key pair {0} already exists")]
+    KeyPairAlreadyExists(String),
+    #[error("key pair {0} not found")]
+    KeyPairNotFound(String),
+    #[error("key pair quota of {0} per region exceeded")]
+    KeyPairQuotaExceeded(usize),
+    #[error("key pair {0} is still bound to instances")]
+    KeyPairInUse(String),
+    #[error("instance ID list is malformed")]
+    InvalidInstanceIds,
+    #[error("more than {0} instance IDs")]
+    TooManyInstanceIds(usize),
+    #[error("key pair name list is malformed")]
+    InvalidKeyPairNames,
+    #[error("more than {0} key pair names")]
+    TooManyKeyPairNames(usize),
+    #[error("instance {0} not found")]
+    InstanceNotFound(String),
+    #[error("the instance status does not allow this operation")]
+    IncorrectInstanceStatus,
+    #[error("invalid tag: {0}")]
+    InvalidTag(String),
+    #[error("too many tags")]
+    TooManyTags,
+    #[error("invalid status {0}")]
+    InvalidStatus(String),
+    #[error("the pagination token is invalid")]
+    InvalidNextToken,
+    #[error("dry run passed")]
+    DryRunOperation,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CoreError {
+    pub fn missing(name: &str) -> Self {
+        Self::MissingParameter(name.to_string())
+    }
+
+    pub fn invalid(name: &str, reason: impl Into<String>) -> Self {
+        Self::InvalidParameter {
+            name: name.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why one instance of a batch could not be bound or unbound; the others still succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceFailure {
+    NotFound,
+    Windows,
+    NotIoOptimized,
+    NoAgent,
+    IncorrectStatus,
+}

@@ -1,0 +1,56 @@
+//! Resource identifiers: a vendor-looking prefix plus 20 lowercase alphanumerics from the OS CSPRNG.
+
+use rand::{rngs::OsRng, Rng};
+
+const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+fn random_suffix(len: usize) -> String {
+    let mut rng = OsRng;
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// A new key pair ID, `kp-` and 20 characters.
+pub fn new_key_pair_id() -> String {
+    format!("kp-{}", random_suffix(20))
+}
+
+/// A new instance ID, `i-` and 20 characters.
+pub fn new_instance_id() -> String {
+    format!("i-{}", random_suffix(20))
+}
+
+/// A new 16-digit account ID that does not start with 0.
+pub fn new_account_id() -> String {
+    let mut rng = OsRng;
+    let first = rng.gen_range(1..10);
+    let rest: String = (0..15).map(|_| char::from(b'0' + rng.gen_range(0..10))).collect();
+    format!("{first}{rest}")
+}
+
+/// A fresh AccessKey ID in the vendor's look (`LTAI` + 20 alphanumerics).
+pub fn new_access_key_id() -> String {
+    format!("LTAI{}", random_suffix(20))
+}
+
+/// A fresh AccessKey secret: 30 alphanumerics, about 155 bits.
+pub fn new_access_key_secret() -> String {
+    random_suffix(30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_have_the_documented_shape() {
+        let kp = new_key_pair_id();
+        assert!(kp.starts_with("kp-") && kp.len() == 23);
+        let i = new_instance_id();
+        assert!(i.starts_with("i-") && i.len() == 22);
+        assert!(i[2..].bytes().all(|b| ALPHABET.contains(&b)));
+        assert_eq!(new_account_id().len(), 16);
+        assert_ne!(new_instance_id(), new_instance_id());
+    }
+}

@@ -254,3 +254,9 @@ mod tests {
         assert!(Tag::parse(&"k".repeat(129), "v").is_err());
     }
 }
+
+/// The current time at the microsecond precision every store keeps.
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}

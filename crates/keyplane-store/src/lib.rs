@@ -1,1 +1,171 @@
-//! placeholder
+//! Storage behind one trait. The server picks a backend once at start-up from the `--db` URL;
+//! every backend passes the same [`conformance`] suite.
+//!
+//! Methods that change several rows (attach/detach, delete of key pairs, power transitions) apply
+//! the core rules inside one transaction, so a batch is never half-applied and a crash loses nothing
+//! that was acknowledged.
+
+pub mod conformance;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use keyplane_core::binding::Power;
+use keyplane_core::model::{FingerprintQuery, Instance, InstanceStatus, KeyPair, Tag};
+use keyplane_core::{CoreError, InstanceFailure};
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+/// An AccessKey as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyRecord {
+    pub id: String,
+    pub account_id: String,
+    pub user_name: Option<String>,
+    pub secret: String,
+    pub active: bool,
+}
+
+/// Filters of DescribeKeyPairs; all given ones must hold.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPairFilter {
+    pub account_id: String,
+    pub region_id: String,
+    /// Exact name, or a pattern with `*`.
+    pub name: Option<String>,
+    /// Several exact names (Volcengine `KeyPairNames.N`).
+    pub names: Vec<String>,
+    pub ids: Vec<String>,
+    pub fingerprint: Option<FingerprintQuery>,
+    pub resource_group_id: Option<String>,
+    pub tags: Vec<Tag>,
+}
+
+/// Filters of DescribeInstances; all given ones must hold.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceFilter {
+    pub account_id: String,
+    pub region_id: String,
+    /// `Some(empty)` matches nothing, as the vendor does for `InstanceIds=[]`.
+    pub ids: Option<Vec<String>>,
+    pub name: Option<String>,
+    pub key_pair_name: Option<String>,
+    pub status: Option<InstanceStatus>,
+    pub io_optimized: Option<bool>,
+    pub zone_id: Option<String>,
+    pub image_id: Option<String>,
+    pub tags: Vec<Tag>,
+}
+
+/// Which slice of a listing to return: an offset page or a keyset position.
+#[derive(Debug, Clone, Copy)]
+pub enum Page {
+    Offset { offset: u64, limit: u64 },
+    /// Rows after the given sequence number (0 = from the start).
+    After { seq: i64, limit: u64 },
+}
+
+/// One page of a listing; `next_seq` is set when more rows follow a keyset page.
+#[derive(Debug, Clone)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub next_seq: Option<i64>,
+}
+
+/// Bind or unbind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindOp {
+    Attach,
+    Detach,
+}
+
+/// The outcome for one instance of an attach/detach batch.
+pub type InstanceOutcome = (String, Result<(), InstanceFailure>);
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates the default account and its root AccessKey if the store has no account yet.
+    /// Returns the default account's ID either way.
+    async fn bootstrap(&self, root_key: &AccessKeyRecord) -> Result<String>;
+    async fn default_account(&self) -> Result<Option<String>>;
+    async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>>;
+    async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()>;
+
+    /// Nonces seen since `since`, to refill the in-memory replay set at start-up.
+    async fn recent_nonces(&self, since: DateTime<Utc>) -> Result<Vec<(String, String)>>;
+    async fn record_nonces(&self, batch: &[(String, String, DateTime<Utc>)]) -> Result<()>;
+    async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// Inserts a key pair: `KeyPairAlreadyExists`, or `KeyPairQuotaExceeded` past `quota` per region.
+    async fn create_key_pair(&self, kp: &KeyPair, quota: usize) -> Result<()>;
+    async fn key_pair_by_name(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<KeyPair>>;
+    async fn key_pair_by_id(&self, account: &str, id: &str) -> Result<Option<KeyPair>>;
+    async fn list_key_pairs(&self, filter: &KeyPairFilter, page: Page) -> Result<Listing<KeyPair>>;
+    /// Deletes all the named key pairs or none: `KeyPairNotFound`/`KeyPairInUse` name the culprit.
+    async fn delete_key_pairs(&self, account: &str, region: &str, names: &[String]) -> Result<()>;
+    /// Number of instances a key pair is bound to.
+    async fn key_pair_usage(&self, account: &str, key_pair_id: &str) -> Result<u64>;
+    /// Adds or overwrites tags on key pairs (by ID), all or nothing, at most `MAX_TAGS` each.
+    async fn tag_key_pairs(&self, account: &str, ids: &[String], tags: &[Tag]) -> Result<()>;
+    /// Removes tag keys (all tags when `keys` is None).
+    async fn untag_key_pairs(
+        &self,
+        account: &str,
+        ids: &[String],
+        keys: Option<&[String]>,
+    ) -> Result<()>;
+
+    /// Inserts new instances as given, or, with `done_at`, as `Pending` until they boot then.
+    async fn insert_instances(
+        &self,
+        instances: &[Instance],
+        done_at: Option<DateTime<Utc>>,
+    ) -> Result<()>;
+    async fn instance(&self, account: &str, id: &str) -> Result<Option<Instance>>;
+    async fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        page: Page,
+    ) -> Result<Listing<Instance>>;
+    /// Applies attach or detach of `key_pair` to each instance in one transaction; instances that
+    /// fail a rule are reported and left unchanged.
+    async fn bind(
+        &self,
+        account: &str,
+        region: &str,
+        key_pair: &KeyPair,
+        instance_ids: &[String],
+        op: BindOp,
+    ) -> Result<Vec<InstanceOutcome>>;
+    /// Starts a power operation. With `done_at` None it completes at once (a start or reboot then
+    /// boots the instance); else the instance stays in its transitional status until
+    /// [`Store::complete_transitions`] runs at or after `done_at`.
+    async fn power(
+        &self,
+        account: &str,
+        id: &str,
+        op: Power,
+        done_at: Option<DateTime<Utc>>,
+    ) -> Result<Instance>;
+    /// Finishes every transition due by `now`; returns how many finished.
+    async fn complete_transitions(&self, now: DateTime<Utc>) -> Result<u64>;
+    /// Deletes an instance that is Stopped (or in any stable status with `force`).
+    async fn delete_instance(&self, account: &str, id: &str, force: bool) -> Result<()>;
+}
+
+/// Fixed-width UTC timestamps, so text order is time order in every backend.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+pub fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| CoreError::Internal(format!("bad stored timestamp {s:?}: {e}")))
+}

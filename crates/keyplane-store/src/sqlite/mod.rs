@@ -1,0 +1,819 @@
+//! The embedded SQLite backend (the default): WAL, migrations at open, and two pools.
+//!
+//! All writes go through a one-connection pool, so write transactions queue in the pool instead of
+//! failing with `SQLITE_BUSY` when a deferred transaction tries to upgrade; reads use their own pool
+//! and never wait for a writer (WAL).
+
+mod rows;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use keyplane_core::binding::{check_bindable, transition, Power};
+use keyplane_core::model::{FingerprintQuery, Instance, InstanceStatus, KeyPair, Tag, MAX_TAGS};
+use keyplane_core::{CoreError, InstanceFailure};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+
+use crate::{
+    ts, AccessKeyRecord, BindOp, InstanceFilter, InstanceOutcome, KeyPairFilter, Listing, Page,
+    Result, Store,
+};
+use rows::{instance_from_row, key_pair_from_row};
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+pub(crate) fn db(e: sqlx::Error) -> CoreError {
+    CoreError::Internal(format!("sqlite: {e}"))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and runs the migrations.
+    pub async fn open(path: &str) -> Result<Self> {
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| CoreError::Internal(format!("create {dir:?}: {e}")))?;
+            }
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .map_err(db)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an acknowledged call survives a power cut, not only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(db)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| CoreError::Internal(format!("migrations: {e}")))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(db)?;
+        Ok(Self { writer, reader })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.writer.begin().await.map_err(db)
+    }
+
+    async fn load_key_pair_tags(&self, items: &mut [KeyPair]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT key_pair_id, key, value FROM key_pair_tags WHERE key_pair_id IN (",
+        );
+        let mut sep = qb.separated(", ");
+        for kp in items.iter() {
+            sep.push_bind(kp.id.clone());
+        }
+        qb.push(") ORDER BY key");
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(db)?;
+        let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
+        for r in rows {
+            by_id.entry(r.get(0)).or_default().push(Tag {
+                key: r.get(1),
+                value: r.get(2),
+            });
+        }
+        for kp in items.iter_mut() {
+            kp.tags = by_id.remove(&kp.id).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    async fn load_instance_tags(&self, items: &mut [Instance]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT instance_id, key, value FROM instance_tags WHERE instance_id IN (",
+        );
+        let mut sep = qb.separated(", ");
+        for i in items.iter() {
+            sep.push_bind(i.id.clone());
+        }
+        qb.push(") ORDER BY key");
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(db)?;
+        let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
+        for r in rows {
+            by_id.entry(r.get(0)).or_default().push(Tag {
+                key: r.get(1),
+                value: r.get(2),
+            });
+        }
+        for i in items.iter_mut() {
+            i.tags = by_id.remove(&i.id).unwrap_or_default();
+        }
+        Ok(())
+    }
+}
+
+/// `*` becomes GLOB's `*`; GLOB's other specials are made literal.
+fn glob(pattern: &str) -> String {
+    pattern
+        .chars()
+        .map(|c| match c {
+            '?' => "[?]".to_string(),
+            '[' => "[[]".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn push_in(qb: &mut QueryBuilder<'_, Sqlite>, column: &str, values: &[String]) {
+    if values.is_empty() {
+        qb.push(" AND 0");
+        return;
+    }
+    qb.push(format!(" AND {column} IN ("));
+    let mut sep = qb.separated(", ");
+    for v in values {
+        sep.push_bind(v.clone());
+    }
+    qb.push(")");
+}
+
+fn push_key_pair_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &KeyPairFilter) {
+    qb.push(" WHERE account_id = ")
+        .push_bind(f.account_id.clone())
+        .push(" AND region_id = ")
+        .push_bind(f.region_id.clone());
+    if let Some(name) = &f.name {
+        if name.contains('*') {
+            qb.push(" AND name GLOB ").push_bind(glob(name));
+        } else {
+            qb.push(" AND name = ").push_bind(name.clone());
+        }
+    }
+    if !f.names.is_empty() {
+        push_in(qb, "name", &f.names);
+    }
+    if !f.ids.is_empty() {
+        push_in(qb, "id", &f.ids);
+    }
+    match &f.fingerprint {
+        Some(FingerprintQuery::Sha256(s)) => {
+            qb.push(" AND fingerprint_sha256 = ").push_bind(s.clone());
+        }
+        Some(FingerprintQuery::Md5(s)) => {
+            qb.push(" AND fingerprint_md5 = ").push_bind(s.clone());
+        }
+        Some(FingerprintQuery::Unmatchable) => {
+            qb.push(" AND 0");
+        }
+        None => {}
+    }
+    if let Some(rg) = &f.resource_group_id {
+        qb.push(" AND resource_group_id = ").push_bind(rg.clone());
+    }
+    for t in &f.tags {
+        qb.push(" AND id IN (SELECT key_pair_id FROM key_pair_tags WHERE key = ")
+            .push_bind(t.key.clone())
+            .push(" AND value = ")
+            .push_bind(t.value.clone())
+            .push(")");
+    }
+}
+
+fn push_instance_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &InstanceFilter) {
+    qb.push(" WHERE account_id = ")
+        .push_bind(f.account_id.clone())
+        .push(" AND region_id = ")
+        .push_bind(f.region_id.clone());
+    if let Some(ids) = &f.ids {
+        push_in(qb, "id", ids);
+    }
+    if let Some(name) = &f.name {
+        if name.contains('*') {
+            qb.push(" AND name GLOB ").push_bind(glob(name));
+        } else {
+            qb.push(" AND name = ").push_bind(name.clone());
+        }
+    }
+    if let Some(kp) = &f.key_pair_name {
+        qb.push(" AND key_pair_name = ").push_bind(kp.clone());
+    }
+    if let Some(s) = f.status {
+        qb.push(" AND status = ").push_bind(s.as_str());
+    }
+    if let Some(io) = f.io_optimized {
+        qb.push(" AND io_optimized = ").push_bind(io);
+    }
+    if let Some(z) = &f.zone_id {
+        qb.push(" AND zone_id = ").push_bind(z.clone());
+    }
+    if let Some(img) = &f.image_id {
+        qb.push(" AND image_id = ").push_bind(img.clone());
+    }
+    for t in &f.tags {
+        qb.push(" AND id IN (SELECT instance_id FROM instance_tags WHERE key = ")
+            .push_bind(t.key.clone())
+            .push(" AND value = ")
+            .push_bind(t.value.clone())
+            .push(")");
+    }
+}
+
+/// Appends ordering and the page; returns the limit asked for.
+fn push_page(qb: &mut QueryBuilder<'_, Sqlite>, page: Page) -> u64 {
+    match page {
+        Page::Offset { offset, limit } => {
+            qb.push(" ORDER BY seq LIMIT ")
+                .push_bind(limit as i64)
+                .push(" OFFSET ")
+                .push_bind(offset as i64);
+            limit
+        }
+        Page::After { seq, limit } => {
+            qb.push(" AND seq > ")
+                .push_bind(seq)
+                .push(" ORDER BY seq LIMIT ")
+                .push_bind(limit as i64 + 1);
+            limit
+        }
+    }
+}
+
+async fn write_binding(tx: &mut Transaction<'static, Sqlite>, i: &Instance) -> Result<()> {
+    sqlx::query(
+        "UPDATE instances SET key_pair_id = ?, key_pair_name = ?, desired_password_login = ?, \
+         effective_key_pair_id = ?, effective_password_login = ?, binding_state = ?, \
+         binding_error = ?, status = ?, started_at = ?, transition_target = NULL, \
+         transition_at = NULL, transition_boots = 0 WHERE id = ?",
+    )
+    .bind(&i.binding.desired_key_pair_id)
+    .bind(&i.key_pair_name)
+    .bind(i.binding.desired_password_login)
+    .bind(&i.binding.effective_key_pair_id)
+    .bind(i.binding.effective_password_login)
+    .bind(i.binding.state.as_str())
+    .bind(&i.binding.error)
+    .bind(i.status.as_str())
+    .bind(i.started_at.map(ts))
+    .bind(&i.id)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn bootstrap(&self, root_key: &AccessKeyRecord) -> Result<String> {
+        let mut tx = self.begin().await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM accounts ORDER BY created_at LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+        let now = ts(Utc::now());
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES (?, 'default', ?)")
+            .bind(&root_key.account_id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) \
+             VALUES (?, ?, NULL, ?, 'Active', ?)",
+        )
+        .bind(&root_key.id)
+        .bind(&root_key.account_id)
+        .bind(&root_key.secret)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(root_key.account_id.clone())
+    }
+
+    async fn default_account(&self) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT id FROM accounts ORDER BY created_at LIMIT 1")
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)
+    }
+
+    async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+        let row = sqlx::query(
+            "SELECT id, account_id, user_name, secret, status FROM access_keys WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(row.map(|r| AccessKeyRecord {
+            id: r.get(0),
+            account_id: r.get(1),
+            user_name: r.get(2),
+            secret: r.get(3),
+            active: r.get::<String, _>(4) == "Active",
+        }))
+    }
+
+    async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET secret = excluded.secret, \
+             status = excluded.status",
+        )
+        .bind(&key.id)
+        .bind(&key.account_id)
+        .bind(&key.user_name)
+        .bind(&key.secret)
+        .bind(if key.active { "Active" } else { "Inactive" })
+        .bind(ts(Utc::now()))
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn recent_nonces(&self, since: DateTime<Utc>) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT access_key_id, nonce FROM nonces WHERE seen_at >= ?")
+            .bind(ts(since))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn record_nonces(&self, batch: &[(String, String, DateTime<Utc>)]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for (ak, nonce, at) in batch {
+            sqlx::query("INSERT OR IGNORE INTO nonces (access_key_id, nonce, seen_at) VALUES (?, ?, ?)")
+                .bind(ak)
+                .bind(nonce)
+                .bind(ts(*at))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM nonces WHERE seen_at < ?")
+            .bind(ts(before))
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn create_key_pair(&self, kp: &KeyPair, quota: usize) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM key_pairs WHERE account_id = ? AND region_id = ?",
+        )
+        .bind(&kp.account_id)
+        .bind(&kp.region_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if count as usize >= quota {
+            return Err(CoreError::KeyPairQuotaExceeded(quota));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO key_pairs (id, account_id, region_id, name, public_key, fingerprint_sha256, \
+             fingerprint_md5, resource_group_id, description, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&kp.id)
+        .bind(&kp.account_id)
+        .bind(&kp.region_id)
+        .bind(&kp.name)
+        .bind(&kp.public_key)
+        .bind(&kp.fingerprint_sha256)
+        .bind(&kp.fingerprint_md5)
+        .bind(&kp.resource_group_id)
+        .bind(&kp.description)
+        .bind(ts(kp.created_at))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(CoreError::KeyPairAlreadyExists(kp.name.clone()))
+            }
+            other => other.map_err(db)?,
+        };
+        for t in &kp.tags {
+            sqlx::query("INSERT INTO key_pair_tags (key_pair_id, key, value) VALUES (?, ?, ?)")
+                .bind(&kp.id)
+                .bind(&t.key)
+                .bind(&t.value)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn key_pair_by_name(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<KeyPair>> {
+        let row = sqlx::query(
+            "SELECT * FROM key_pairs WHERE account_id = ? AND region_id = ? AND name = ?",
+        )
+        .bind(account)
+        .bind(region)
+        .bind(name)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?;
+        let mut items: Vec<KeyPair> = row.iter().map(key_pair_from_row).collect::<Result<_>>()?;
+        self.load_key_pair_tags(&mut items).await?;
+        Ok(items.pop())
+    }
+
+    async fn key_pair_by_id(&self, account: &str, id: &str) -> Result<Option<KeyPair>> {
+        let row = sqlx::query("SELECT * FROM key_pairs WHERE account_id = ? AND id = ?")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
+        let mut items: Vec<KeyPair> = row.iter().map(key_pair_from_row).collect::<Result<_>>()?;
+        self.load_key_pair_tags(&mut items).await?;
+        Ok(items.pop())
+    }
+
+    async fn list_key_pairs(&self, filter: &KeyPairFilter, page: Page) -> Result<Listing<KeyPair>> {
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM key_pairs");
+        push_key_pair_filter(&mut count, filter);
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db)?;
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM key_pairs");
+        push_key_pair_filter(&mut qb, filter);
+        let limit = push_page(&mut qb, page);
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(db)?;
+        let mut seqs: Vec<i64> = rows.iter().map(|r| r.get("seq")).collect();
+        let mut items: Vec<KeyPair> = rows.iter().map(key_pair_from_row).collect::<Result<_>>()?;
+        let next_seq = trim_keyset(&mut items, &mut seqs, page, limit);
+        self.load_key_pair_tags(&mut items).await?;
+        Ok(Listing {
+            items,
+            total: total as u64,
+            next_seq,
+        })
+    }
+
+    async fn delete_key_pairs(&self, account: &str, region: &str, names: &[String]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for name in names {
+            let id: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM key_pairs WHERE account_id = ? AND region_id = ? AND name = ?",
+            )
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            // Deleting a key pair that is not there is not an error, as with the vendor.
+            let Some(id) = id else { continue };
+            let bound: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM instances WHERE account_id = ? AND (key_pair_id = ? OR effective_key_pair_id = ?)",
+            )
+            .bind(account)
+            .bind(&id)
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            if bound > 0 {
+                return Err(CoreError::KeyPairInUse(name.clone()));
+            }
+            sqlx::query("DELETE FROM key_pairs WHERE id = ?")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn key_pair_usage(&self, account: &str, key_pair_id: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM instances WHERE account_id = ? AND key_pair_id = ?",
+        )
+        .bind(account)
+        .bind(key_pair_id)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(n as u64)
+    }
+
+    async fn tag_key_pairs(&self, account: &str, ids: &[String], tags: &[Tag]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for id in ids {
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT id FROM key_pairs WHERE account_id = ? AND id = ?")
+                    .bind(account)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if exists.is_none() {
+                return Err(CoreError::KeyPairNotFound(id.clone()));
+            }
+            for t in tags {
+                sqlx::query(
+                    "INSERT INTO key_pair_tags (key_pair_id, key, value) VALUES (?, ?, ?) \
+                     ON CONFLICT(key_pair_id, key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(id)
+                .bind(&t.key)
+                .bind(&t.value)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+            let n: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM key_pair_tags WHERE key_pair_id = ?")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if n as usize > MAX_TAGS {
+                return Err(CoreError::TooManyTags);
+            }
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn untag_key_pairs(
+        &self,
+        account: &str,
+        ids: &[String],
+        keys: Option<&[String]>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for id in ids {
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT id FROM key_pairs WHERE account_id = ? AND id = ?")
+                    .bind(account)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if exists.is_none() {
+                return Err(CoreError::KeyPairNotFound(id.clone()));
+            }
+            match keys {
+                None => {
+                    sqlx::query("DELETE FROM key_pair_tags WHERE key_pair_id = ?")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
+                Some(keys) => {
+                    for k in keys {
+                        sqlx::query("DELETE FROM key_pair_tags WHERE key_pair_id = ? AND key = ?")
+                            .bind(id)
+                            .bind(k)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db)?;
+                    }
+                }
+            }
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn insert_instances(
+        &self,
+        instances: &[Instance],
+        done_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for i in instances {
+            rows::insert_instance(&mut tx, i, done_at).await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn instance(&self, account: &str, id: &str) -> Result<Option<Instance>> {
+        let row = sqlx::query("SELECT * FROM instances WHERE account_id = ? AND id = ?")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
+        let mut items: Vec<Instance> = row.iter().map(instance_from_row).collect::<Result<_>>()?;
+        self.load_instance_tags(&mut items).await?;
+        Ok(items.pop())
+    }
+
+    async fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        page: Page,
+    ) -> Result<Listing<Instance>> {
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM instances");
+        push_instance_filter(&mut count, filter);
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db)?;
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM instances");
+        push_instance_filter(&mut qb, filter);
+        let limit = push_page(&mut qb, page);
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(db)?;
+        let mut seqs: Vec<i64> = rows.iter().map(|r| r.get("seq")).collect();
+        let mut items: Vec<Instance> = rows.iter().map(instance_from_row).collect::<Result<_>>()?;
+        let next_seq = trim_keyset(&mut items, &mut seqs, page, limit);
+        self.load_instance_tags(&mut items).await?;
+        Ok(Listing {
+            items,
+            total: total as u64,
+            next_seq,
+        })
+    }
+
+    async fn bind(
+        &self,
+        account: &str,
+        region: &str,
+        key_pair: &KeyPair,
+        instance_ids: &[String],
+        op: BindOp,
+    ) -> Result<Vec<InstanceOutcome>> {
+        let mut tx = self.begin().await?;
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM instances WHERE account_id = ");
+        qb.push_bind(account.to_string());
+        push_in(&mut qb, "id", instance_ids);
+        let rows = qb.build().fetch_all(&mut *tx).await.map_err(db)?;
+        let mut found: HashMap<String, Instance> = HashMap::new();
+        for r in &rows {
+            let i = instance_from_row(r)?;
+            found.insert(i.id.clone(), i);
+        }
+        let mut outcomes = Vec::with_capacity(instance_ids.len());
+        for id in instance_ids {
+            let Some(mut inst) = found.remove(id).filter(|i| i.region_id == region) else {
+                outcomes.push((id.clone(), Err(InstanceFailure::NotFound)));
+                continue;
+            };
+            if let Err(f) = check_bindable(&inst) {
+                outcomes.push((id.clone(), Err(f)));
+                continue;
+            }
+            match op {
+                BindOp::Attach => {
+                    inst.binding.bind(&key_pair.id);
+                    inst.key_pair_name = Some(key_pair.name.clone());
+                }
+                // Detaching a key pair the instance does not have changes nothing.
+                BindOp::Detach if inst.binding.desired_key_pair_id.as_deref() == Some(&key_pair.id) => {
+                    inst.binding.unbind();
+                    inst.key_pair_name = None;
+                }
+                BindOp::Detach => {}
+            }
+            write_binding(&mut tx, &inst).await?;
+            outcomes.push((id.clone(), Ok(())));
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(outcomes)
+    }
+
+    async fn power(
+        &self,
+        account: &str,
+        id: &str,
+        op: Power,
+        done_at: Option<DateTime<Utc>>,
+    ) -> Result<Instance> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT * FROM instances WHERE account_id = ? AND id = ?")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
+        let mut inst = instance_from_row(&row)?;
+        let (during, after) = transition(inst.status, op)?;
+        let boots = op != Power::Stop;
+        match done_at {
+            None => {
+                inst.status = after;
+                if boots {
+                    inst.binding.boot();
+                    inst.started_at = Some(Utc::now());
+                }
+                write_binding(&mut tx, &inst).await?;
+            }
+            Some(at) => {
+                inst.status = during;
+                sqlx::query(
+                    "UPDATE instances SET status = ?, transition_target = ?, transition_at = ?, \
+                     transition_boots = ? WHERE id = ?",
+                )
+                .bind(during.as_str())
+                .bind(after.as_str())
+                .bind(ts(at))
+                .bind(boots)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(inst)
+    }
+
+    async fn complete_transitions(&self, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "SELECT * FROM instances WHERE transition_at IS NOT NULL AND transition_at <= ?",
+        )
+        .bind(ts(now))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        for r in &rows {
+            let mut inst = instance_from_row(r)?;
+            let target: String = r.get("transition_target");
+            inst.status = InstanceStatus::parse(&target)
+                .ok_or_else(|| CoreError::Internal(format!("bad transition target {target}")))?;
+            if r.get::<bool, _>("transition_boots") {
+                inst.binding.boot();
+                inst.started_at = Some(now);
+            }
+            write_binding(&mut tx, &inst).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn delete_instance(&self, account: &str, id: &str, force: bool) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let inst = sqlx::query("SELECT * FROM instances WHERE account_id = ? AND id = ?")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))
+            .and_then(|r| instance_from_row(&r))?;
+        let deletable = match inst.status {
+            InstanceStatus::Stopped => true,
+            InstanceStatus::Running => force,
+            _ => false,
+        };
+        if !deletable {
+            return Err(CoreError::IncorrectInstanceStatus);
+        }
+        sqlx::query("DELETE FROM instances WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+}
+
+/// A keyset page fetched one row more than asked: drop it and say where the next page starts.
+fn trim_keyset<T>(items: &mut Vec<T>, seqs: &mut Vec<i64>, page: Page, limit: u64) -> Option<i64> {
+    match page {
+        Page::After { .. } if items.len() as u64 > limit => {
+            items.truncate(limit as usize);
+            seqs.truncate(limit as usize);
+            seqs.last().copied()
+        }
+        _ => None,
+    }
+}

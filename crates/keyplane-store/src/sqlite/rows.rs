@@ -1,0 +1,136 @@
+//! Mapping between SQLite rows and the core types.
+
+use chrono::{DateTime, Utc};
+use keyplane_core::binding::{Binding, BindingState};
+use keyplane_core::model::{Instance, InstanceStatus, KeyPair, OsType, Provider};
+use keyplane_core::CoreError;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::db;
+use crate::{parse_ts, ts, Result};
+
+fn corrupt(what: &str, value: &str) -> CoreError {
+    CoreError::Internal(format!("stored {what} {value:?} is not valid"))
+}
+
+pub fn key_pair_from_row(r: &SqliteRow) -> Result<KeyPair> {
+    Ok(KeyPair {
+        id: r.get("id"),
+        account_id: r.get("account_id"),
+        region_id: r.get("region_id"),
+        name: r.get("name"),
+        public_key: r.get("public_key"),
+        fingerprint_sha256: r.get("fingerprint_sha256"),
+        fingerprint_md5: r.get("fingerprint_md5"),
+        resource_group_id: r.get("resource_group_id"),
+        description: r.get("description"),
+        created_at: parse_ts(r.get("created_at"))?,
+        tags: Vec::new(),
+    })
+}
+
+pub fn instance_from_row(r: &SqliteRow) -> Result<Instance> {
+    let os: String = r.get("os_type");
+    let status: String = r.get("status");
+    let provider: String = r.get("provider");
+    let state: String = r.get("binding_state");
+    let started: Option<String> = r.get("started_at");
+    Ok(Instance {
+        id: r.get("id"),
+        account_id: r.get("account_id"),
+        region_id: r.get("region_id"),
+        zone_id: r.get("zone_id"),
+        name: r.get("name"),
+        host_name: r.get("host_name"),
+        description: r.get("description"),
+        image_id: r.get("image_id"),
+        instance_type: r.get("instance_type"),
+        os_type: OsType::parse(&os).ok_or_else(|| corrupt("os_type", &os))?,
+        os_name: r.get("os_name"),
+        status: InstanceStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        io_optimized: r.get("io_optimized"),
+        agent_installed: r.get("agent_installed"),
+        login_user: r.get("login_user"),
+        provider: Provider::parse(&provider).ok_or_else(|| corrupt("provider", &provider))?,
+        has_password: r.get("has_password"),
+        created_at: parse_ts(r.get("created_at"))?,
+        started_at: started.as_deref().map(parse_ts).transpose()?,
+        key_pair_name: r.get("key_pair_name"),
+        binding: Binding {
+            desired_key_pair_id: r.get("key_pair_id"),
+            desired_password_login: r.get("desired_password_login"),
+            effective_key_pair_id: r.get("effective_key_pair_id"),
+            effective_password_login: r.get("effective_password_login"),
+            state: BindingState::parse(&state).ok_or_else(|| corrupt("binding_state", &state))?,
+            error: r.get("binding_error"),
+        },
+        tags: Vec::new(),
+    })
+}
+
+pub async fn insert_instance(
+    tx: &mut Transaction<'static, Sqlite>,
+    i: &Instance,
+    done_at: Option<DateTime<Utc>>,
+) -> Result<()> {
+    let (status, target, at, boots) = match done_at {
+        None => (i.status, None, None, false),
+        Some(t) => (
+            InstanceStatus::Pending,
+            Some(i.status.as_str()),
+            Some(ts(t)),
+            i.status == InstanceStatus::Running,
+        ),
+    };
+    sqlx::query(
+        "INSERT INTO instances (id, account_id, region_id, zone_id, name, host_name, description, \
+         image_id, instance_type, os_type, os_name, status, io_optimized, agent_installed, \
+         login_user, provider, has_password, created_at, started_at, key_pair_id, key_pair_name, \
+         desired_password_login, effective_key_pair_id, effective_password_login, binding_state, \
+         binding_error, transition_target, transition_at, transition_boots) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&i.id)
+    .bind(&i.account_id)
+    .bind(&i.region_id)
+    .bind(&i.zone_id)
+    .bind(&i.name)
+    .bind(&i.host_name)
+    .bind(&i.description)
+    .bind(&i.image_id)
+    .bind(&i.instance_type)
+    .bind(i.os_type.as_str())
+    .bind(&i.os_name)
+    .bind(status.as_str())
+    .bind(i.io_optimized)
+    .bind(i.agent_installed)
+    .bind(&i.login_user)
+    .bind(i.provider.as_str())
+    .bind(i.has_password)
+    .bind(ts(i.created_at))
+    .bind(i.started_at.map(ts))
+    .bind(&i.binding.desired_key_pair_id)
+    .bind(&i.key_pair_name)
+    .bind(i.binding.desired_password_login)
+    .bind(&i.binding.effective_key_pair_id)
+    .bind(i.binding.effective_password_login)
+    .bind(i.binding.state.as_str())
+    .bind(&i.binding.error)
+    .bind(target)
+    .bind(at)
+    .bind(boots)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    for t in &i.tags {
+        sqlx::query("INSERT INTO instance_tags (instance_id, key, value) VALUES (?, ?, ?)")
+            .bind(&i.id)
+            .bind(&t.key)
+            .bind(&t.value)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}

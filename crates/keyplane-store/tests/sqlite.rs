@@ -1,0 +1,52 @@
+//! The conformance story on the embedded SQLite backend, each on a fresh database file.
+
+use keyplane_store::{conformance, sqlite::SqliteStore};
+
+async fn fresh() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    (dir, store)
+}
+
+#[tokio::test]
+async fn key_pairs_behave_as_the_conformance_story_says() {
+    let (_d, s) = fresh().await;
+    conformance::key_pairs(&s).await;
+}
+
+#[tokio::test]
+async fn bindings_and_power_behave_as_the_conformance_story_says() {
+    let (_d, s) = fresh().await;
+    conformance::bindings(&s).await;
+}
+
+#[tokio::test]
+async fn instance_listing_pages_without_gaps() {
+    let (_d, s) = fresh().await;
+    conformance::instance_listing(&s).await;
+}
+
+#[tokio::test]
+async fn nonces_are_kept_until_purged() {
+    let (_d, s) = fresh().await;
+    conformance::nonces(&s).await;
+}
+
+#[tokio::test]
+async fn reopening_the_file_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let account = {
+        let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        let account = conformance::account(&s).await;
+        let kp = conformance::key_pair(&account, "kept", "x");
+        keyplane_store::Store::create_key_pair(&s, &kp, 500).await.unwrap();
+        account
+    };
+    let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    assert!(keyplane_store::Store::key_pair_by_name(&s, &account, "cn-hangzhou", "kept")
+        .await
+        .unwrap()
+        .is_some());
+}

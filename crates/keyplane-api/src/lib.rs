@@ -1,1 +1,91 @@
-//! placeholder
+//! keyplane's HTTP server: one listener, shared plumbing (body limit, form decoding, signature and
+//! replay checks), then one module per vendor dialect that parses the wire into core calls and
+//! renders results and errors in its own envelope.
+//!
+//! Request flow: accept → [`wire::WireRequest`] → dialect recognised → [`auth`] verifies the
+//! signature and replay window → the dialect's action handler → core rules → store → envelope.
+
+pub mod aliyun;
+pub mod auth;
+pub mod config;
+pub mod nonces;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use keyplane_store::Store;
+use tokio::net::TcpListener;
+
+pub use config::ServerConfig;
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: ServerConfig,
+    pub nonces: nonces::NonceCache,
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests and flushes the nonce log.
+pub async fn serve(
+    store: Arc<dyn Store>,
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    store.complete_transitions(chrono::Utc::now()).await?;
+    let nonces = nonces::NonceCache::load(store.clone()).await?;
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        config,
+        nonces,
+    });
+    let background = spawn_background(state.clone());
+    let app = router(state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    background.abort();
+    state.nonces.flush().await?;
+    Ok(())
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/", get(aliyun::handle).post(aliyun::handle))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> (axum::http::StatusCode, &'static str) {
+    match state.store.default_account().await {
+        Ok(Some(_)) => (axum::http::StatusCode::OK, "ok\n"),
+        _ => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+    }
+}
+
+/// Periodic work kept off the request path: flushing and purging nonces, finishing transitions.
+fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        let mut n: u64 = 0;
+        loop {
+            tick.tick().await;
+            n += 1;
+            if let Err(e) = state.nonces.flush().await {
+                tracing::warn!(error = %e, "nonce flush failed; will retry");
+            }
+            if n % 600 == 0 {
+                state.nonces.purge().await;
+            }
+            if !state.config.transition_delay.is_zero() {
+                if let Err(e) = state.store.complete_transitions(chrono::Utc::now()).await {
+                    tracing::warn!(error = %e, "completing transitions failed; will retry");
+                }
+            }
+        }
+    })
+}

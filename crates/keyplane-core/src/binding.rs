@@ -202,7 +202,11 @@ mod tests {
             vec!["i-a", "i-b"]
         );
         for bad in ["i-a", "[]", "{}", "[1]", r#"[""]"#, "[\"i-a\"", "null"] {
-            assert_eq!(parse_id_list(bad, 50), Err(CoreError::InvalidInstanceIds), "{bad}");
+            assert_eq!(
+                parse_id_list(bad, 50),
+                Err(CoreError::InvalidInstanceIds),
+                "{bad}"
+            );
         }
         let fifty: Vec<String> = (0..50).map(|i| format!("i-{i}")).collect();
         let mut with_dupe = fifty.clone();
@@ -234,7 +238,10 @@ mod tests {
             (Pending, Power::Start),
             (Stopping, Power::Reboot),
         ] {
-            assert_eq!(transition(from, op), Err(CoreError::IncorrectInstanceStatus));
+            assert_eq!(
+                transition(from, op),
+                Err(CoreError::IncorrectInstanceStatus)
+            );
         }
     }
 }

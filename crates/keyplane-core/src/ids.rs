@@ -25,7 +25,9 @@ pub fn new_instance_id() -> String {
 pub fn new_account_id() -> String {
     let mut rng = OsRng;
     let first = rng.gen_range(1..10);
-    let rest: String = (0..15).map(|_| char::from(b'0' + rng.gen_range(0..10))).collect();
+    let rest: String = (0..15)
+        .map(|_| char::from(b'0' + rng.gen_range(0..10)))
+        .collect();
     format!("{first}{rest}")
 }
 

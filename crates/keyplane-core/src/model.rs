@@ -239,9 +239,15 @@ mod tests {
             format!("MD5:{colon}"),
             colon.replace(':', ""),
         ] {
-            assert_eq!(FingerprintQuery::parse(&form), FingerprintQuery::Md5(colon.into()));
+            assert_eq!(
+                FingerprintQuery::parse(&form),
+                FingerprintQuery::Md5(colon.into())
+            );
         }
-        assert_eq!(FingerprintQuery::parse("ab:cd"), FingerprintQuery::Unmatchable);
+        assert_eq!(
+            FingerprintQuery::parse("ab:cd"),
+            FingerprintQuery::Unmatchable
+        );
     }
 
     #[test]

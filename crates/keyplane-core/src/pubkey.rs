@@ -65,7 +65,10 @@ impl PublicKey {
         }
         let _blob = fields.next().ok_or_else(|| invalid("no key data"))?;
         let comment: Vec<&str> = fields.collect();
-        if comment.iter().any(|w| KEY_ALGORITHMS.contains(w) || w.starts_with("AAAA")) {
+        if comment
+            .iter()
+            .any(|w| KEY_ALGORITHMS.contains(w) || w.starts_with("AAAA"))
+        {
             return Err(invalid("more than one key"));
         }
         let key = ssh_key::PublicKey::from_openssh(line)

@@ -4,7 +4,8 @@ use base64::Engine as _;
 use keyplane_core::pubkey::{generate_rsa_2048, PublicKey};
 
 const RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDBS3GvlkFKpV6gzQMxGIhrIj7I3oIN4dP4eI9S4yNOqjWzjVzr/Ey9a/X8A7bYebeCkLGZjWtddOeBGWAyrKyCPPba6v4DiK00SxM2VrY7GO6qyKCM2CijhNrJCQGZynXC3dLWG6Ome8J6qL283K/KtrUQN3lyXRIyIuhKS+p+o7lyhmDUqPS3jGypI8Lq+SoKAlLagBhu+7Jvx7xxsJS37G+8zZHf+3BkA1Y1tbvNzP4zENkzbVpKCS9nvN/Gm9mKbnq0e1kApK6hSnBX+97xV64Evu2Kgh37AlSQX9ECoHhD8HE6cczSOpCDD4aXeUlH/0Jx01NvjDCXYuR70NDh test@rsa";
-const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f test@ed";
+const ED: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f test@ed";
 // `ssh-keygen -t dsa` output, and an RSA-1024 key.
 const DSA: &str = "ssh-dss AAAAB3NzaC1kc3MAAACBAP1/U4EddRIpUt9KnC7s5Of2EbdSPO9EAMMeP4C2USZpRV1AIlH7WT2NWPq/xfW6MPbLm1Vs14E7gB00b/JmYLdrmVClpJ+f6AR7ECLCT7up1/63xhv4O1fnxqimFQ8E+4P208UewwI1VBNaFpEy9nXzrith1yrv8iIDGZ3RSAHHAAAAFQCXYFCPFSMLzLKSuYKi64QL8Fgc9QAAAIEA9+GghdabPd7LvKtcNrhXuXmUr7v6OuqC+VdMCz0HgmdRWVeOutRZT+ZxBxCBgLRJFnEj6EwoFhO3zwkyjMim4TwWeotUfI0o4KOuHiuzpnWRbqN/C/ohNWLx+2J6ASQ7zKTxvqhRkImog9/hWuWfBpKLZl6Ae1UlZAFMO/7PSSoAAACBAPh8uXz0/pO5Cx8/bXMnz/qrXszi1NWn7TLaESeo5CIFbSgLVuUZ3QhXIxUBNwfLExl7KOz5kaNI/lRSQAOVXtOvcwcRt5Ua6LoypWaN9ZntHkCSD5nvcL7zhGA2ZSqhEe/5clnJKcmjwiP8Aq6A3RUrl3Ac/z7/mEzoXpj/yxcc dsa";
 
@@ -40,15 +41,23 @@ fn fingerprints_match_the_vendor_vectors() {
 #[test]
 fn accepted_keys_are_reserialized_with_their_comment() {
     assert_eq!(PublicKey::parse(RSA).unwrap().to_openssh(), RSA);
-    assert_eq!(PublicKey::parse(&format!("{ED}\n")).unwrap().to_openssh(), ED);
+    assert_eq!(
+        PublicKey::parse(&format!("{ED}\n")).unwrap().to_openssh(),
+        ED
+    );
     let no_comment = ED.rsplit_once(' ').unwrap().0;
-    assert_eq!(PublicKey::parse(no_comment).unwrap().to_openssh(), no_comment);
+    assert_eq!(
+        PublicKey::parse(no_comment).unwrap().to_openssh(),
+        no_comment
+    );
 }
 
 #[test]
 fn rfc4716_input_is_accepted_with_its_comment() {
     let b64 = RSA.split(' ').nth(1).unwrap();
-    let mut block = String::from("---- BEGIN SSH2 PUBLIC KEY ----\nComment: \"test@rsa\"\nx-note: long \\\n value\n");
+    let mut block = String::from(
+        "---- BEGIN SSH2 PUBLIC KEY ----\nComment: \"test@rsa\"\nx-note: long \\\n value\n",
+    );
     for chunk in b64.as_bytes().chunks(70) {
         block.push_str(std::str::from_utf8(chunk).unwrap());
         block.push('\n');
@@ -61,9 +70,14 @@ fn rfc4716_input_is_accepted_with_its_comment() {
 fn bad_key_material_is_refused() {
     let b64 = RSA.split(' ').nth(1).unwrap();
     let truncated = {
-        let mut blob = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let mut blob = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
         blob.truncate(100);
-        format!("ssh-rsa {}", base64::engine::general_purpose::STANDARD.encode(blob))
+        format!(
+            "ssh-rsa {}",
+            base64::engine::general_purpose::STANDARD.encode(blob)
+        )
     };
     let cases = [
         ("options prefix", format!("command=\"/bin/sh\" {RSA}")),
@@ -77,7 +91,10 @@ fn bad_key_material_is_refused() {
         ("type mismatch", format!("ssh-ed25519 {b64}")),
         ("empty", String::new()),
         ("oversized", format!("{RSA} {}", "a".repeat(20_000))),
-        ("certificate", "ssh-rsa-cert-v01@openssh.com AAAA".to_string()),
+        (
+            "certificate",
+            "ssh-rsa-cert-v01@openssh.com AAAA".to_string(),
+        ),
     ];
     for (what, text) in cases {
         assert!(PublicKey::parse(&text).is_err(), "{what} was accepted");
@@ -88,7 +105,9 @@ fn bad_key_material_is_refused() {
 #[test]
 fn generated_keys_are_rsa_2048_with_a_pkcs1_private_key() {
     let kp = generate_rsa_2048().unwrap();
-    assert!(kp.private_pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    assert!(kp
+        .private_pem
+        .starts_with("-----BEGIN RSA PRIVATE KEY-----"));
     let line = kp.public.to_openssh();
     assert!(line.starts_with("ssh-rsa "));
     assert_eq!(PublicKey::parse(&line).unwrap(), kp.public);

@@ -154,7 +154,9 @@ pub fn verify(req: &SignedRequest<'_>, claim: &Claim, secret: &SecretKey) -> Res
             if bool::from(expected.as_bytes().ct_eq(claim.signature.as_bytes())) {
                 Ok(())
             } else {
-                Err(SigError::Mismatch { string_to_sign: sts })
+                Err(SigError::Mismatch {
+                    string_to_sign: sts,
+                })
             }
         }
         Scheme::V3 => {
@@ -167,7 +169,9 @@ pub fn verify(req: &SignedRequest<'_>, claim: &Claim, secret: &SecretKey) -> Res
             let mut headers = Vec::with_capacity(claim.signed_headers.len());
             for name in &claim.signed_headers {
                 // A header the client says it signed but did not send cannot verify.
-                let value = req.header(name).ok_or(SigError::Incomplete("SignedHeaders"))?;
+                let value = req
+                    .header(name)
+                    .ok_or(SigError::Incomplete("SignedHeaders"))?;
                 headers.push((name.as_str(), value));
             }
             let canonical =
@@ -178,7 +182,9 @@ pub fn verify(req: &SignedRequest<'_>, claim: &Claim, secret: &SecretKey) -> Res
             if bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
                 Ok(())
             } else {
-                Err(SigError::Mismatch { string_to_sign: sts })
+                Err(SigError::Mismatch {
+                    string_to_sign: sts,
+                })
             }
         }
     }
@@ -186,8 +192,7 @@ pub fn verify(req: &SignedRequest<'_>, claim: &Claim, secret: &SecretKey) -> Res
 
 /// `pct(k)=pct(v)` pairs sorted by name (then value), joined with `&`.
 fn canonical_query(params: &[(String, String)]) -> String {
-    let mut encoded: Vec<(String, String)> =
-        params.iter().map(|(k, v)| (pct(k), pct(v))).collect();
+    let mut encoded: Vec<(String, String)> = params.iter().map(|(k, v)| (pct(k), pct(v))).collect();
     encoded.sort();
     encoded
         .iter()
@@ -258,7 +263,11 @@ pub struct V3Call<'a> {
 }
 
 /// Signs a call as the Tea SDK does; returns the headers to send (Host included).
-pub fn sign_v3(call: &V3Call<'_>, access_key_id: &str, secret: &SecretKey) -> Vec<(String, String)> {
+pub fn sign_v3(
+    call: &V3Call<'_>,
+    access_key_id: &str,
+    secret: &SecretKey,
+) -> Vec<(String, String)> {
     let payload_hash = hex::encode(Sha256::digest(call.body));
     let mut headers: Vec<(&str, &str)> = vec![
         ("host", call.host),

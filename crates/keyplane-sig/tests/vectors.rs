@@ -41,7 +41,11 @@ fn wire(v: &Value) -> Wire {
         method: http["method"].as_str().unwrap().to_string(),
         path: path.to_string(),
         query: decode_form(q.as_bytes()).unwrap(),
-        form: if is_form { decode_form(&body).unwrap() } else { vec![] },
+        form: if is_form {
+            decode_form(&body).unwrap()
+        } else {
+            vec![]
+        },
         headers,
         body,
     }
@@ -88,7 +92,12 @@ fn a_wrong_secret_is_a_mismatch_that_echoes_the_sdk_string_to_sign() {
         let claim = alibaba::claim(&req).unwrap();
         match alibaba::verify(&req, &claim, &SecretKey::new("wrong")) {
             Err(SigError::Mismatch { string_to_sign }) => {
-                assert_eq!(string_to_sign, v["string_to_sign"].as_str().unwrap(), "{}", v["id"])
+                assert_eq!(
+                    string_to_sign,
+                    v["string_to_sign"].as_str().unwrap(),
+                    "{}",
+                    v["id"]
+                )
             }
             other => panic!("{}: {other:?}", v["id"]),
         }

@@ -22,8 +22,15 @@ pub async fn account(store: &dyn Store) -> String {
         active: true,
     };
     let account = store.bootstrap(&key).await.unwrap();
-    assert_eq!(store.bootstrap(&key).await.unwrap(), account, "bootstrap is idempotent");
-    assert_eq!(store.access_key(&key.id).await.unwrap().unwrap().account_id, account);
+    assert_eq!(
+        store.bootstrap(&key).await.unwrap(),
+        account,
+        "bootstrap is idempotent"
+    );
+    assert_eq!(
+        store.access_key(&key.id).await.unwrap().unwrap().account_id,
+        account
+    );
     account
 }
 
@@ -81,33 +88,76 @@ pub async fn key_pairs(store: &dyn Store) {
     let a = key_pair(&account, "alpha-kp", MD5_A);
     store.create_key_pair(&a, 3).await.unwrap();
     assert_eq!(
-        store.create_key_pair(&key_pair(&account, "alpha-kp", MD5_A), 3).await,
+        store
+            .create_key_pair(&key_pair(&account, "alpha-kp", MD5_A), 3)
+            .await,
         Err(CoreError::KeyPairAlreadyExists("alpha-kp".into()))
     );
-    store.create_key_pair(&key_pair(&account, "beta-kp", "x"), 3).await.unwrap();
-    store.create_key_pair(&key_pair(&account, "gamma", "y"), 3).await.unwrap();
+    store
+        .create_key_pair(&key_pair(&account, "beta-kp", "x"), 3)
+        .await
+        .unwrap();
+    store
+        .create_key_pair(&key_pair(&account, "gamma", "y"), 3)
+        .await
+        .unwrap();
     assert_eq!(
-        store.create_key_pair(&key_pair(&account, "delta", "z"), 3).await,
+        store
+            .create_key_pair(&key_pair(&account, "delta", "z"), 3)
+            .await,
         Err(CoreError::KeyPairQuotaExceeded(3))
     );
-    let got = store.key_pair_by_name(&account, REGION, "alpha-kp").await.unwrap().unwrap();
+    let got = store
+        .key_pair_by_name(&account, REGION, "alpha-kp")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got, a);
-    assert_eq!(store.key_pair_by_id(&account, &a.id).await.unwrap().unwrap(), a);
-    assert!(store.key_pair_by_id("0000000000000000", &a.id).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .key_pair_by_id(&account, &a.id)
+            .await
+            .unwrap()
+            .unwrap(),
+        a
+    );
+    assert!(store
+        .key_pair_by_id("0000000000000000", &a.id)
+        .await
+        .unwrap()
+        .is_none());
 
     let filter = |f: KeyPairFilter| KeyPairFilter {
         account_id: account.clone(),
         region_id: REGION.into(),
         ..f
     };
-    let all = Page::Offset { offset: 0, limit: 50 };
-    let list = store.list_key_pairs(&filter(Default::default()), all).await.unwrap();
-    assert_eq!(list.total, 3);
-    let wild = store
-        .list_key_pairs(&filter(KeyPairFilter { name: Some("*-kp".into()), ..Default::default() }), all)
+    let all = Page::Offset {
+        offset: 0,
+        limit: 50,
+    };
+    let list = store
+        .list_key_pairs(&filter(Default::default()), all)
         .await
         .unwrap();
-    assert_eq!(wild.items.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["alpha-kp", "beta-kp"]);
+    assert_eq!(list.total, 3);
+    let wild = store
+        .list_key_pairs(
+            &filter(KeyPairFilter {
+                name: Some("*-kp".into()),
+                ..Default::default()
+            }),
+            all,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        wild.items
+            .iter()
+            .map(|k| k.name.as_str())
+            .collect::<Vec<_>>(),
+        ["alpha-kp", "beta-kp"]
+    );
     let by_fp = store
         .list_key_pairs(
             &filter(KeyPairFilter {
@@ -120,37 +170,82 @@ pub async fn key_pairs(store: &dyn Store) {
         .unwrap();
     assert_eq!(by_fp.items.len(), 1);
     let page2 = store
-        .list_key_pairs(&filter(Default::default()), Page::Offset { offset: 2, limit: 2 })
+        .list_key_pairs(
+            &filter(Default::default()),
+            Page::Offset {
+                offset: 2,
+                limit: 2,
+            },
+        )
         .await
         .unwrap();
     assert_eq!((page2.total, page2.items.len()), (3, 1));
     let other = store
         .list_key_pairs(
-            &KeyPairFilter { account_id: "0000000000000000".into(), region_id: REGION.into(), ..Default::default() },
+            &KeyPairFilter {
+                account_id: "0000000000000000".into(),
+                region_id: REGION.into(),
+                ..Default::default()
+            },
             all,
         )
         .await
         .unwrap();
     assert_eq!(other.total, 0, "another account sees nothing");
 
-    let tag = Tag { key: "team".into(), value: "ops".into() };
-    store.tag_key_pairs(&account, &[a.id.clone()], &[tag.clone()]).await.unwrap();
+    let tag = Tag {
+        key: "team".into(),
+        value: "ops".into(),
+    };
+    store
+        .tag_key_pairs(&account, &[a.id.clone()], &[tag.clone()])
+        .await
+        .unwrap();
     let tagged = store
-        .list_key_pairs(&filter(KeyPairFilter { tags: vec![tag.clone()], ..Default::default() }), all)
+        .list_key_pairs(
+            &filter(KeyPairFilter {
+                tags: vec![tag.clone()],
+                ..Default::default()
+            }),
+            all,
+        )
         .await
         .unwrap();
     assert_eq!(tagged.items.len(), 1);
     assert_eq!(tagged.items[0].tags, vec![tag]);
-    let too_many: Vec<Tag> = (0..21).map(|i| Tag { key: format!("k{i}"), value: String::new() }).collect();
-    assert_eq!(store.tag_key_pairs(&account, &[a.id.clone()], &too_many).await, Err(CoreError::TooManyTags));
-    store.untag_key_pairs(&account, &[a.id.clone()], None).await.unwrap();
-    assert!(store.key_pair_by_id(&account, &a.id).await.unwrap().unwrap().tags.is_empty());
+    let too_many: Vec<Tag> = (0..21)
+        .map(|i| Tag {
+            key: format!("k{i}"),
+            value: String::new(),
+        })
+        .collect();
+    assert_eq!(
+        store
+            .tag_key_pairs(&account, &[a.id.clone()], &too_many)
+            .await,
+        Err(CoreError::TooManyTags)
+    );
+    store
+        .untag_key_pairs(&account, &[a.id.clone()], None)
+        .await
+        .unwrap();
+    assert!(store
+        .key_pair_by_id(&account, &a.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .tags
+        .is_empty());
 
     store
         .delete_key_pairs(&account, REGION, &["beta-kp".into(), "no-such".into()])
         .await
         .unwrap();
-    assert!(store.key_pair_by_name(&account, REGION, "beta-kp").await.unwrap().is_none());
+    assert!(store
+        .key_pair_by_name(&account, REGION, "beta-kp")
+        .await
+        .unwrap()
+        .is_none());
 }
 
 /// Instances, bindings and power: the batch rules, one transaction, boots apply bindings.
@@ -166,7 +261,16 @@ pub async fn bindings(store: &dyn Store) {
     let mut elsewhere = instance(&account, InstanceStatus::Running, OsType::Linux);
     elsewhere.region_id = "cn-beijing".into();
     store
-        .insert_instances(&[running.clone(), stopped.clone(), windows.clone(), legacy.clone(), elsewhere.clone()], None)
+        .insert_instances(
+            &[
+                running.clone(),
+                stopped.clone(),
+                windows.clone(),
+                legacy.clone(),
+                elsewhere.clone(),
+            ],
+            None,
+        )
         .await
         .unwrap();
     let ids: Vec<String> = [&running, &stopped, &windows, &legacy, &elsewhere]
@@ -174,7 +278,10 @@ pub async fn bindings(store: &dyn Store) {
         .map(|i| i.id.clone())
         .chain(["i-doesnotexist".to_string()])
         .collect();
-    let outcomes = store.bind(&account, REGION, &kp, &ids, BindOp::Attach).await.unwrap();
+    let outcomes = store
+        .bind(&account, REGION, &kp, &ids, BindOp::Attach)
+        .await
+        .unwrap();
     let results: Vec<_> = outcomes.iter().map(|(_, r)| *r).collect();
     assert_eq!(
         results,
@@ -187,54 +294,105 @@ pub async fn bindings(store: &dyn Store) {
             Err(InstanceFailure::NotFound),
         ]
     );
-    let r = store.instance(&account, &running.id).await.unwrap().unwrap();
+    let r = store
+        .instance(&account, &running.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.binding.state, BindingState::PendingRestart);
     assert_eq!(r.key_pair_name.as_deref(), Some("bind-kp"));
     assert!(!r.binding.desired_password_login);
     assert_eq!(r.tags.len(), 1);
     assert_eq!(store.key_pair_usage(&account, &kp.id).await.unwrap(), 2);
     assert_eq!(
-        store.delete_key_pairs(&account, REGION, &["bind-kp".into()]).await,
+        store
+            .delete_key_pairs(&account, REGION, &["bind-kp".into()])
+            .await,
         Err(CoreError::KeyPairInUse("bind-kp".into()))
     );
 
-    let rebooted = store.power(&account, &running.id, Power::Reboot, None).await.unwrap();
+    let rebooted = store
+        .power(&account, &running.id, Power::Reboot, None)
+        .await
+        .unwrap();
     assert_eq!(rebooted.status, InstanceStatus::Running);
     assert_eq!(rebooted.binding.state, BindingState::Applied);
     assert_eq!(
-        store.power(&account, &stopped.id, Power::Stop, None).await.unwrap_err(),
+        store
+            .power(&account, &stopped.id, Power::Stop, None)
+            .await
+            .unwrap_err(),
         CoreError::IncorrectInstanceStatus
     );
     // A delayed start: transitional until completed.
     let later = Utc::now() + chrono::Duration::seconds(60);
-    let starting = store.power(&account, &stopped.id, Power::Start, Some(later)).await.unwrap();
+    let starting = store
+        .power(&account, &stopped.id, Power::Start, Some(later))
+        .await
+        .unwrap();
     assert_eq!(starting.status, InstanceStatus::Starting);
     let listed = store
         .list_instances(
-            &InstanceFilter { account_id: account.clone(), region_id: REGION.into(), status: Some(InstanceStatus::Starting), ..Default::default() },
-            Page::Offset { offset: 0, limit: 10 },
+            &InstanceFilter {
+                account_id: account.clone(),
+                region_id: REGION.into(),
+                status: Some(InstanceStatus::Starting),
+                ..Default::default()
+            },
+            Page::Offset {
+                offset: 0,
+                limit: 10,
+            },
         )
         .await
         .unwrap();
     assert_eq!(listed.total, 1);
     assert_eq!(store.complete_transitions(Utc::now()).await.unwrap(), 0);
     assert_eq!(store.complete_transitions(later).await.unwrap(), 1);
-    let started = store.instance(&account, &stopped.id).await.unwrap().unwrap();
-    assert_eq!((started.status, started.binding.state), (InstanceStatus::Running, BindingState::Applied));
+    let started = store
+        .instance(&account, &stopped.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (started.status, started.binding.state),
+        (InstanceStatus::Running, BindingState::Applied)
+    );
 
-    let detach = store.bind(&account, REGION, &kp, &[running.id.clone()], BindOp::Detach).await.unwrap();
+    let detach = store
+        .bind(&account, REGION, &kp, &[running.id.clone()], BindOp::Detach)
+        .await
+        .unwrap();
     assert_eq!(detach[0].1, Ok(()));
-    let d = store.instance(&account, &running.id).await.unwrap().unwrap();
-    assert_eq!((d.binding.state, d.key_pair_name), (BindingState::PendingRestart, None));
+    let d = store
+        .instance(&account, &running.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (d.binding.state, d.key_pair_name),
+        (BindingState::PendingRestart, None)
+    );
     assert!(d.binding.desired_password_login);
 
     assert_eq!(
         store.delete_instance(&account, &running.id, false).await,
         Err(CoreError::IncorrectInstanceStatus)
     );
-    store.delete_instance(&account, &running.id, true).await.unwrap();
-    assert!(store.instance(&account, &running.id).await.unwrap().is_none());
-    assert!(store.instance("0000000000000000", &stopped.id).await.unwrap().is_none());
+    store
+        .delete_instance(&account, &running.id, true)
+        .await
+        .unwrap();
+    assert!(store
+        .instance(&account, &running.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .instance("0000000000000000", &stopped.id)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 /// Listing instances: filters and keyset pages that never repeat or skip a row.
@@ -247,11 +405,18 @@ pub async fn instance_listing(store: &dyn Store) {
         all.push(i);
     }
     store.insert_instances(&all, None).await.unwrap();
-    let base = InstanceFilter { account_id: account.clone(), region_id: REGION.into(), ..Default::default() };
+    let base = InstanceFilter {
+        account_id: account.clone(),
+        region_id: REGION.into(),
+        ..Default::default()
+    };
     let mut seen = Vec::new();
     let mut seq = 0;
     loop {
-        let page = store.list_instances(&base, Page::After { seq, limit: 10 }).await.unwrap();
+        let page = store
+            .list_instances(&base, Page::After { seq, limit: 10 })
+            .await
+            .unwrap();
         assert_eq!(page.total, 25);
         seen.extend(page.items.iter().map(|i| i.id.clone()));
         match page.next_seq {
@@ -261,24 +426,60 @@ pub async fn instance_listing(store: &dyn Store) {
     }
     assert_eq!(seen, all.iter().map(|i| i.id.clone()).collect::<Vec<_>>());
     let named = store
-        .list_instances(&InstanceFilter { name: Some("node-1*".into()), ..base.clone() }, Page::Offset { offset: 0, limit: 100 })
+        .list_instances(
+            &InstanceFilter {
+                name: Some("node-1*".into()),
+                ..base.clone()
+            },
+            Page::Offset {
+                offset: 0,
+                limit: 100,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(named.total, 10);
     let by_ids = store
-        .list_instances(&InstanceFilter { ids: Some(vec![all[3].id.clone()]), ..base.clone() }, Page::Offset { offset: 0, limit: 100 })
+        .list_instances(
+            &InstanceFilter {
+                ids: Some(vec![all[3].id.clone()]),
+                ..base.clone()
+            },
+            Page::Offset {
+                offset: 0,
+                limit: 100,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(by_ids.items[0].id, all[3].id);
     let none = store
-        .list_instances(&InstanceFilter { ids: Some(vec![]), ..base.clone() }, Page::Offset { offset: 0, limit: 100 })
+        .list_instances(
+            &InstanceFilter {
+                ids: Some(vec![]),
+                ..base.clone()
+            },
+            Page::Offset {
+                offset: 0,
+                limit: 100,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(none.total, 0);
     let tagged = store
         .list_instances(
-            &InstanceFilter { tags: vec![Tag { key: "env".into(), value: "test".into() }], ..base },
-            Page::Offset { offset: 0, limit: 5 },
+            &InstanceFilter {
+                tags: vec![Tag {
+                    key: "env".into(),
+                    value: "test".into(),
+                }],
+                ..base
+            },
+            Page::Offset {
+                offset: 0,
+                limit: 5,
+            },
         )
         .await
         .unwrap();
@@ -289,11 +490,27 @@ pub async fn instance_listing(store: &dyn Store) {
 pub async fn nonces(store: &dyn Store) {
     let now = Utc::now();
     store
-        .record_nonces(&[("ak".into(), "n1".into(), now), ("ak".into(), "n1".into(), now)])
+        .record_nonces(&[
+            ("ak".into(), "n1".into(), now),
+            ("ak".into(), "n1".into(), now),
+        ])
         .await
         .unwrap();
-    let recent = store.recent_nonces(now - chrono::Duration::minutes(15)).await.unwrap();
+    let recent = store
+        .recent_nonces(now - chrono::Duration::minutes(15))
+        .await
+        .unwrap();
     assert!(recent.contains(&("ak".into(), "n1".into())));
-    assert_eq!(store.purge_nonces(now + chrono::Duration::seconds(1)).await.unwrap(), 1);
-    assert!(store.recent_nonces(now - chrono::Duration::minutes(15)).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .purge_nonces(now + chrono::Duration::seconds(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store
+        .recent_nonces(now - chrono::Duration::minutes(15))
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -60,9 +60,15 @@ pub struct InstanceFilter {
 /// Which slice of a listing to return: an offset page or a keyset position.
 #[derive(Debug, Clone, Copy)]
 pub enum Page {
-    Offset { offset: u64, limit: u64 },
+    Offset {
+        offset: u64,
+        limit: u64,
+    },
     /// Rows after the given sequence number (0 = from the start).
-    After { seq: i64, limit: u64 },
+    After {
+        seq: i64,
+        limit: u64,
+    },
 }
 
 /// One page of a listing; `next_seq` is set when more rows follow a keyset page.

@@ -41,12 +41,16 @@ async fn reopening_the_file_keeps_everything() {
         let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
         let account = conformance::account(&s).await;
         let kp = conformance::key_pair(&account, "kept", "x");
-        keyplane_store::Store::create_key_pair(&s, &kp, 500).await.unwrap();
+        keyplane_store::Store::create_key_pair(&s, &kp, 500)
+            .await
+            .unwrap();
         account
     };
     let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    assert!(keyplane_store::Store::key_pair_by_name(&s, &account, "cn-hangzhou", "kept")
-        .await
-        .unwrap()
-        .is_some());
+    assert!(
+        keyplane_store::Store::key_pair_by_name(&s, &account, "cn-hangzhou", "kept")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

@@ -1,1 +1,50 @@
-fn main() {}
+//! The keyplane binary: `serve` runs the server, `ecs` makes a signed Alibaba-dialect call.
+//! Thin by design: it parses arguments and calls into the crates.
+
+mod ecs;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "keyplane",
+    version,
+    about = "A self-hosted SSH key pair control plane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server.
+    Serve(serve::ServeArgs),
+    /// Call an Alibaba ECS action: `keyplane ecs DescribeKeyPairs --KeyPairName 'web*'`.
+    Ecs(ecs::EcsArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("keyplane: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Ecs(args) => ecs::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keyplane: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

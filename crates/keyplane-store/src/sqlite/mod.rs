@@ -361,13 +361,15 @@ impl Store for SqliteStore {
     async fn record_nonces(&self, batch: &[(String, String, DateTime<Utc>)]) -> Result<()> {
         let mut tx = self.begin().await?;
         for (ak, nonce, at) in batch {
-            sqlx::query("INSERT OR IGNORE INTO nonces (access_key_id, nonce, seen_at) VALUES (?, ?, ?)")
-                .bind(ak)
-                .bind(nonce)
-                .bind(ts(*at))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO nonces (access_key_id, nonce, seen_at) VALUES (?, ?, ?)",
+            )
+            .bind(ak)
+            .bind(nonce)
+            .bind(ts(*at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         }
         tx.commit().await.map_err(db)
     }
@@ -695,7 +697,9 @@ impl Store for SqliteStore {
                     inst.key_pair_name = Some(key_pair.name.clone());
                 }
                 // Detaching a key pair the instance does not have changes nothing.
-                BindOp::Detach if inst.binding.desired_key_pair_id.as_deref() == Some(&key_pair.id) => {
+                BindOp::Detach
+                    if inst.binding.desired_key_pair_id.as_deref() == Some(&key_pair.id) =>
+                {
                     inst.binding.unbind();
                     inst.key_pair_name = None;
                 }

@@ -1,0 +1,272 @@
+//! The Alibaba error table: every core and authentication failure to HTTP status, code and message,
+//! matched exhaustively so a new kind cannot ship unmapped. Codes and messages follow
+//! `shared/wire/alibaba/REPORT.md` sections 8–9 and the seeds.
+
+use axum::http::StatusCode;
+use keyplane_core::{CoreError, InstanceFailure};
+use keyplane_sig::SigError;
+
+use crate::auth::AuthError;
+use crate::wire::WireError;
+
+/// An error ready to render: status, vendor code, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn e(status: u16, code: &'static str, message: impl Into<String>) -> AliError {
+    AliError {
+        status: StatusCode::from_u16(status).expect("valid status"),
+        code,
+        message: message.into(),
+    }
+}
+
+impl AliError {
+    pub fn invalid_action(action: &str) -> Self {
+        e(
+            404,
+            "InvalidAction.NotFound",
+            format!("Specified api ({action}) is not found, please check your url and method."),
+        )
+    }
+
+    pub fn invalid_version() -> Self {
+        e(
+            400,
+            "InvalidParameter",
+            "The specified parameter \"Action or Version\" is not valid.",
+        )
+    }
+
+    pub fn missing_signature() -> Self {
+        e(
+            400,
+            "MissingParameter",
+            "The input parameter \"Signature\" that is mandatory for processing this request is not supplied.",
+        )
+    }
+}
+
+impl From<CoreError> for AliError {
+    fn from(err: CoreError) -> Self {
+        match err {
+            CoreError::MissingParameter(name) => e(
+                400,
+                "MissingParameter",
+                format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
+            ),
+            CoreError::InvalidParameter { name, reason } => e(
+                400,
+                "InvalidParameter",
+                format!("The specified parameter \"{name}\" is not valid. {reason}"),
+            ),
+            CoreError::RegionNotFound(_) => {
+                e(404, "InvalidRegionId.NotFound", "The specified RegionId does not exist.")
+            }
+            CoreError::ZoneNotFound(_) => {
+                e(404, "InvalidZoneId.NotFound", "The specified ZoneId does not exist.")
+            }
+            CoreError::ImageNotFound(_) => e(
+                404,
+                "InvalidImageId.NotFound",
+                "The specified ImageId does not exist.",
+            ),
+            CoreError::InvalidKeyPairName(_) => e(
+                400,
+                "InvalidKeyPairName.Malformed",
+                "Specified Key Pair name is not valid.",
+            ),
+            CoreError::InvalidPublicKey(reason) => e(
+                400,
+                "InvalidPublicKeyBody.Malformed",
+                format!("The PublicKeyBody format is not supported. ({reason})"),
+            ),
+            CoreError::KeyPairAlreadyExists(_) => {
+                e(400, "KeyPair.AlreadyExist", "The key pair already exist.")
+            }
+            CoreError::KeyPairNotFound(_) => e(
+                400,
+                "InvalidKeyPairName.NotFound",
+                "The specified KeyPairName does not exist in our records.",
+            ),
+            CoreError::KeyPairQuotaExceeded(_) => {
+                e(403, "QuotaExceed.KeyPair", "The key pair quota exceeds.")
+            }
+            CoreError::KeyPairInUse(name) => e(
+                400,
+                "InvalidParameter.KeypairAlreadyAttachedInstance",
+                format!("The key pair {name} is still bound to instances; unbind it first."),
+            ),
+            CoreError::InvalidInstanceIds => e(
+                400,
+                "InvalidInstanceIds.ValueNotSupported",
+                "The specified parameter InstanceIds is not valid.",
+            ),
+            CoreError::TooManyInstanceIds(_) => e(
+                403,
+                "InstanceKeyPairLimitExceeded",
+                "The specified instances are beyond the permitted range.",
+            ),
+            CoreError::InvalidKeyPairNames => e(
+                400,
+                "InvalidKeyPairNames.ValueNotSupported",
+                "The specified parameter \"KeyPairNames\" is not valid.",
+            ),
+            CoreError::TooManyKeyPairNames(_) => e(
+                403,
+                "InstanceKeyPairLimitExceeded",
+                "Exceeding the allowed amount of instance which will be deleted.",
+            ),
+            CoreError::InstanceNotFound(_) => e(
+                404,
+                "InvalidInstanceId.NotFound",
+                "The specified InstanceId does not exist.",
+            ),
+            CoreError::IncorrectInstanceStatus => e(
+                403,
+                "IncorrectInstanceStatus",
+                "The current status of the resource does not support this operation.",
+            ),
+            CoreError::InvalidTag(reason) => e(
+                400,
+                "InvalidTag.Malformed",
+                format!("The specified tag is not valid: {reason}."),
+            ),
+            CoreError::TooManyTags => e(
+                400,
+                "InvalidTagCount",
+                "The specified tags are beyond the permitted range.",
+            ),
+            CoreError::InvalidStatus(_) => {
+                e(404, "InvalidStatus.NotFound", "The specified Status is not found")
+            }
+            CoreError::InvalidNextToken => e(
+                400,
+                "InvalidParameter.NextToken",
+                "The specified parameter \"NextToken\" is not valid.",
+            ),
+            CoreError::DryRunOperation => e(
+                400,
+                "DryRunOperation",
+                "Request validation has been passed with DryRun flag set.",
+            ),
+            CoreError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                internal()
+            }
+        }
+    }
+}
+
+pub fn internal() -> AliError {
+    e(
+        500,
+        "InternalError",
+        "The request processing has failed due to some unknown error, exception or failure.",
+    )
+}
+
+impl From<AuthError> for AliError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Signature(SigError::Missing) => AliError::missing_signature(),
+            AuthError::Signature(SigError::Incomplete(part)) => e(
+                400,
+                "IncompleteSignature",
+                format!("The request signature does not conform to Aliyun standards. The element {part} is missing or malformed. server string to sign is:"),
+            ),
+            AuthError::Signature(SigError::UnsupportedMethod(m)) => e(
+                400,
+                "InvalidParamater",
+                format!("The specified parameter \"SignatureMethod\" is not valid: {m}"),
+            ),
+            AuthError::Signature(SigError::PayloadHashMismatch) => e(
+                400,
+                "IncompleteSignature",
+                "The request signature does not conform to Aliyun standards. x-acs-content-sha256 does not match the body. server string to sign is:",
+            ),
+            AuthError::Signature(SigError::Mismatch { string_to_sign }) => e(
+                400,
+                "SignatureDoesNotMatch",
+                format!("Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"),
+            ),
+            AuthError::UnknownAccessKey => e(
+                404,
+                "InvalidAccessKeyId.NotFound",
+                "Specified access key is not found.",
+            ),
+            AuthError::AccessKeyDisabled => {
+                e(403, "Forbidden.AccessKeyDisabled", "The Access Key is disabled.")
+            }
+            AuthError::MissingTimestamp => e(
+                400,
+                "IllegalTimestamp",
+                "The input parameter \"Timestamp\" that is mandatory for processing this request is not supplied.",
+            ),
+            AuthError::Expired => e(
+                400,
+                "InvalidTimeStamp.Expired",
+                "Specified time stamp or date value is expired.",
+            ),
+            AuthError::MissingNonce => e(
+                400,
+                "MissingParameter",
+                "The input parameter \"SignatureNonce\" that is mandatory for processing this request is not supplied.",
+            ),
+            AuthError::NonceUsed => e(
+                400,
+                "SignatureNonceUsed",
+                "Specified signature nonce was used already.",
+            ),
+            AuthError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<WireError> for AliError {
+    fn from(err: WireError) -> Self {
+        match err {
+            WireError::BodyTooLarge(max) => e(
+                413,
+                "RequestEntityTooLarge",
+                format!("The request body is larger than the limit of {max} bytes."),
+            ),
+            WireError::NotUtf8(name) => e(
+                400,
+                "InvalidParameter",
+                format!("The specified parameter \"{name}\" is not valid. It is not UTF-8 text."),
+            ),
+            WireError::Unreadable => e(400, "InvalidParameter", "The request could not be read."),
+        }
+    }
+}
+
+/// The per-instance `Code` and `Message` of an AttachKeyPair/DetachKeyPair result.
+pub fn instance_failure(f: InstanceFailure) -> (&'static str, &'static str) {
+    match f {
+        InstanceFailure::NotFound => (
+            "InvalidInstanceId.NotFound",
+            "The specified InstanceId does not exist.",
+        ),
+        InstanceFailure::Windows => (
+            "DependencyViolation.WindowsInstance",
+            "The instance creating is windows, cannot use ssh key pair to login",
+        ),
+        InstanceFailure::NotIoOptimized => (
+            "DependencyViolation.IoOptimize",
+            "The specified parameter InstanceIds is not valid.",
+        ),
+        InstanceFailure::NoAgent => (
+            "InvalidResetAuthenticationAgent.NotFound",
+            "The image of the instance has no agent that can apply a key pair.",
+        ),
+        InstanceFailure::IncorrectStatus => (
+            "IncorrectInstanceStatus",
+            "The current status of the resource does not support this operation.",
+        ),
+    }
+}

@@ -1,0 +1,330 @@
+//! Simulated instances: RunInstances, DescribeInstances, DescribeInstanceStatus, Start/Stop/Reboot,
+//! DeleteInstance, with the vendor status model (Pending, Starting, Running, Stopping, Stopped).
+
+use keyplane_core::binding::{parse_id_list, Binding, Power};
+use keyplane_core::catalog;
+use keyplane_core::model::{Instance, InstanceStatus, OsType, Provider};
+use keyplane_core::{ids, CoreError};
+use keyplane_store::{InstanceFilter, Page};
+use serde_json::{json, Value};
+
+use super::{minute, obj, tags_json, Body200, Ctx};
+
+/// Instances per RunInstances call (the vendor's `Amount` limit).
+pub const MAX_AMOUNT: i64 = 100;
+/// IDs per DescribeInstances call.
+pub const MAX_DESCRIBE_IDS: usize = 100;
+
+/// How this dialect names a status (a reboot shows as Starting, as on the vendor).
+fn status_name(s: InstanceStatus) -> &'static str {
+    match s {
+        InstanceStatus::Rebooting => "Starting",
+        other => other.as_str(),
+    }
+}
+
+fn parse_status(raw: &str) -> Result<InstanceStatus, CoreError> {
+    match raw {
+        "Pending" | "Starting" | "Running" | "Stopping" | "Stopped" => {
+            Ok(InstanceStatus::parse(raw).expect("listed"))
+        }
+        _ => Err(CoreError::InvalidStatus(raw.to_string())),
+    }
+}
+
+fn done_at(ctx: &Ctx<'_>) -> Option<chrono::DateTime<chrono::Utc>> {
+    let delay = ctx.state.config.transition_delay;
+    (!delay.is_zero())
+        .then(|| chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default())
+}
+
+pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let region = ctx.region()?;
+    let image_id = ctx.p.required("ImageId")?;
+    let instance_type = ctx.p.required("InstanceType")?;
+    let image =
+        catalog::image(image_id).ok_or_else(|| CoreError::ImageNotFound(image_id.into()))?;
+    let zone = match ctx.p.opt("ZoneId") {
+        Some(z) => *region
+            .zones
+            .iter()
+            .find(|x| **x == z)
+            .ok_or_else(|| CoreError::ZoneNotFound(z.into()))?,
+        None => region.zones[0],
+    };
+    let amount = ctx.p.int("Amount", 1, 1, MAX_AMOUNT)?;
+    let io_optimized = match ctx.p.opt("IoOptimized") {
+        None | Some("optimized") => true,
+        Some("none") => false,
+        Some(_) => {
+            return Err(CoreError::invalid(
+                "IoOptimized",
+                "It must be none or optimized.",
+            ))
+        }
+    };
+    let tags = ctx.p.tags()?;
+    let key_pair = match ctx.p.opt("KeyPairName") {
+        None => None,
+        Some(name) => {
+            if image.os_type == OsType::Windows {
+                return Err(CoreError::invalid(
+                    "KeyPairName",
+                    "Windows instances cannot use an SSH key pair.",
+                ));
+            }
+            Some(
+                ctx.state
+                    .store
+                    .key_pair_by_name(ctx.account(), region.id, name)
+                    .await?
+                    .ok_or_else(|| CoreError::KeyPairNotFound(name.into()))?,
+            )
+        }
+    };
+    let has_password = ctx.p.opt("Password").is_some();
+    if ctx.p.bool("DryRun")?.unwrap_or(false) {
+        return Err(CoreError::DryRunOperation);
+    }
+    let now = keyplane_core::model::now();
+    let instances: Vec<Instance> = (0..amount)
+        .map(|_| {
+            let id = ids::new_instance_id();
+            let mut binding = Binding::default();
+            if let Some(kp) = &key_pair {
+                binding.bind(&kp.id);
+            }
+            // A new instance boots with whatever it was created with.
+            binding.boot();
+            Instance {
+                name: ctx.p.opt("InstanceName").unwrap_or(&id).to_string(),
+                host_name: ctx.p.opt("HostName").unwrap_or(&id).to_string(),
+                description: ctx.p.opt("Description").unwrap_or_default().to_string(),
+                id,
+                account_id: ctx.account().to_string(),
+                region_id: region.id.to_string(),
+                zone_id: zone.to_string(),
+                image_id: image.id.to_string(),
+                instance_type: instance_type.to_string(),
+                os_type: image.os_type,
+                os_name: image.os_name.to_string(),
+                status: InstanceStatus::Running,
+                io_optimized,
+                agent_installed: image.agent_installed,
+                login_user: if image.os_type == OsType::Windows {
+                    "Administrator"
+                } else {
+                    "root"
+                }
+                .to_string(),
+                provider: Provider::Sim,
+                has_password,
+                created_at: now,
+                started_at: Some(now),
+                key_pair_name: key_pair.as_ref().map(|k| k.name.clone()),
+                binding,
+                tags: tags.clone(),
+            }
+        })
+        .collect();
+    ctx.state
+        .store
+        .insert_instances(&instances, done_at(ctx))
+        .await?;
+    let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    Ok(obj([("InstanceIdSets", json!({ "InstanceIdSet": ids }))]))
+}
+
+fn instance_json(i: &Instance) -> Value {
+    let (cpu, memory) = catalog::instance_type_size(&i.instance_type);
+    json!({
+        "InstanceId": i.id,
+        "InstanceName": i.name,
+        "Description": i.description,
+        "HostName": i.host_name,
+        "RegionId": i.region_id,
+        "ZoneId": i.zone_id,
+        "Status": status_name(i.status),
+        "ImageId": i.image_id,
+        "InstanceType": i.instance_type,
+        "OSType": i.os_type.as_str(),
+        "OSName": i.os_name,
+        "Cpu": cpu,
+        "Memory": memory,
+        "IoOptimized": i.io_optimized,
+        "KeyPairName": i.key_pair_name.clone().unwrap_or_default(),
+        "CreationTime": minute(i.created_at),
+        "StartTime": i.started_at.map(minute).unwrap_or_default(),
+        "ExpiredTime": "2099-12-31T15:59Z",
+        "InstanceChargeType": "PostPaid",
+        "InternetChargeType": "PayByTraffic",
+        "InstanceNetworkType": "vpc",
+        "Tags": tags_json(&i.tags),
+        "OperationLocks": {"LockReason": []},
+        "PublicIpAddress": {"IpAddress": []},
+        "InnerIpAddress": {"IpAddress": []},
+        "SecurityGroupIds": {"SecurityGroupId": []},
+    })
+}
+
+pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let region = ctx.region()?;
+    let ids = match ctx.p.opt("InstanceIds") {
+        None => None,
+        Some(raw) if raw.trim() == "[]" => Some(Vec::new()),
+        Some(raw) => Some(parse_id_list(raw, MAX_DESCRIBE_IDS)?),
+    };
+    let filter = InstanceFilter {
+        account_id: ctx.account().to_string(),
+        region_id: region.id.to_string(),
+        ids,
+        name: ctx.p.opt("InstanceName").map(str::to_string),
+        key_pair_name: ctx.p.opt("KeyPairName").map(str::to_string),
+        status: ctx.p.opt("Status").map(parse_status).transpose()?,
+        io_optimized: ctx.p.bool("IoOptimized")?,
+        zone_id: ctx.p.opt("ZoneId").map(str::to_string),
+        image_id: ctx.p.opt("ImageId").map(str::to_string),
+        tags: ctx.p.tags()?,
+    };
+    // NextToken/MaxResults paging wins over PageNumber/PageSize, as the vendor documents.
+    let token_paging = ctx.p.opt("NextToken").is_some() || ctx.p.opt("MaxResults").is_some();
+    if token_paging {
+        let max = ctx
+            .p
+            .opt("MaxResults")
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| CoreError::invalid("MaxResults", "It must be an integer."))
+            })
+            .transpose()?
+            .unwrap_or(10)
+            .clamp(10, 100);
+        let seq = match ctx.p.opt("NextToken") {
+            None => 0,
+            Some(t) => t
+                .strip_prefix("kp1.")
+                .and_then(|s| s.parse::<i64>().ok())
+                .filter(|s| *s >= 0)
+                .ok_or(CoreError::InvalidNextToken)?,
+        };
+        let listing = ctx
+            .state
+            .store
+            .list_instances(
+                &filter,
+                Page::After {
+                    seq,
+                    limit: max as u64,
+                },
+            )
+            .await?;
+        let items: Vec<Value> = listing.items.iter().map(instance_json).collect();
+        let next = listing
+            .next_seq
+            .map(|s| format!("kp1.{s}"))
+            .unwrap_or_default();
+        return Ok(obj([
+            ("TotalCount", json!(listing.total)),
+            ("NextToken", json!(next)),
+            ("PageNumber", json!(1)),
+            ("PageSize", json!(max)),
+            ("Instances", json!({ "Instance": items })),
+        ]));
+    }
+    let page_number = ctx.p.int("PageNumber", 1, 1, i32::MAX as i64)?;
+    let page_size = ctx.p.int("PageSize", 10, 1, 100)?;
+    let listing = ctx
+        .state
+        .store
+        .list_instances(
+            &filter,
+            Page::Offset {
+                offset: ((page_number - 1) * page_size) as u64,
+                limit: page_size as u64,
+            },
+        )
+        .await?;
+    let items: Vec<Value> = listing.items.iter().map(instance_json).collect();
+    Ok(obj([
+        ("TotalCount", json!(listing.total)),
+        ("PageNumber", json!(page_number)),
+        ("PageSize", json!(page_size)),
+        ("NextToken", json!("")),
+        ("Instances", json!({ "Instance": items })),
+    ]))
+}
+
+pub async fn describe_status(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let region = ctx.region()?;
+    let ids: Vec<String> = ctx
+        .p
+        .repeat("InstanceId", MAX_DESCRIBE_IDS)?
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let page_number = ctx.p.int("PageNumber", 1, 1, i32::MAX as i64)?;
+    let page_size = ctx.p.int("PageSize", 10, 1, 50)?;
+    let filter = InstanceFilter {
+        account_id: ctx.account().to_string(),
+        region_id: region.id.to_string(),
+        ids: (!ids.is_empty()).then_some(ids),
+        zone_id: ctx.p.opt("ZoneId").map(str::to_string),
+        ..Default::default()
+    };
+    let listing = ctx
+        .state
+        .store
+        .list_instances(
+            &filter,
+            Page::Offset {
+                offset: ((page_number - 1) * page_size) as u64,
+                limit: page_size as u64,
+            },
+        )
+        .await?;
+    let items: Vec<Value> = listing
+        .items
+        .iter()
+        .map(|i| json!({"InstanceId": i.id, "Status": status_name(i.status)}))
+        .collect();
+    Ok(obj([
+        ("TotalCount", json!(listing.total)),
+        ("PageNumber", json!(page_number)),
+        ("PageSize", json!(page_size)),
+        ("InstanceStatuses", json!({ "InstanceStatus": items })),
+    ]))
+}
+
+/// StartInstance, StopInstance, RebootInstance. No RegionId: the Tea SDK does not send one.
+pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Body200, CoreError> {
+    let id = ctx.p.required("InstanceId")?;
+    if ctx.p.bool("DryRun")?.unwrap_or(false) {
+        let inst = ctx
+            .state
+            .store
+            .instance(ctx.account(), id)
+            .await?
+            .ok_or_else(|| CoreError::InstanceNotFound(id.into()))?;
+        keyplane_core::binding::transition(inst.status, op)?;
+        return Err(CoreError::DryRunOperation);
+    }
+    ctx.p.bool("ForceStop")?;
+    ctx.state
+        .store
+        .power(ctx.account(), id, op, done_at(ctx))
+        .await?;
+    Ok(Body200::new())
+}
+
+pub async fn delete(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let id = ctx.p.required("InstanceId")?;
+    let force = ctx.p.bool("Force")?.unwrap_or(false);
+    if ctx.p.bool("DryRun")?.unwrap_or(false) {
+        return Err(CoreError::DryRunOperation);
+    }
+    ctx.state
+        .store
+        .delete_instance(ctx.account(), id, force)
+        .await?;
+    Ok(Body200::new())
+}

@@ -1,0 +1,203 @@
+//! CreateKeyPair, ImportKeyPair, DescribeKeyPairs, DeleteKeyPairs, AttachKeyPair, DetachKeyPair.
+
+use keyplane_core::binding::parse_id_list;
+use keyplane_core::model::{FingerprintQuery, KeyPair, KEY_PAIR_QUOTA};
+use keyplane_core::names::{KeyPairName, NameRule};
+use keyplane_core::pubkey::{generate_rsa_2048, PublicKey};
+use keyplane_core::{ids, CoreError};
+use keyplane_store::{BindOp, KeyPairFilter, Page};
+use serde_json::{json, Value};
+
+use super::error::instance_failure;
+use super::{minute, obj, tags_json, Body200, Ctx};
+
+/// Instance IDs per AttachKeyPair/DetachKeyPair call on this dialect.
+pub const MAX_BIND_IDS: usize = 50;
+/// Names per DeleteKeyPairs call.
+pub const MAX_DELETE_NAMES: usize = 100;
+/// DescribeKeyPairs page size limit.
+pub const MAX_PAGE_SIZE: i64 = 50;
+
+fn new_key_pair(
+    ctx: &Ctx<'_>,
+    region: &str,
+    name: KeyPairName,
+    key: &PublicKey,
+) -> Result<KeyPair, CoreError> {
+    Ok(KeyPair {
+        id: ids::new_key_pair_id(),
+        account_id: ctx.account().to_string(),
+        region_id: region.to_string(),
+        name: name.as_str().to_string(),
+        public_key: key.to_openssh(),
+        fingerprint_sha256: key.sha256_fingerprint(),
+        fingerprint_md5: key.md5_fingerprint(),
+        resource_group_id: ctx.p.opt("ResourceGroupId").unwrap_or_default().to_string(),
+        description: String::new(),
+        created_at: keyplane_core::model::now(),
+        tags: ctx.p.tags()?,
+    })
+}
+
+pub async fn create(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let region = ctx.region()?;
+    let name = KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::AlibabaCreate)?;
+    // Refuse early what would fail anyway, before spending CPU on a key.
+    if ctx
+        .state
+        .store
+        .key_pair_by_name(ctx.account(), region.id, name.as_str())
+        .await?
+        .is_some()
+    {
+        return Err(CoreError::KeyPairAlreadyExists(name.to_string()));
+    }
+    let generated = tokio::task::spawn_blocking(generate_rsa_2048)
+        .await
+        .map_err(|e| CoreError::Internal(format!("key generation task: {e}")))??;
+    let kp = new_key_pair(ctx, region.id, name, &generated.public)?;
+    ctx.state.store.create_key_pair(&kp, KEY_PAIR_QUOTA).await?;
+    Ok(obj([
+        ("KeyPairId", json!(kp.id)),
+        ("KeyPairName", json!(kp.name)),
+        ("KeyPairFingerPrint", json!(kp.fingerprint_md5)),
+        ("PrivateKeyBody", json!(generated.private_pem.as_str())),
+    ]))
+}
+
+pub async fn import(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let region = ctx.region()?;
+    let name = KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::AlibabaImport)?;
+    let key = PublicKey::parse(ctx.p.required("PublicKeyBody")?)?;
+    let kp = new_key_pair(ctx, region.id, name, &key)?;
+    ctx.state.store.create_key_pair(&kp, KEY_PAIR_QUOTA).await?;
+    Ok(obj([
+        ("KeyPairId", json!(kp.id)),
+        ("KeyPairName", json!(kp.name)),
+        ("KeyPairFingerPrint", json!(kp.fingerprint_md5)),
+    ]))
+}
+
+pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let region = ctx.region()?;
+    let page_number = ctx.p.int("PageNumber", 1, 1, i32::MAX as i64)?;
+    let page_size = ctx.p.int("PageSize", 10, 1, MAX_PAGE_SIZE)?;
+    let include_public_key = ctx.p.bool("IncludePublicKey")?.unwrap_or(false);
+    let filter = KeyPairFilter {
+        account_id: ctx.account().to_string(),
+        region_id: region.id.to_string(),
+        name: ctx.p.opt("KeyPairName").map(str::to_string),
+        fingerprint: ctx.p.opt("KeyPairFingerPrint").map(FingerprintQuery::parse),
+        resource_group_id: ctx.p.opt("ResourceGroupId").map(str::to_string),
+        tags: ctx.p.tags()?,
+        ..Default::default()
+    };
+    let page = Page::Offset {
+        offset: ((page_number - 1) * page_size) as u64,
+        limit: page_size as u64,
+    };
+    let listing = ctx.state.store.list_key_pairs(&filter, page).await?;
+    let items: Vec<Value> = listing
+        .items
+        .iter()
+        .map(|kp| {
+            let mut v = obj([
+                ("KeyPairName", json!(kp.name)),
+                ("KeyPairId", json!(kp.id)),
+                ("KeyPairFingerPrint", json!(kp.fingerprint_md5)),
+                ("CreationTime", json!(minute(kp.created_at))),
+                ("ResourceGroupId", json!(kp.resource_group_id)),
+                ("Tags", tags_json(&kp.tags)),
+            ]);
+            if include_public_key {
+                v.insert("PublicKey".into(), json!(kp.public_key));
+            }
+            Value::Object(v)
+        })
+        .collect();
+    Ok(obj([
+        ("PageNumber", json!(page_number)),
+        ("PageSize", json!(page_size)),
+        ("TotalCount", json!(listing.total)),
+        ("KeyPairs", json!({ "KeyPair": items })),
+    ]))
+}
+
+/// `KeyPairNames`: a JSON array of 1 to 100 names.
+fn parse_names(raw: &str) -> Result<Vec<String>, CoreError> {
+    let values: Vec<Value> = match serde_json::from_str(raw) {
+        Ok(Value::Array(v)) if !v.is_empty() => v,
+        _ => return Err(CoreError::InvalidKeyPairNames),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for v in values {
+        let name = v
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or(CoreError::InvalidKeyPairNames)?;
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    if names.len() > MAX_DELETE_NAMES {
+        return Err(CoreError::TooManyKeyPairNames(MAX_DELETE_NAMES));
+    }
+    Ok(names)
+}
+
+pub async fn delete(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let region = ctx.region()?;
+    let names = parse_names(ctx.p.required("KeyPairNames")?)?;
+    ctx.state
+        .store
+        .delete_key_pairs(ctx.account(), region.id, &names)
+        .await?;
+    Ok(Body200::new())
+}
+
+pub async fn attach(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    bind(ctx, BindOp::Attach).await
+}
+
+pub async fn detach(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    bind(ctx, BindOp::Detach).await
+}
+
+/// Request-level checks fail the call; per-instance problems are reported in `Results`.
+async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Body200, CoreError> {
+    ctx.p.required("RegionId")?;
+    let name = ctx.p.required("KeyPairName")?;
+    let raw_ids = ctx.p.required("InstanceIds")?;
+    let region = ctx.region()?;
+    let instance_ids = parse_id_list(raw_ids, MAX_BIND_IDS)?;
+    let key_pair = ctx
+        .state
+        .store
+        .key_pair_by_name(ctx.account(), region.id, name)
+        .await?
+        .ok_or_else(|| CoreError::KeyPairNotFound(name.to_string()))?;
+    let outcomes = ctx
+        .state
+        .store
+        .bind(ctx.account(), region.id, &key_pair, &instance_ids, op)
+        .await?;
+    let fail_count = outcomes.iter().filter(|(_, r)| r.is_err()).count();
+    let results: Vec<Value> = outcomes
+        .iter()
+        .map(|(id, r)| match r {
+            Ok(()) => {
+                json!({"InstanceId": id, "Success": "true", "Code": "200", "Message": "successful"})
+            }
+            Err(f) => {
+                let (code, message) = instance_failure(*f);
+                json!({"InstanceId": id, "Success": "false", "Code": code, "Message": message})
+            }
+        })
+        .collect();
+    Ok(obj([
+        ("KeyPairName", json!(key_pair.name)),
+        ("TotalCount", json!(outcomes.len().to_string())),
+        ("FailCount", json!(fail_count.to_string())),
+        ("Results", json!({ "Result": results })),
+    ]))
+}

@@ -1,0 +1,167 @@
+//! The Alibaba Cloud ECS dialect (API version 2014-05-26): `GET`/`POST /`, parameters from the query
+//! and a form body, `Action`/`Version` as parameters (V1) or `x-acs-*` headers (V3).
+
+mod catalog;
+pub mod error;
+mod instances;
+mod keypairs;
+pub mod params;
+pub mod render;
+mod tags;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::Request;
+use axum::response::Response;
+use keyplane_core::catalog as builtin;
+use keyplane_core::model::Region;
+use keyplane_core::CoreError;
+use serde_json::{Map, Value};
+
+use crate::auth::{self, Caller};
+use crate::wire::WireRequest;
+use crate::AppState;
+use error::AliError;
+use params::Params;
+use render::Format;
+
+pub const VERSION: &str = "2014-05-26";
+
+/// The response body of one action, without `RequestId`.
+pub type Body200 = Map<String, Value>;
+
+/// What one action handler gets: the shared state, the verified caller, the parameters.
+pub struct Ctx<'a> {
+    pub state: &'a AppState,
+    pub caller: &'a Caller,
+    pub p: Params<'a>,
+}
+
+impl Ctx<'_> {
+    /// The required `RegionId`, which must be a known region.
+    pub fn region(&self) -> Result<&'static Region, CoreError> {
+        let id = self.p.required("RegionId")?;
+        builtin::region(id).ok_or_else(|| CoreError::RegionNotFound(id.to_string()))
+    }
+
+    pub fn account(&self) -> &str {
+        &self.caller.account_id
+    }
+}
+
+pub async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("keyplane")
+        .to_string();
+    let wire = match WireRequest::read(req, state.config.max_body_bytes).await {
+        Ok(w) => w,
+        Err(e) => return render::error(&e.into(), &request_id, &host, Format::Json),
+    };
+    let format = Format::from_param(wire.param("Format"));
+    let fail = |e: AliError| {
+        tracing::info!(%request_id, code = e.code, status = e.status.as_u16(), "rejected");
+        render::error(&e, &request_id, &host, format)
+    };
+    let version = wire.header("x-acs-version").or(wire.param("Version"));
+    if version != Some(VERSION) {
+        return fail(AliError::invalid_version());
+    }
+    let caller = match auth::alibaba(&state, &wire).await {
+        Ok(c) => c,
+        Err(e) => return fail(e.into()),
+    };
+    let Some(action) = wire
+        .header("x-acs-action")
+        .or(wire.param("Action"))
+        .filter(|a| !a.is_empty())
+    else {
+        return fail(CoreError::missing("Action").into());
+    };
+    let ctx = Ctx {
+        state: &state,
+        caller: &caller,
+        p: Params::new(&wire.query, &wire.form),
+    };
+    match dispatch(action, &ctx).await {
+        Ok(body) => {
+            tracing::info!(%request_id, action, access_key_id = %caller.access_key_id, "ok");
+            render::success(action, &request_id, body, format)
+        }
+        Err(e) => {
+            tracing::info!(%request_id, action, access_key_id = %caller.access_key_id, code = e.code, "failed");
+            render::error(&e, &request_id, &host, format)
+        }
+    }
+}
+
+/// Every action of the dialect; anything else is `InvalidAction.NotFound`.
+pub const ACTIONS: &[&str] = &[
+    "CreateKeyPair",
+    "ImportKeyPair",
+    "DescribeKeyPairs",
+    "DeleteKeyPairs",
+    "AttachKeyPair",
+    "DetachKeyPair",
+    "TagResources",
+    "UntagResources",
+    "RunInstances",
+    "DescribeInstances",
+    "DescribeInstanceStatus",
+    "StartInstance",
+    "StopInstance",
+    "RebootInstance",
+    "DeleteInstance",
+    "DescribeRegions",
+    "DescribeZones",
+    "DescribeImages",
+];
+
+async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Body200, AliError> {
+    let result = match action {
+        "CreateKeyPair" => keypairs::create(ctx).await,
+        "ImportKeyPair" => keypairs::import(ctx).await,
+        "DescribeKeyPairs" => keypairs::describe(ctx).await,
+        "DeleteKeyPairs" => keypairs::delete(ctx).await,
+        "AttachKeyPair" => keypairs::attach(ctx).await,
+        "DetachKeyPair" => keypairs::detach(ctx).await,
+        "TagResources" => tags::tag(ctx).await,
+        "UntagResources" => tags::untag(ctx).await,
+        "RunInstances" => instances::run(ctx).await,
+        "DescribeInstances" => instances::describe(ctx).await,
+        "DescribeInstanceStatus" => instances::describe_status(ctx).await,
+        "StartInstance" => instances::power(ctx, keyplane_core::binding::Power::Start).await,
+        "StopInstance" => instances::power(ctx, keyplane_core::binding::Power::Stop).await,
+        "RebootInstance" => instances::power(ctx, keyplane_core::binding::Power::Reboot).await,
+        "DeleteInstance" => instances::delete(ctx).await,
+        "DescribeRegions" => catalog::regions(ctx).await,
+        "DescribeZones" => catalog::zones(ctx).await,
+        "DescribeImages" => catalog::images(ctx).await,
+        other => return Err(AliError::invalid_action(other)),
+    };
+    result.map_err(AliError::from)
+}
+
+/// Builds a JSON object from `(key, value)` pairs, keeping their order.
+pub fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Body200 {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Describe times are minute precision on this dialect: `2024-01-01T00:00Z`.
+pub fn minute(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%MZ").to_string()
+}
+
+/// `{"Tag":[{"TagKey","TagValue"}]}`
+pub fn tags_json(tags: &[keyplane_core::model::Tag]) -> Value {
+    let list: Vec<Value> = tags
+        .iter()
+        .map(|t| serde_json::json!({"TagKey": t.key, "TagValue": t.value}))
+        .collect();
+    serde_json::json!({ "Tag": list })
+}

@@ -1,0 +1,27 @@
+//! The server's settings, with the defaults of SPEC sections 7 and 10.
+
+use std::time::Duration;
+
+/// Limits and behaviour of one server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How long a simulated instance stays in a transitional status (Starting, Stopping, …).
+    pub transition_delay: Duration,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+    /// How far a signed timestamp may be from the server clock.
+    pub max_clock_skew: Duration,
+    /// How long a signature nonce stays used.
+    pub nonce_window: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            transition_delay: Duration::ZERO,
+            max_body_bytes: 1024 * 1024,
+            max_clock_skew: Duration::from_secs(15 * 60),
+            nonce_window: Duration::from_secs(15 * 60),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `keyplane serve`: open the store, bootstrap an empty one, listen, shut down gracefully.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use keyplane_api::ServerConfig;
+use keyplane_core::ids;
+use keyplane_store::{sqlite::SqliteStore, AccessKeyRecord, Store};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KEYPLANE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Database URL: sqlite://PATH.
+    #[arg(
+        long,
+        env = "KEYPLANE_DB",
+        default_value = "sqlite://keyplane-data/keyplane.db"
+    )]
+    db: String,
+    /// How long simulated instances stay Starting/Stopping/Pending, in milliseconds.
+    #[arg(long, env = "KEYPLANE_TRANSITION_DELAY_MS", default_value_t = 0)]
+    transition_delay_ms: u64,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "KEYPLANE_LOG_JSON")]
+    log_json: bool,
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYPLANE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
+    match url.strip_prefix("sqlite://") {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => bail!("unsupported --db {url:?}: expected sqlite://PATH"),
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    init_logging(args.log_json);
+    let path = sqlite_path(&args.db)?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(path.to_str().context("database path is not UTF-8")?)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?,
+    );
+    let account = bootstrap(store.as_ref(), &path).await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, db = %path.display(), %account, "keyplane serving");
+    let config = ServerConfig {
+        transition_delay: Duration::from_millis(args.transition_delay_ms),
+        ..ServerConfig::default()
+    };
+    keyplane_api::serve(store, config, listener, shutdown_signal()).await?;
+    tracing::info!("keyplane stopped");
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Creates the default account on an empty store. The root AccessKey comes from
+/// `KEYPLANE_ROOT_ACCESS_KEY_ID`/`_SECRET`, else is generated and written once, mode 0600, to
+/// `root-access-key.json` beside the database.
+async fn bootstrap(store: &dyn Store, db_path: &Path) -> anyhow::Result<String> {
+    let from_env = match (
+        std::env::var("KEYPLANE_ROOT_ACCESS_KEY_ID"),
+        std::env::var("KEYPLANE_ROOT_ACCESS_KEY_SECRET"),
+    ) {
+        (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => Some((id, secret)),
+        _ => None,
+    };
+    if let Some(account) = store.default_account().await? {
+        if let Some((id, secret)) = from_env {
+            store
+                .insert_access_key(&AccessKeyRecord {
+                    id,
+                    account_id: account.clone(),
+                    user_name: None,
+                    secret,
+                    active: true,
+                })
+                .await?;
+        }
+        return Ok(account);
+    }
+    let generated = from_env.is_none();
+    let (id, secret) =
+        from_env.unwrap_or_else(|| (ids::new_access_key_id(), ids::new_access_key_secret()));
+    let key = AccessKeyRecord {
+        id,
+        account_id: ids::new_account_id(),
+        user_name: None,
+        secret,
+        active: true,
+    };
+    let account = store.bootstrap(&key).await?;
+    if generated {
+        let file = db_path.with_file_name("root-access-key.json");
+        write_secret_file(
+            &file,
+            &serde_json::json!({
+                "AccountId": account,
+                "AccessKeyId": key.id,
+                "AccessKeySecret": key.secret,
+            }),
+        )?;
+        tracing::info!(file = %file.display(), "generated the root AccessKey");
+    }
+    Ok(account)
+}
+
+fn write_secret_file(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{}", serde_json::to_string_pretty(value)?)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -78,7 +78,7 @@ fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
             if let Err(e) = state.nonces.flush().await {
                 tracing::warn!(error = %e, "nonce flush failed; will retry");
             }
-            if n % 600 == 0 {
+            if n.is_multiple_of(600) {
                 state.nonces.purge().await;
             }
             if !state.config.transition_delay.is_zero() {

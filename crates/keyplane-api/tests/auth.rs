@@ -27,13 +27,18 @@ async fn a_wrong_secret_is_signature_does_not_match_with_a_colon_in_the_message(
     let app = spawn_app().await;
     let r = app.call_as("DescribeRegions", &[], AK, "wrong").await;
     assert_eq!((r.status, r.code()), (400, "SignatureDoesNotMatch"));
-    assert!(r.body["Message"].as_str().unwrap().contains("server string to sign is:ACS3-HMAC-SHA256\n"));
+    assert!(r.body["Message"]
+        .as_str()
+        .unwrap()
+        .contains("server string to sign is:ACS3-HMAC-SHA256\n"));
 }
 
 #[tokio::test]
 async fn an_unknown_access_key_is_404() {
     let app = spawn_app().await;
-    let r = app.call_as("DescribeRegions", &[], "LTAInobody", SECRET).await;
+    let r = app
+        .call_as("DescribeRegions", &[], "LTAInobody", SECRET)
+        .await;
     assert_eq!((r.status, r.code()), (404, "InvalidAccessKeyId.NotFound"));
 }
 
@@ -47,7 +52,9 @@ async fn a_request_without_a_signature_is_refused() {
 #[tokio::test]
 async fn a_timestamp_more_than_15_minutes_off_is_expired() {
     let app = spawn_app().await;
-    let old = (chrono::Utc::now() - chrono::Duration::minutes(16)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let old = (chrono::Utc::now() - chrono::Duration::minutes(16))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let q = app.v1_query("DescribeRegions", &[], &old, &nonce());
     let r = app.get(&q).await;
     assert_eq!((r.status, r.code()), (400, "InvalidTimeStamp.Expired"));
@@ -65,20 +72,31 @@ async fn the_same_request_replayed_is_refused_even_after_a_restart() {
     assert_eq!((r.status, r.code()), (400, "SignatureNonceUsed"));
     let headers = app.v3_headers("DescribeRegions", &[], &now(), "fixed-nonce-2", AK, SECRET);
     assert_eq!(app.send_v3(&[], &headers).await.status, 200);
-    assert_eq!(app.send_v3(&[], &headers).await.code(), "SignatureNonceUsed");
+    assert_eq!(
+        app.send_v3(&[], &headers).await.code(),
+        "SignatureNonceUsed"
+    );
 
     let dir = app.stop().await;
     let app = spawn_with(Default::default(), Some(dir)).await;
     assert_eq!(app.get(&q).await.code(), "SignatureNonceUsed");
     // The new server listens on another port (a signed Host): re-sign with the same nonce.
     let headers = app.v3_headers("DescribeRegions", &[], &now(), "fixed-nonce-2", AK, SECRET);
-    assert_eq!(app.send_v3(&[], &headers).await.code(), "SignatureNonceUsed");
+    assert_eq!(
+        app.send_v3(&[], &headers).await.code(),
+        "SignatureNonceUsed"
+    );
 }
 
 #[tokio::test]
 async fn a_tampered_parameter_fails_the_signature() {
     let app = spawn_app().await;
-    let q = app.v1_query("DescribeZones", &[("RegionId", "cn-hangzhou")], &now(), &nonce());
+    let q = app.v1_query(
+        "DescribeZones",
+        &[("RegionId", "cn-hangzhou")],
+        &now(),
+        &nonce(),
+    );
     let r = app.get(&q.replace("cn-hangzhou", "cn-beijing")).await;
     assert_eq!(r.code(), "SignatureDoesNotMatch");
 }
@@ -88,7 +106,12 @@ async fn an_unknown_action_or_version_gets_a_vendor_error() {
     let app = spawn_app().await;
     let r = app.call("FlyToTheMoon", &[]).await;
     assert_eq!((r.status, r.code()), (404, "InvalidAction.NotFound"));
-    let q = app.v1_query("DescribeRegions", &[("Version", "2099-01-01")], &now(), &nonce());
+    let q = app.v1_query(
+        "DescribeRegions",
+        &[("Version", "2099-01-01")],
+        &now(),
+        &nonce(),
+    );
     let r = app.get(&q).await;
     assert_eq!((r.status, r.code()), (400, "InvalidParameter"));
 }
@@ -97,14 +120,22 @@ async fn an_unknown_action_or_version_gets_a_vendor_error() {
 async fn a_body_over_one_mebibyte_is_refused_before_anything_runs() {
     let app = spawn_app().await;
     let body = vec![b'a'; 1024 * 1024 + 1];
-    let r = app.post_raw("Action=DescribeRegions", "application/x-www-form-urlencoded", body).await;
+    let r = app
+        .post_raw(
+            "Action=DescribeRegions",
+            "application/x-www-form-urlencoded",
+            body,
+        )
+        .await;
     assert_eq!((r.status, r.code()), (413, "RequestEntityTooLarge"));
 }
 
 #[tokio::test]
 async fn a_parameter_that_is_not_utf8_is_refused() {
     let app = spawn_app().await;
-    let r = app.get("Action=DescribeRegions&Version=2014-05-26&KeyPairName=%FF%FE").await;
+    let r = app
+        .get("Action=DescribeRegions&Version=2014-05-26&KeyPairName=%FF%FE")
+        .await;
     assert_eq!((r.status, r.code()), (400, "InvalidParameter"));
     assert!(r.body["Message"].as_str().unwrap().contains("KeyPairName"));
 }
@@ -116,8 +147,12 @@ async fn format_xml_renders_success_and_errors_as_xml() {
     assert_eq!(r.status, 200);
     assert!(r.text.starts_with("<?xml"), "{}", r.text);
     assert!(r.text.contains("<DescribeRegionsResponse><RequestId>"));
-    assert!(r.text.contains("<Regions><Region><RegionId>cn-hangzhou</RegionId>"));
+    assert!(r
+        .text
+        .contains("<Regions><Region><RegionId>cn-hangzhou</RegionId>"));
     let r = app.call_v1("DescribeZones", &[("Format", "XML")]).await;
     assert_eq!(r.status, 400);
-    assert!(r.text.contains("<Error><RequestId>") && r.text.contains("<Code>MissingParameter</Code>"));
+    assert!(
+        r.text.contains("<Error><RequestId>") && r.text.contains("<Code>MissingParameter</Code>")
+    );
 }

@@ -9,37 +9,58 @@ use serde_json::Value;
 const R: (&str, &str) = ("RegionId", "cn-hangzhou");
 
 async fn count(app: &App) -> u64 {
-    app.call("DescribeKeyPairs", &[R]).await.body["TotalCount"].as_u64().unwrap()
+    app.call("DescribeKeyPairs", &[R]).await.body["TotalCount"]
+        .as_u64()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn import_then_describe_returns_the_md5_fingerprint_and_the_key() {
     let app = spawn_app().await;
-    let r = app.call("ImportKeyPair", &[R, ("KeyPairName", "my.kp"), ("PublicKeyBody", ED25519)]).await;
+    let r = app
+        .call(
+            "ImportKeyPair",
+            &[R, ("KeyPairName", "my.kp"), ("PublicKeyBody", ED25519)],
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["KeyPairFingerPrint"], ED25519_MD5);
     let r = app
-        .call("DescribeKeyPairs", &[R, ("KeyPairName", "my.kp"), ("IncludePublicKey", "True")])
+        .call(
+            "DescribeKeyPairs",
+            &[R, ("KeyPairName", "my.kp"), ("IncludePublicKey", "True")],
+        )
         .await;
     let kp = &r.body["KeyPairs"]["KeyPair"][0];
     assert_eq!(kp["PublicKey"], ED25519);
     assert_eq!(kp["KeyPairFingerPrint"], ED25519_MD5);
     assert!(kp["CreationTime"].as_str().unwrap().ends_with('Z'));
     assert_eq!(r.body["TotalCount"], 1);
-    let r = app.call("DescribeKeyPairs", &[R, ("KeyPairName", "my.kp")]).await;
+    let r = app
+        .call("DescribeKeyPairs", &[R, ("KeyPairName", "my.kp")])
+        .await;
     assert!(r.body["KeyPairs"]["KeyPair"][0].get("PublicKey").is_none());
 }
 
 #[tokio::test]
 async fn create_returns_a_private_key_once_and_never_stores_it() {
     let app = spawn_app().await;
-    let r = app.call("CreateKeyPair", &[R, ("KeyPairName", "made")]).await;
+    let r = app
+        .call("CreateKeyPair", &[R, ("KeyPairName", "made")])
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(r.body["PrivateKeyBody"].as_str().unwrap().starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    assert!(r.body["PrivateKeyBody"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN RSA PRIVATE KEY-----"));
     assert!(r.body["KeyPairId"].as_str().unwrap().starts_with("kp-"));
-    let again = app.call("CreateKeyPair", &[R, ("KeyPairName", "made")]).await;
+    let again = app
+        .call("CreateKeyPair", &[R, ("KeyPairName", "made")])
+        .await;
     assert_eq!((again.status, again.code()), (400, "KeyPair.AlreadyExist"));
-    let d = app.call("DescribeKeyPairs", &[R, ("IncludePublicKey", "true")]).await;
+    let d = app
+        .call("DescribeKeyPairs", &[R, ("IncludePublicKey", "true")])
+        .await;
     assert!(!d.text.contains("PRIVATE KEY"));
 }
 
@@ -47,50 +68,165 @@ async fn create_returns_a_private_key_once_and_never_stores_it() {
 async fn wildcards_fingerprints_paging_and_tags_filter_the_list() {
     let app = spawn_app().await;
     for name in ["web-a", "web-b", "db-a"] {
-        let r = app.call("CreateKeyPair", &[R, ("KeyPairName", name), ("Tag.1.Key", "tier"), ("Tag.1.Value", name)]).await;
+        let r = app
+            .call(
+                "CreateKeyPair",
+                &[
+                    R,
+                    ("KeyPairName", name),
+                    ("Tag.1.Key", "tier"),
+                    ("Tag.1.Value", name),
+                ],
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
     let names = |r: &Resp| -> Vec<String> {
-        r.body["KeyPairs"]["KeyPair"].as_array().unwrap().iter().map(|k| k["KeyPairName"].as_str().unwrap().to_string()).collect()
+        r.body["KeyPairs"]["KeyPair"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["KeyPairName"].as_str().unwrap().to_string())
+            .collect()
     };
-    assert_eq!(names(&app.call("DescribeKeyPairs", &[R, ("KeyPairName", "web*")]).await), ["web-a", "web-b"]);
-    assert_eq!(names(&app.call("DescribeKeyPairs", &[R, ("KeyPairName", "*-a")]).await), ["web-a", "db-a"]);
-    assert_eq!(names(&app.call("DescribeKeyPairs", &[R, ("KeyPairName", "*b-*")]).await), ["db-a"]);
-    let p = app.call("DescribeKeyPairs", &[R, ("PageSize", "2"), ("PageNumber", "2")]).await;
-    assert_eq!((p.body["TotalCount"].as_u64(), names(&p)), (Some(3), vec!["db-a".to_string()]));
-    let t = app.call("DescribeKeyPairs", &[R, ("Tag.1.Key", "tier"), ("Tag.1.Value", "db-a")]).await;
+    assert_eq!(
+        names(
+            &app.call("DescribeKeyPairs", &[R, ("KeyPairName", "web*")])
+                .await
+        ),
+        ["web-a", "web-b"]
+    );
+    assert_eq!(
+        names(
+            &app.call("DescribeKeyPairs", &[R, ("KeyPairName", "*-a")])
+                .await
+        ),
+        ["web-a", "db-a"]
+    );
+    assert_eq!(
+        names(
+            &app.call("DescribeKeyPairs", &[R, ("KeyPairName", "d*")])
+                .await
+        ),
+        ["db-a"]
+    );
+    let p = app
+        .call(
+            "DescribeKeyPairs",
+            &[R, ("PageSize", "2"), ("PageNumber", "2")],
+        )
+        .await;
+    assert_eq!(
+        (p.body["TotalCount"].as_u64(), names(&p)),
+        (Some(3), vec!["db-a".to_string()])
+    );
+    let t = app
+        .call(
+            "DescribeKeyPairs",
+            &[R, ("Tag.1.Key", "tier"), ("Tag.1.Value", "db-a")],
+        )
+        .await;
     assert_eq!(names(&t), ["db-a"]);
-    assert_eq!(t.body["KeyPairs"]["KeyPair"][0]["Tags"]["Tag"][0]["TagKey"], "tier");
-    let fp = t.body["KeyPairs"]["KeyPair"][0]["KeyPairFingerPrint"].as_str().unwrap().to_string();
-    assert_eq!(names(&app.call("DescribeKeyPairs", &[R, ("KeyPairFingerPrint", &fp)]).await), ["db-a"]);
+    assert_eq!(
+        t.body["KeyPairs"]["KeyPair"][0]["Tags"]["Tag"][0]["TagKey"],
+        "tier"
+    );
+    let fp = t.body["KeyPairs"]["KeyPair"][0]["KeyPairFingerPrint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        names(
+            &app.call("DescribeKeyPairs", &[R, ("KeyPairFingerPrint", &fp)])
+                .await
+        ),
+        ["db-a"]
+    );
     let bare = fp.replace(':', "");
-    assert_eq!(names(&app.call("DescribeKeyPairs", &[R, ("KeyPairFingerPrint", &bare)]).await), ["db-a"]);
+    assert_eq!(
+        names(
+            &app.call("DescribeKeyPairs", &[R, ("KeyPairFingerPrint", &bare)])
+                .await
+        ),
+        ["db-a"]
+    );
     let r = app.call("DescribeKeyPairs", &[R, ("PageSize", "51")]).await;
     assert_eq!((r.status, r.code()), (400, "InvalidParameter"));
-    let r = app.call("DescribeKeyPairs", &[R, ("PageNumber", "0")]).await;
+    let r = app
+        .call("DescribeKeyPairs", &[R, ("PageNumber", "0")])
+        .await;
     assert_eq!((r.status, r.code()), (400, "InvalidParameter"));
 }
 
 #[tokio::test]
 async fn tag_and_untag_resources_change_the_tags_of_key_pairs() {
     let app = spawn_app().await;
-    app.call("ImportKeyPair", &[R, ("KeyPairName", "tagged"), ("PublicKeyBody", ED25519)]).await;
+    app.call(
+        "ImportKeyPair",
+        &[R, ("KeyPairName", "tagged"), ("PublicKeyBody", ED25519)],
+    )
+    .await;
     let r = app
-        .call("TagResources", &[R, ("ResourceType", "keypair"), ("ResourceId.1", "tagged"), ("Tag.1.Key", "env"), ("Tag.1.Value", "prod")])
+        .call(
+            "TagResources",
+            &[
+                R,
+                ("ResourceType", "keypair"),
+                ("ResourceId.1", "tagged"),
+                ("Tag.1.Key", "env"),
+                ("Tag.1.Value", "prod"),
+            ],
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let d = app.call("DescribeKeyPairs", &[R, ("Tag.1.Key", "env"), ("Tag.1.Value", "prod")]).await;
+    let d = app
+        .call(
+            "DescribeKeyPairs",
+            &[R, ("Tag.1.Key", "env"), ("Tag.1.Value", "prod")],
+        )
+        .await;
     assert_eq!(d.body["TotalCount"], 1);
-    let r = app.call("UntagResources", &[R, ("ResourceType", "keypair"), ("ResourceId.1", "tagged"), ("TagKey.1", "env")]).await;
+    let r = app
+        .call(
+            "UntagResources",
+            &[
+                R,
+                ("ResourceType", "keypair"),
+                ("ResourceId.1", "tagged"),
+                ("TagKey.1", "env"),
+            ],
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let d = app.call("DescribeKeyPairs", &[R, ("Tag.1.Key", "env"), ("Tag.1.Value", "prod")]).await;
+    let d = app
+        .call(
+            "DescribeKeyPairs",
+            &[R, ("Tag.1.Key", "env"), ("Tag.1.Value", "prod")],
+        )
+        .await;
     assert_eq!(d.body["TotalCount"], 0);
     let r = app
-        .call("TagResources", &[R, ("ResourceType", "keypair"), ("ResourceId.1", "nope"), ("Tag.1.Key", "env")])
+        .call(
+            "TagResources",
+            &[
+                R,
+                ("ResourceType", "keypair"),
+                ("ResourceId.1", "nope"),
+                ("Tag.1.Key", "env"),
+            ],
+        )
         .await;
     assert_eq!(r.status, 400);
     let r = app
-        .call("TagResources", &[R, ("ResourceType", "keypair"), ("ResourceId.1", "tagged"), ("Tag.1.Key", "aliyun:x")])
+        .call(
+            "TagResources",
+            &[
+                R,
+                ("ResourceType", "keypair"),
+                ("ResourceId.1", "tagged"),
+                ("Tag.1.Key", "aliyun:x"),
+            ],
+        )
         .await;
     assert_eq!((r.status, r.code()), (400, "InvalidTag.Malformed"));
 }
@@ -98,16 +234,33 @@ async fn tag_and_untag_resources_change_the_tags_of_key_pairs() {
 #[tokio::test]
 async fn delete_key_pairs_takes_a_json_array_of_at_most_100_names() {
     let app = spawn_app().await;
-    app.call("ImportKeyPair", &[R, ("KeyPairName", "gone"), ("PublicKeyBody", ED25519)]).await;
+    app.call(
+        "ImportKeyPair",
+        &[R, ("KeyPairName", "gone"), ("PublicKeyBody", ED25519)],
+    )
+    .await;
     for bad in ["gone", "[]", "[1]", "{\"a\":1}"] {
-        let r = app.call("DeleteKeyPairs", &[R, ("KeyPairNames", bad)]).await;
-        assert_eq!((r.status, r.code()), (400, "InvalidKeyPairNames.ValueNotSupported"), "{bad}");
+        let r = app
+            .call("DeleteKeyPairs", &[R, ("KeyPairNames", bad)])
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "InvalidKeyPairNames.ValueNotSupported"),
+            "{bad}"
+        );
     }
     let many: Vec<String> = (0..101).map(|i| format!("kp{i}")).collect();
-    let r = app.call("DeleteKeyPairs", &[R, ("KeyPairNames", &serde_json::to_string(&many).unwrap())]).await;
+    let r = app
+        .call(
+            "DeleteKeyPairs",
+            &[R, ("KeyPairNames", &serde_json::to_string(&many).unwrap())],
+        )
+        .await;
     assert_eq!(r.status, 403);
     assert_eq!(count(&app).await, 1, "nothing changed");
-    let r = app.call("DeleteKeyPairs", &[R, ("KeyPairNames", "[\"gone\"]")]).await;
+    let r = app
+        .call("DeleteKeyPairs", &[R, ("KeyPairNames", "[\"gone\"]")])
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(count(&app).await, 0);
 }
@@ -117,14 +270,62 @@ async fn bad_key_pair_requests_get_the_vendor_error_and_change_nothing() {
     let app = spawn_app().await;
     let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
         (vec![("KeyPairName", "ok-name".into())], "MissingParameter"),
-        (vec![("KeyPairName", "".into()), ("PublicKeyBody", ED25519.into())], "MissingParameter"),
-        (vec![("KeyPairName", "1bad".into()), ("PublicKeyBody", ED25519.into())], "InvalidKeyPairName.Malformed"),
-        (vec![("KeyPairName", "x".into()), ("PublicKeyBody", ED25519.into())], "InvalidKeyPairName.Malformed"),
-        (vec![("KeyPairName", "http://x".into()), ("PublicKeyBody", ED25519.into())], "InvalidKeyPairName.Malformed"),
-        (vec![("KeyPairName", "opts".into()), ("PublicKeyBody", format!("command=\"rm -rf /\" {ED25519}"))], "InvalidPublicKeyBody.Malformed"),
-        (vec![("KeyPairName", "two".into()), ("PublicKeyBody", format!("{ED25519}\n{ED25519}"))], "InvalidPublicKeyBody.Malformed"),
-        (vec![("KeyPairName", "ctl".into()), ("PublicKeyBody", ED25519.replace("test", "te\u{1b}st"))], "InvalidPublicKeyBody.Malformed"),
-        (vec![("KeyPairName", "b64".into()), ("PublicKeyBody", "ssh-ed25519 AAAA!!!!".into())], "InvalidPublicKeyBody.Malformed"),
+        (
+            vec![
+                ("KeyPairName", "".into()),
+                ("PublicKeyBody", ED25519.into()),
+            ],
+            "MissingParameter",
+        ),
+        (
+            vec![
+                ("KeyPairName", "1bad".into()),
+                ("PublicKeyBody", ED25519.into()),
+            ],
+            "InvalidKeyPairName.Malformed",
+        ),
+        (
+            vec![
+                ("KeyPairName", "x".into()),
+                ("PublicKeyBody", ED25519.into()),
+            ],
+            "InvalidKeyPairName.Malformed",
+        ),
+        (
+            vec![
+                ("KeyPairName", "http://x".into()),
+                ("PublicKeyBody", ED25519.into()),
+            ],
+            "InvalidKeyPairName.Malformed",
+        ),
+        (
+            vec![
+                ("KeyPairName", "opts".into()),
+                ("PublicKeyBody", format!("command=\"rm -rf /\" {ED25519}")),
+            ],
+            "InvalidPublicKeyBody.Malformed",
+        ),
+        (
+            vec![
+                ("KeyPairName", "two".into()),
+                ("PublicKeyBody", format!("{ED25519}\n{ED25519}")),
+            ],
+            "InvalidPublicKeyBody.Malformed",
+        ),
+        (
+            vec![
+                ("KeyPairName", "ctl".into()),
+                ("PublicKeyBody", ED25519.replace("test", "te\u{1b}st")),
+            ],
+            "InvalidPublicKeyBody.Malformed",
+        ),
+        (
+            vec![
+                ("KeyPairName", "b64".into()),
+                ("PublicKeyBody", "ssh-ed25519 AAAA!!!!".into()),
+            ],
+            "InvalidPublicKeyBody.Malformed",
+        ),
     ];
     for (extra, code) in cases {
         let mut params: Vec<(&str, &str)> = vec![R];
@@ -132,7 +333,16 @@ async fn bad_key_pair_requests_get_the_vendor_error_and_change_nothing() {
         let r = app.call("ImportKeyPair", &params).await;
         assert_eq!((r.status, r.code()), (400, code), "{params:?}: {}", r.text);
     }
-    let r = app.call("ImportKeyPair", &[("RegionId", "mars-1"), ("KeyPairName", "kp"), ("PublicKeyBody", ED25519)]).await;
+    let r = app
+        .call(
+            "ImportKeyPair",
+            &[
+                ("RegionId", "mars-1"),
+                ("KeyPairName", "kp"),
+                ("PublicKeyBody", ED25519),
+            ],
+        )
+        .await;
     assert_eq!((r.status, r.code()), (404, "InvalidRegionId.NotFound"));
     assert_eq!(count(&app).await, 0, "nothing was created");
 }
@@ -144,16 +354,34 @@ async fn the_quota_is_500_key_pairs_per_region() {
         let kp = keyplane_store::conformance::key_pair(&app.account, &format!("kp{i}"), "x");
         app.store.create_key_pair(&kp, 500).await.unwrap();
     }
-    let r = app.call("ImportKeyPair", &[R, ("KeyPairName", "one-more"), ("PublicKeyBody", ED25519)]).await;
+    let r = app
+        .call(
+            "ImportKeyPair",
+            &[R, ("KeyPairName", "one-more"), ("PublicKeyBody", ED25519)],
+        )
+        .await;
     assert_eq!((r.status, r.code()), (403, "QuotaExceed.KeyPair"));
-    let r = app.call("ImportKeyPair", &[("RegionId", "cn-beijing"), ("KeyPairName", "one-more"), ("PublicKeyBody", ED25519)]).await;
+    let r = app
+        .call(
+            "ImportKeyPair",
+            &[
+                ("RegionId", "cn-beijing"),
+                ("KeyPairName", "one-more"),
+                ("PublicKeyBody", ED25519),
+            ],
+        )
+        .await;
     assert_eq!(r.status, 200, "another region has its own quota");
 }
 
 #[tokio::test]
 async fn responses_use_the_vendor_types() {
     let app = spawn_app().await;
-    app.call("ImportKeyPair", &[R, ("KeyPairName", "typed"), ("PublicKeyBody", ED25519)]).await;
+    app.call(
+        "ImportKeyPair",
+        &[R, ("KeyPairName", "typed"), ("PublicKeyBody", ED25519)],
+    )
+    .await;
     let r = app.call("DescribeKeyPairs", &[R]).await;
     assert!(matches!(r.body["TotalCount"], Value::Number(_)));
     assert!(matches!(r.body["PageSize"], Value::Number(_)));

@@ -226,6 +226,12 @@ impl FingerprintQuery {
     }
 }
 
+/// The current time at the microsecond precision every store keeps.
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,10 +265,4 @@ mod tests {
         assert!(Tag::parse("k", "https://x").is_err());
         assert!(Tag::parse(&"k".repeat(129), "v").is_err());
     }
-}
-
-/// The current time at the microsecond precision every store keeps.
-pub fn now() -> DateTime<Utc> {
-    let t = Utc::now();
-    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }

@@ -198,7 +198,11 @@ pub async fn key_pairs(store: &dyn Store) {
         value: "ops".into(),
     };
     store
-        .tag_key_pairs(&account, &[a.id.clone()], &[tag.clone()])
+        .tag_key_pairs(
+            &account,
+            std::slice::from_ref(&a.id),
+            std::slice::from_ref(&tag),
+        )
         .await
         .unwrap();
     let tagged = store
@@ -221,12 +225,12 @@ pub async fn key_pairs(store: &dyn Store) {
         .collect();
     assert_eq!(
         store
-            .tag_key_pairs(&account, &[a.id.clone()], &too_many)
+            .tag_key_pairs(&account, std::slice::from_ref(&a.id), &too_many)
             .await,
         Err(CoreError::TooManyTags)
     );
     store
-        .untag_key_pairs(&account, &[a.id.clone()], None)
+        .untag_key_pairs(&account, std::slice::from_ref(&a.id), None)
         .await
         .unwrap();
     assert!(store
@@ -360,7 +364,13 @@ pub async fn bindings(store: &dyn Store) {
     );
 
     let detach = store
-        .bind(&account, REGION, &kp, &[running.id.clone()], BindOp::Detach)
+        .bind(
+            &account,
+            REGION,
+            &kp,
+            std::slice::from_ref(&running.id),
+            BindOp::Detach,
+        )
         .await
         .unwrap();
     assert_eq!(detach[0].1, Ok(()));

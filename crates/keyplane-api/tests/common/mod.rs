@@ -80,7 +80,10 @@ pub fn nonce() -> String {
 }
 
 pub fn pairs(params: &[(&str, &str)]) -> Vec<(String, String)> {
-    params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 pub fn query_string(params: &[(String, String)]) -> String {
@@ -110,7 +113,13 @@ impl App {
         self.call_as(action, params, AK, SECRET).await
     }
 
-    pub async fn call_as(&self, action: &str, params: &[(&str, &str)], ak: &str, secret: &str) -> Resp {
+    pub async fn call_as(
+        &self,
+        action: &str,
+        params: &[(&str, &str)],
+        ak: &str,
+        secret: &str,
+    ) -> Resp {
         let query = pairs(params);
         let (date, nonce) = (now(), nonce());
         let headers = self.v3_headers(action, &query, &date, &nonce, ak, secret);
@@ -171,12 +180,22 @@ impl App {
             }
         }
         let sts = alibaba::v1_string_to_sign("GET", &all);
-        all.push(("Signature".into(), alibaba::v1_signature(&SecretKey::new(SECRET), &sts)));
+        all.push((
+            "Signature".into(),
+            alibaba::v1_signature(&SecretKey::new(SECRET), &sts),
+        ));
         query_string(&all)
     }
 
     pub async fn get(&self, query: &str) -> Resp {
-        Self::read(self.client.get(format!("{}/?{query}", self.base)).send().await.unwrap()).await
+        Self::read(
+            self.client
+                .get(format!("{}/?{query}", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn post_raw(&self, query: &str, content_type: &str, body: Vec<u8>) -> Resp {
@@ -206,7 +225,12 @@ impl App {
     }
 
     /// Runs `n` simulated instances and returns their IDs.
-    pub async fn run_instances(&self, image: &str, n: usize, extra: &[(&str, &str)]) -> Vec<String> {
+    pub async fn run_instances(
+        &self,
+        image: &str,
+        n: usize,
+        extra: &[(&str, &str)],
+    ) -> Vec<String> {
         let amount = n.to_string();
         let mut params = vec![
             ("RegionId", "cn-hangzhou"),
@@ -230,5 +254,6 @@ pub const LINUX: &str = "aliyun_3_x64_20G_alibase_20240819.vhd";
 pub const WINDOWS: &str = "win2022_21H2_x64_dtc_en-us_40G_alibase_20240816.vhd";
 pub const NO_AGENT: &str = "centos_7_9_x64_20G_noagent_20200101.vhd";
 
-pub const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f test@ed";
+pub const ED25519: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f test@ed";
 pub const ED25519_MD5: &str = "87:34:61:74:58:ea:02:81:3c:05:ab:5f:e8:99:31:2e";

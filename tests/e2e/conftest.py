@@ -31,7 +31,8 @@ def free_port():
 class Server:
     """A keyplane process; restart() stops it (SIGTERM) and starts it again on the same store."""
 
-    def __init__(self, env_extra=None):
+    def __init__(self, env_extra=None, root_env=True):
+        self.root_env = root_env
         self.dir = tempfile.mkdtemp(prefix="kp-e2e-")
         self.port = free_port()
         self.env_extra = env_extra or {}
@@ -43,8 +44,10 @@ class Server:
         return f"127.0.0.1:{self.port}"
 
     def start(self):
-        env = dict(os.environ, KEYPLANE_ROOT_ACCESS_KEY_ID=AK, KEYPLANE_ROOT_ACCESS_KEY_SECRET=SK,
-                   **self.env_extra)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYPLANE_ROOT_")}
+        if self.root_env:
+            env.update(KEYPLANE_ROOT_ACCESS_KEY_ID=AK, KEYPLANE_ROOT_ACCESS_KEY_SECRET=SK)
+        env.update(self.env_extra)
         log = open(os.path.join(self.dir, "server.log"), "ab")
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--listen", self.endpoint, "--db", f"sqlite://{self.dir}/keyplane.db"],
@@ -60,8 +63,11 @@ class Server:
                 time.sleep(0.05)
         raise RuntimeError("keyplane did not become healthy")
 
-    def stop(self):
-        self.proc.terminate()
+    def stop(self, sig=None):
+        if sig is None:
+            self.proc.terminate()
+        else:
+            self.proc.send_signal(sig)
         assert self.proc.wait(15) == 0, "graceful shutdown exits 0"
 
     def restart(self):

@@ -13,6 +13,8 @@ pub struct ServerConfig {
     pub max_clock_skew: Duration,
     /// How long a signature nonce stays used.
     pub nonce_window: Duration,
+    /// How long one request may take before the server gives up on it.
+    pub request_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -22,6 +24,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_clock_skew: Duration::from_secs(15 * 60),
             nonce_window: Duration::from_secs(15 * 60),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -54,10 +54,19 @@ pub async fn serve(
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
+    let timeout = state.config.request_timeout;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/", get(aliyun::handle).post(aliyun::handle))
         .with_state(state)
+        // A bug must cost one request an InternalError, never the connection or the process.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            aliyun::panic_response,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> (axum::http::StatusCode, &'static str) {

@@ -44,6 +44,8 @@ pub enum CoreError {
     TooManyTags,
     #[error("invalid status {0}")]
     InvalidStatus(String),
+    #[error("unknown filter key {0}")]
+    InvalidFilterKey(String),
     #[error("the pagination token is invalid")]
     InvalidNextToken,
     #[error("dry run passed")]

@@ -55,6 +55,9 @@ pub struct InstanceFilter {
     pub zone_id: Option<String>,
     pub image_id: Option<String>,
     pub tags: Vec<Tag>,
+    /// Created at or after / at or before (inclusive).
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
 }
 
 /// Which slice of a listing to return: an offset page or a keyset position.

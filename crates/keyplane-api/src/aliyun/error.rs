@@ -144,6 +144,11 @@ impl From<CoreError> for AliError {
             CoreError::InvalidStatus(_) => {
                 e(404, "InvalidStatus.NotFound", "The specified Status is not found")
             }
+            CoreError::InvalidFilterKey(_) => e(
+                404,
+                "InvalidFilterKey.NotFound",
+                "The specified filter key is not supported.",
+            ),
             CoreError::InvalidNextToken => e(
                 400,
                 "InvalidParameter.NextToken",

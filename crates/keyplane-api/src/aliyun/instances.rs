@@ -167,6 +167,36 @@ fn instance_json(i: &Instance) -> Value {
     })
 }
 
+/// Instances never expire here; the expiry filters compare against this fixed time.
+const EXPIRED_TIME: &str = "2099-12-31T15:59Z";
+
+fn parse_minute(name: &str, raw: &str) -> Result<chrono::DateTime<chrono::Utc>, CoreError> {
+    chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%MZ")
+        .map(|t| t.and_utc())
+        .map_err(|_| CoreError::invalid(name, "Use the format yyyy-MM-ddTHH:mmZ."))
+}
+
+/// `Filter.N.Key`/`Filter.N.Value`: creation and expiry windows.
+fn apply_filters(ctx: &Ctx<'_>, filter: &mut InstanceFilter) -> Result<(), CoreError> {
+    let expired = parse_minute("ExpiredTime", EXPIRED_TIME)?;
+    for n in 1..=4 {
+        let Some(key) = ctx.p.opt(&format!("Filter.{n}.Key")) else {
+            continue;
+        };
+        let name = format!("Filter.{n}.Value");
+        let value = parse_minute(&name, ctx.p.required(&name)?)?;
+        match key {
+            "CreationStartTime" => filter.created_from = Some(value),
+            "CreationEndTime" => filter.created_to = Some(value),
+            "ExpiredStartTime" if value > expired => filter.ids = Some(Vec::new()),
+            "ExpiredEndTime" if value < expired => filter.ids = Some(Vec::new()),
+            "ExpiredStartTime" | "ExpiredEndTime" => {}
+            other => return Err(CoreError::InvalidFilterKey(other.to_string())),
+        }
+    }
+    Ok(())
+}
+
 pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let region = ctx.region()?;
     let ids = match ctx.p.opt("InstanceIds") {
@@ -174,7 +204,7 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         Some(raw) if raw.trim() == "[]" => Some(Vec::new()),
         Some(raw) => Some(parse_id_list(raw, MAX_DESCRIBE_IDS)?),
     };
-    let filter = InstanceFilter {
+    let mut filter = InstanceFilter {
         account_id: ctx.account().to_string(),
         region_id: region.id.to_string(),
         ids,
@@ -185,7 +215,12 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         zone_id: ctx.p.opt("ZoneId").map(str::to_string),
         image_id: ctx.p.opt("ImageId").map(str::to_string),
         tags: ctx.p.tags()?,
+        ..Default::default()
     };
+    apply_filters(ctx, &mut filter)?;
+    if ctx.p.bool("DryRun")?.unwrap_or(false) {
+        return Err(CoreError::DryRunOperation);
+    }
     // NextToken/MaxResults paging wins over PageNumber/PageSize, as the vendor documents.
     let token_paging = ctx.p.opt("NextToken").is_some() || ctx.p.opt("MaxResults").is_some();
     if token_paging {

@@ -100,6 +100,13 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> R
     }
 }
 
+/// The response to a handler that panicked: a vendor InternalError, the details in the log.
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    tracing::error!(%request_id, "a request handler panicked");
+    render::error(&error::internal(), &request_id, "keyplane", Format::Json)
+}
+
 /// Every action of the dialect; anything else is `InvalidAction.NotFound`.
 pub const ACTIONS: &[&str] = &[
     "CreateKeyPair",

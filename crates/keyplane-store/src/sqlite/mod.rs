@@ -221,6 +221,12 @@ fn push_instance_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &InstanceFilter) {
     if let Some(img) = &f.image_id {
         qb.push(" AND image_id = ").push_bind(img.clone());
     }
+    if let Some(t) = f.created_from {
+        qb.push(" AND created_at >= ").push_bind(ts(t));
+    }
+    if let Some(t) = f.created_to {
+        qb.push(" AND created_at <= ").push_bind(ts(t));
+    }
     for t in &f.tags {
         qb.push(" AND id IN (SELECT instance_id FROM instance_tags WHERE key = ")
             .push_bind(t.key.clone())

@@ -156,3 +156,34 @@ async fn format_xml_renders_success_and_errors_as_xml() {
         r.text.contains("<Error><RequestId>") && r.text.contains("<Code>MissingParameter</Code>")
     );
 }
+
+#[tokio::test]
+async fn a_v1_post_with_everything_in_the_form_body_is_accepted() {
+    // pop-core's POST: every parameter, the signature included, in the body; nothing in the query.
+    let app = spawn_app().await;
+    let mut all = pairs(&[
+        ("Action", "DescribeZones"),
+        ("Version", "2014-05-26"),
+        ("RegionId", "cn-beijing"),
+        ("AccessKeyId", AK),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureVersion", "1.0"),
+        ("SignatureNonce", "form-body-nonce"),
+        ("Timestamp", &now()),
+        ("Format", "JSON"),
+    ]);
+    let sts = keyplane_sig::alibaba::v1_string_to_sign("POST", &all);
+    let sig = keyplane_sig::alibaba::v1_signature(&keyplane_sig::SecretKey::new(SECRET), &sts);
+    all.push(("Signature".into(), sig));
+    let body = query_string(&all).into_bytes();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(v["Zones"]["Zone"][0]["ZoneId"], "cn-beijing-a");
+}

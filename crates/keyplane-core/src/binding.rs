@@ -226,6 +226,65 @@ mod tests {
     }
 
     #[test]
+    fn only_linux_io_optimized_instances_with_the_agent_running_or_stopped_are_bindable() {
+        use crate::model::{Instance, Provider};
+        let base = Instance {
+            id: "i-1".into(),
+            account_id: "1".into(),
+            region_id: "r".into(),
+            zone_id: "z".into(),
+            name: "n".into(),
+            host_name: "h".into(),
+            description: String::new(),
+            image_id: "img".into(),
+            instance_type: "t".into(),
+            os_type: OsType::Linux,
+            os_name: "linux".into(),
+            status: InstanceStatus::Running,
+            io_optimized: true,
+            agent_installed: true,
+            login_user: "root".into(),
+            provider: Provider::Sim,
+            has_password: false,
+            created_at: chrono::Utc::now(),
+            started_at: None,
+            key_pair_name: None,
+            binding: Binding::default(),
+            tags: vec![],
+        };
+        let with = |f: &dyn Fn(&mut Instance)| {
+            let mut i = base.clone();
+            f(&mut i);
+            check_bindable(&i)
+        };
+        assert_eq!(with(&|_| {}), Ok(()));
+        assert_eq!(with(&|i| i.status = InstanceStatus::Stopped), Ok(()));
+        assert_eq!(
+            with(&|i| i.os_type = OsType::Windows),
+            Err(InstanceFailure::Windows)
+        );
+        assert_eq!(
+            with(&|i| i.io_optimized = false),
+            Err(InstanceFailure::NotIoOptimized)
+        );
+        assert_eq!(
+            with(&|i| i.agent_installed = false),
+            Err(InstanceFailure::NoAgent)
+        );
+        for s in [
+            InstanceStatus::Pending,
+            InstanceStatus::Starting,
+            InstanceStatus::Stopping,
+            InstanceStatus::Rebooting,
+        ] {
+            assert_eq!(
+                with(&|i| i.status = s),
+                Err(InstanceFailure::IncorrectStatus)
+            );
+        }
+    }
+
+    #[test]
     fn power_transitions_follow_the_vendor_status_model() {
         use InstanceStatus::*;
         assert_eq!(transition(Stopped, Power::Start), Ok((Starting, Running)));

@@ -37,8 +37,13 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and runs the migrations.
     pub async fn open(path: &str) -> Result<Self> {
         if let Some(dir) = std::path::Path::new(path).parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                // The database holds AccessKeys: only its owner may enter the directory.
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
                     .map_err(|e| CoreError::Internal(format!("create {dir:?}: {e}")))?;
             }
         }

@@ -16,35 +16,7 @@ pub const V3_ALGORITHM: &str = "ACS3-HMAC-SHA256";
 /// SHA-256 of the empty body, what every SDK sends for a query-only call.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-/// What the verifier needs to know of an HTTP request, already form-decoded.
-pub struct SignedRequest<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    /// Decoded query pairs; V3 signs only these.
-    pub query: &'a [(String, String)],
-    /// Decoded form-body pairs; V1 signs them together with the query.
-    pub form: &'a [(String, String)],
-    /// Header names lower-case, values as received.
-    pub headers: &'a [(String, String)],
-    pub body: &'a [u8],
-}
-
-impl SignedRequest<'_> {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .chain(self.form.iter())
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub use crate::SignedRequest;
 
 /// Which of the two schemes signed the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,8 +9,39 @@ pub mod alibaba;
 pub mod encode;
 pub mod params;
 mod secret;
+pub mod volc;
 
 pub use secret::SecretKey;
+
+/// What the verifier needs to know of an HTTP request, already form-decoded.
+pub struct SignedRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    /// Decoded query pairs; V3 signs only these.
+    pub query: &'a [(String, String)],
+    /// Decoded form-body pairs; V1 signs them together with the query.
+    pub form: &'a [(String, String)],
+    /// Header names lower-case, values as received.
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+impl SignedRequest<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .chain(self.form.iter())
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 /// Why a request's signature could not be accepted. Each maps to a vendor error in the API layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! Handlers never see a request that has not passed here.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use keyplane_sig::alibaba;
+use keyplane_sig::{alibaba, volc};
 use keyplane_sig::{SecretKey, SigError};
 
 use crate::wire::WireRequest;
@@ -25,6 +25,8 @@ pub enum AuthError {
     Expired,
     MissingNonce,
     NonceUsed,
+    /// The credential scope names a service other than `ecs`.
+    WrongService(String),
     Store(keyplane_core::CoreError),
 }
 
@@ -75,4 +77,42 @@ pub async fn alibaba(state: &AppState, req: &WireRequest) -> Result<Caller, Auth
         account_id: key.account_id,
         access_key_id: claim.access_key_id,
     })
+}
+
+/// Verifies a Volcengine-signed request; returns the caller and the region of the credential scope,
+/// which is the region the call acts in (Volcengine calls carry no RegionId).
+pub async fn volcengine(
+    state: &AppState,
+    req: &WireRequest,
+) -> Result<(Caller, String), AuthError> {
+    let view = req.sig_view();
+    let claim = volc::claim(&view).map_err(AuthError::Signature)?;
+    if claim.service != "ecs" {
+        return Err(AuthError::WrongService(claim.service));
+    }
+    let key = state
+        .store
+        .access_key(&claim.access_key_id)
+        .await
+        .map_err(AuthError::Store)?
+        .ok_or(AuthError::UnknownAccessKey)?;
+    volc::verify(&view, &claim, &SecretKey::new(key.secret.clone()))
+        .map_err(AuthError::Signature)?;
+    if !key.active {
+        return Err(AuthError::AccessKeyDisabled);
+    }
+    let at = NaiveDateTime::parse_from_str(&claim.x_date, "%Y%m%dT%H%M%SZ")
+        .map(|t| t.and_utc())
+        .map_err(|_| AuthError::MissingTimestamp)?;
+    let skew = (Utc::now() - at).abs();
+    if skew > chrono::Duration::from_std(state.config.max_clock_skew).unwrap_or_default() {
+        return Err(AuthError::Expired);
+    }
+    Ok((
+        Caller {
+            account_id: key.account_id,
+            access_key_id: claim.access_key_id,
+        },
+        claim.region,
+    ))
 }

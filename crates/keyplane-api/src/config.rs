@@ -15,6 +15,9 @@ pub struct ServerConfig {
     pub nonce_window: Duration,
     /// How long one request may take before the server gives up on it.
     pub request_timeout: Duration,
+    /// Calls per second allowed per AccessKey and action (0: no throttling), and the burst.
+    pub throttle_per_second: u32,
+    pub throttle_burst: u32,
 }
 
 impl Default for ServerConfig {
@@ -25,6 +28,8 @@ impl Default for ServerConfig {
             max_clock_skew: Duration::from_secs(15 * 60),
             nonce_window: Duration::from_secs(15 * 60),
             request_timeout: Duration::from_secs(30),
+            throttle_per_second: 1000,
+            throttle_burst: 2000,
         }
     }
 }

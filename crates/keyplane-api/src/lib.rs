@@ -8,7 +8,12 @@
 pub mod aliyun;
 pub mod auth;
 pub mod config;
+pub mod idempotency;
 pub mod nonces;
+pub mod params;
+pub mod sim;
+pub mod throttle;
+pub mod volc;
 pub mod wire;
 
 use std::future::Future;
@@ -27,6 +32,36 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: ServerConfig,
     pub nonces: nonces::NonceCache,
+    pub throttle: throttle::Throttle,
+}
+
+/// Which vendor dialect a request speaks (SPEC section 11): from `x-acs-version`, the signature
+/// scheme, or `Version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Aliyun,
+    Volc,
+}
+
+impl Dialect {
+    pub fn detect(headers: &axum::http::HeaderMap, query: Option<&str>) -> Self {
+        if headers.contains_key("x-acs-version") {
+            return Self::Aliyun;
+        }
+        let volc_auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("HMAC-SHA256 "));
+        let volc_version = query.is_some_and(|q| {
+            q.split('&')
+                .any(|p| p == format!("Version={}", volc::VERSION))
+        });
+        if volc_auth || volc_version {
+            Self::Volc
+        } else {
+            Self::Aliyun
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests and flushes the nonce log.
@@ -38,10 +73,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     store.complete_transitions(chrono::Utc::now()).await?;
     let nonces = nonces::NonceCache::load(store.clone()).await?;
+    let throttle = throttle::Throttle::new(config.throttle_per_second, config.throttle_burst);
     let state = Arc::new(AppState {
         store: store.clone(),
         config,
         nonces,
+        throttle,
     });
     let background = spawn_background(state.clone());
     let app = router(state.clone());
@@ -57,7 +94,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let timeout = state.config.request_timeout;
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/", get(aliyun::handle).post(aliyun::handle))
+        .route("/", get(vendor_api).post(vendor_api))
         .with_state(state)
         // A bug must cost one request an InternalError, never the connection or the process.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -67,6 +104,25 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
+}
+
+/// Both vendor dialects share the listener's `/`.
+async fn vendor_api(
+    State(state): State<Arc<AppState>>,
+    req: axum::http::Request<axum::body::Body>,
+) -> axum::response::Response {
+    let dialect = Dialect::detect(req.headers(), req.uri().query());
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("keyplane")
+        .to_string();
+    let wire = wire::WireRequest::read(req, state.config.max_body_bytes).await;
+    match dialect {
+        Dialect::Aliyun => aliyun::handle(&state, wire, &host).await,
+        Dialect::Volc => volc::handle(&state, wire).await,
+    }
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> (axum::http::StatusCode, &'static str) {

@@ -16,6 +16,8 @@ pub enum CoreError {
     ImageNotFound(String),
     #[error("invalid key pair name {0:?}")]
     InvalidKeyPairName(String),
+    #[error("invalid description")]
+    InvalidDescription,
     #[error("invalid public key: {0}")]
     InvalidPublicKey(String),
     #[error("key pair {0} already exists")]
@@ -48,6 +50,14 @@ pub enum CoreError {
     InvalidFilterKey(String),
     #[error("the pagination token is invalid")]
     InvalidNextToken,
+    #[error("the client token is malformed")]
+    InvalidClientToken,
+    #[error("the client token was used with other parameters")]
+    IdempotentParameterMismatch,
+    #[error("a request with this client token is still being processed")]
+    IdempotentProcessing,
+    #[error("throttled")]
+    Throttled,
     #[error("dry run passed")]
     DryRunOperation,
     #[error("internal error: {0}")]

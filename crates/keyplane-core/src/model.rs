@@ -49,6 +49,8 @@ pub struct KeyPair {
     pub resource_group_id: String,
     pub description: String,
     pub created_at: DateTime<Utc>,
+    /// Set when an attribute (the description) changes after creation.
+    pub updated_at: Option<DateTime<Utc>>,
     pub tags: Vec<Tag>,
 }
 

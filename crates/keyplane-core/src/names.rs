@@ -12,6 +12,9 @@ pub struct KeyPairName(String);
 pub enum NameRule {
     AlibabaCreate,
     AlibabaImport,
+    /// 2–64 characters, `.`-separated segments of letters, digits and `-`; no leading, trailing or
+    /// doubled `-`/`.`. `_` is accepted too: the vendor's own examples use it (`ssh_key_pair`).
+    Volcengine,
 }
 
 impl KeyPairName {
@@ -19,6 +22,20 @@ impl KeyPairName {
     /// `:`, `_`, `-` (and `.` on import).
     pub fn parse(raw: &str, rule: NameRule) -> Result<Self, CoreError> {
         let bad = || CoreError::InvalidKeyPairName(raw.to_string());
+        if rule == NameRule::Volcengine {
+            let len = raw.chars().count();
+            let segment_ok = |seg: &str| {
+                !seg.is_empty()
+                    && seg.split('-').all(|part| {
+                        !part.is_empty()
+                            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
+            };
+            if !(2..=64).contains(&len) || !raw.split('.').all(segment_ok) {
+                return Err(bad());
+            }
+            return Ok(Self(raw.to_string()));
+        }
         let len = raw.chars().count();
         if !(2..=128).contains(&len) || raw.starts_with("http://") || raw.starts_with("https://") {
             return Err(bad());
@@ -49,9 +66,60 @@ impl std::fmt::Display for KeyPairName {
     }
 }
 
+/// A key pair description (Volcengine rule): empty, or starting with a letter (any script), of
+/// letters, digits, spaces and `. _ - = , ， 。`, at most 255 characters.
+pub fn parse_description(raw: &str) -> Result<String, CoreError> {
+    let ok = raw.is_empty()
+        || (raw.chars().count() <= 255
+            && raw.chars().next().is_some_and(char::is_alphabetic)
+            && raw
+                .chars()
+                .all(|c| c.is_alphanumeric() || " ._-=,，。".contains(c)));
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err(CoreError::InvalidDescription)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volcengine_names_are_dot_separated_segments() {
+        for ok in ["ab", "my-key", "web.prod-1", "ssh_key_pair", "A1.b2.c3"] {
+            assert!(KeyPairName::parse(ok, NameRule::Volcengine).is_ok(), "{ok}");
+        }
+        for bad in [
+            "a",
+            "-ab",
+            "ab-",
+            "a..b",
+            "a--b",
+            ".ab",
+            "ab.",
+            "a b",
+            "a:b",
+            "新建",
+            &"k".repeat(65),
+        ] {
+            assert!(
+                KeyPairName::parse(bad, NameRule::Volcengine).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn descriptions_follow_the_volcengine_rule() {
+        for ok in ["", "web servers", "新的 描述", "a.b_c-d=e,f，g。"] {
+            assert!(parse_description(ok).is_ok(), "{ok}");
+        }
+        for bad in ["1abc", " lead", "a/b", "x<script>", &"a".repeat(256)] {
+            assert!(parse_description(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn alibaba_names_follow_the_documented_rule() {

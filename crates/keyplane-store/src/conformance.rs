@@ -8,7 +8,9 @@ use keyplane_core::model::{
 };
 use keyplane_core::{ids, CoreError, InstanceFailure};
 
-use crate::{AccessKeyRecord, BindOp, InstanceFilter, KeyPairFilter, Page, Store};
+use crate::{
+    AccessKeyRecord, BindOp, InstanceFilter, KeyPairFilter, Page, Store, StoredResponse, TokenClaim,
+};
 
 const REGION: &str = "cn-hangzhou";
 
@@ -46,6 +48,7 @@ pub fn key_pair(account: &str, name: &str, md5: &str) -> KeyPair {
         resource_group_id: String::new(),
         description: String::new(),
         created_at: keyplane_core::model::now(),
+        updated_at: None,
         tags: vec![],
     }
 }
@@ -523,4 +526,103 @@ pub async fn nonces(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// ClientTokens: first claim runs, a retry gets the stored response, other parameters mismatch,
+/// a concurrent duplicate is processing, an abandoned claim is taken over, a release lets a retry run.
+pub async fn client_tokens(store: &dyn Store) {
+    let now = Utc::now();
+    let stale = now - chrono::Duration::seconds(60);
+    let claim = |token: &'static str, hash: &'static str| {
+        store.claim_token("acct", "aliyun:AttachKeyPair", token, hash, now, stale)
+    };
+    assert_eq!(claim("t1", "h1").await.unwrap(), TokenClaim::Claimed);
+    assert_eq!(claim("t1", "h1").await.unwrap(), TokenClaim::Processing);
+    assert_eq!(claim("t1", "h2").await.unwrap(), TokenClaim::Mismatch);
+    let resp = StoredResponse {
+        status: 200,
+        content_type: "application/json".into(),
+        body: b"{\"RequestId\":\"X\"}".to_vec(),
+    };
+    store
+        .finish_token("acct", "aliyun:AttachKeyPair", "t1", &resp)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim("t1", "h1").await.unwrap(),
+        TokenClaim::Done(resp.clone())
+    );
+    // Scoped per account and action.
+    assert_eq!(
+        store
+            .claim_token("other", "aliyun:AttachKeyPair", "t1", "h9", now, stale)
+            .await
+            .unwrap(),
+        TokenClaim::Claimed
+    );
+    assert_eq!(
+        store
+            .claim_token("acct", "aliyun:DetachKeyPair", "t1", "h9", now, stale)
+            .await
+            .unwrap(),
+        TokenClaim::Claimed
+    );
+    assert_eq!(claim("t2", "h1").await.unwrap(), TokenClaim::Claimed);
+    store
+        .release_token("acct", "aliyun:AttachKeyPair", "t2")
+        .await
+        .unwrap();
+    assert_eq!(claim("t2", "h1").await.unwrap(), TokenClaim::Claimed);
+    // A claim left processing past the stale time (a crash) is taken over.
+    let later = now + chrono::Duration::seconds(120);
+    assert_eq!(
+        store
+            .claim_token(
+                "acct",
+                "aliyun:AttachKeyPair",
+                "t2",
+                "h1",
+                later,
+                later - chrono::Duration::seconds(60)
+            )
+            .await
+            .unwrap(),
+        TokenClaim::Claimed
+    );
+    assert!(
+        store
+            .purge_tokens(now + chrono::Duration::hours(25))
+            .await
+            .unwrap()
+            >= 4
+    );
+    assert_eq!(
+        claim("t1", "h2").await.unwrap(),
+        TokenClaim::Claimed,
+        "purged after the retention time"
+    );
+}
+
+/// Descriptions change and say when.
+pub async fn descriptions(store: &dyn Store) {
+    let account = account(store).await;
+    let kp = key_pair(&account, "described", "x");
+    store.create_key_pair(&kp, 500).await.unwrap();
+    store
+        .set_key_pair_description(&account, &kp.id, "web servers")
+        .await
+        .unwrap();
+    let got = store
+        .key_pair_by_id(&account, &kp.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.description, "web servers");
+    assert!(got.updated_at.is_some());
+    assert_eq!(
+        store
+            .set_key_pair_description("0000000000000000", &kp.id, "x")
+            .await,
+        Err(CoreError::KeyPairNotFound(kp.id.clone()))
+    );
 }

@@ -82,6 +82,27 @@ pub struct Listing<T> {
     pub next_seq: Option<i64>,
 }
 
+/// What a ClientToken claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenClaim {
+    /// First use (or the earlier attempt was abandoned): the caller runs the request.
+    Claimed,
+    /// Done before: the stored response.
+    Done(StoredResponse),
+    /// The first request with this token is still running.
+    Processing,
+    /// The token was used with other parameters.
+    Mismatch,
+}
+
+/// A response kept for ClientToken retries, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
 /// Bind or unbind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindOp {
@@ -131,6 +152,37 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
 
     /// Inserts new instances as given, or, with `done_at`, as `Pending` until they boot then.
+    /// Sets a key pair's description (and its update time).
+    async fn set_key_pair_description(
+        &self,
+        account: &str,
+        id: &str,
+        description: &str,
+    ) -> Result<()>;
+
+    /// Claims `(account, action, token)` for a request whose normalized form hashes to `hash`.
+    /// A claim still `processing` after `stale_before` is taken to be abandoned and is taken over.
+    async fn claim_token(
+        &self,
+        account: &str,
+        action: &str,
+        token: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<TokenClaim>;
+    /// Records the response of a claimed request.
+    async fn finish_token(
+        &self,
+        account: &str,
+        action: &str,
+        token: &str,
+        response: &StoredResponse,
+    ) -> Result<()>;
+    /// Gives a claim up (the request failed and changed nothing), so a retry runs again.
+    async fn release_token(&self, account: &str, action: &str, token: &str) -> Result<()>;
+    async fn purge_tokens(&self, before: DateTime<Utc>) -> Result<u64>;
+
     async fn insert_instances(
         &self,
         instances: &[Instance],

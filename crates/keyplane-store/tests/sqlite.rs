@@ -54,3 +54,15 @@ async fn reopening_the_file_keeps_everything() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn client_tokens_behave_as_the_conformance_story_says() {
+    let (_d, s) = fresh().await;
+    conformance::client_tokens(&s).await;
+}
+
+#[tokio::test]
+async fn descriptions_change_and_say_when() {
+    let (_d, s) = fresh().await;
+    conformance::descriptions(&s).await;
+}

@@ -25,6 +25,12 @@ pub struct ServeArgs {
     /// How long simulated instances stay Starting/Stopping/Pending, in milliseconds.
     #[arg(long, env = "KEYPLANE_TRANSITION_DELAY_MS", default_value_t = 0)]
     transition_delay_ms: u64,
+    /// Calls per second allowed per AccessKey and action (0 turns throttling off).
+    #[arg(long, env = "KEYPLANE_THROTTLE_PER_SECOND", default_value_t = 1000)]
+    throttle_per_second: u32,
+    /// Burst size of the throttle.
+    #[arg(long, env = "KEYPLANE_THROTTLE_BURST", default_value_t = 2000)]
+    throttle_burst: u32,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "KEYPLANE_LOG_JSON")]
     log_json: bool,
@@ -65,6 +71,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     tracing::info!(listen = %listener.local_addr()?, db = %path.display(), %account, "keyplane serving");
     let config = ServerConfig {
         transition_delay: Duration::from_millis(args.transition_delay_ms),
+        throttle_per_second: args.throttle_per_second,
+        throttle_burst: args.throttle_burst,
         ..ServerConfig::default()
     };
     keyplane_api::serve(store, config, listener, shutdown_signal()).await?;

@@ -159,6 +159,31 @@ impl From<CoreError> for AliError {
                 "DryRunOperation",
                 "Request validation has been passed with DryRun flag set.",
             ),
+            CoreError::InvalidDescription => e(
+                400,
+                "InvalidDescription.Malformed",
+                "The specified description is not valid.",
+            ),
+            CoreError::InvalidClientToken => e(
+                400,
+                "InvalidClientToken.Malformed",
+                "The specified ClientToken is malformed: at most 64 printable ASCII characters.",
+            ),
+            CoreError::IdempotentParameterMismatch => e(
+                400,
+                "IdempotentParameterMismatch",
+                "The request uses the same client token as a previous, but non-identical request.",
+            ),
+            CoreError::IdempotentProcessing => e(
+                409,
+                "IdempotentProcessing",
+                "The request uses the same client token as a previous one that is still in process.",
+            ),
+            CoreError::Throttled => e(
+                400,
+                "Throttling",
+                "Request was denied due to request throttling.",
+            ),
             CoreError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 internal()
@@ -227,6 +252,7 @@ impl From<AuthError> for AliError {
                 "SignatureNonceUsed",
                 "Specified signature nonce was used already.",
             ),
+            AuthError::WrongService(_) => AliError::missing_signature(),
             AuthError::Store(err) => err.into(),
         }
     }

@@ -1,10 +1,10 @@
 //! Simulated instances: RunInstances, DescribeInstances, DescribeInstanceStatus, Start/Stop/Reboot,
 //! DeleteInstance, with the vendor status model (Pending, Starting, Running, Stopping, Stopped).
 
-use keyplane_core::binding::{parse_id_list, Binding, Power};
+use keyplane_core::binding::{parse_id_list, Power};
 use keyplane_core::catalog;
-use keyplane_core::model::{Instance, InstanceStatus, OsType, Provider};
-use keyplane_core::{ids, CoreError};
+use keyplane_core::model::{Instance, InstanceStatus};
+use keyplane_core::CoreError;
 use keyplane_store::{InstanceFilter, Page};
 use serde_json::{json, Value};
 
@@ -33,9 +33,7 @@ fn parse_status(raw: &str) -> Result<InstanceStatus, CoreError> {
 }
 
 fn done_at(ctx: &Ctx<'_>) -> Option<chrono::DateTime<chrono::Utc>> {
-    let delay = ctx.state.config.transition_delay;
-    (!delay.is_zero())
-        .then(|| chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default())
+    crate::sim::done_at(ctx.state.config.transition_delay)
 }
 
 pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
@@ -66,67 +64,32 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let tags = ctx.p.tags()?;
     let key_pair = match ctx.p.opt("KeyPairName") {
         None => None,
-        Some(name) => {
-            if image.os_type == OsType::Windows {
-                return Err(CoreError::invalid(
-                    "KeyPairName",
-                    "Windows instances cannot use an SSH key pair.",
-                ));
-            }
-            Some(
-                ctx.state
-                    .store
-                    .key_pair_by_name(ctx.account(), region.id, name)
-                    .await?
-                    .ok_or_else(|| CoreError::KeyPairNotFound(name.into()))?,
-            )
-        }
+        Some(name) => Some(
+            ctx.state
+                .store
+                .key_pair_by_name(ctx.account(), region.id, name)
+                .await?
+                .ok_or_else(|| CoreError::KeyPairNotFound(name.into()))?,
+        ),
     };
-    let has_password = ctx.p.opt("Password").is_some();
     if ctx.p.bool("DryRun")?.unwrap_or(false) {
         return Err(CoreError::DryRunOperation);
     }
-    let now = keyplane_core::model::now();
-    let instances: Vec<Instance> = (0..amount)
-        .map(|_| {
-            let id = ids::new_instance_id();
-            let mut binding = Binding::default();
-            if let Some(kp) = &key_pair {
-                binding.bind(&kp.id);
-            }
-            // A new instance boots with whatever it was created with.
-            binding.boot();
-            Instance {
-                name: ctx.p.opt("InstanceName").unwrap_or(&id).to_string(),
-                host_name: ctx.p.opt("HostName").unwrap_or(&id).to_string(),
-                description: ctx.p.opt("Description").unwrap_or_default().to_string(),
-                id,
-                account_id: ctx.account().to_string(),
-                region_id: region.id.to_string(),
-                zone_id: zone.to_string(),
-                image_id: image.id.to_string(),
-                instance_type: instance_type.to_string(),
-                os_type: image.os_type,
-                os_name: image.os_name.to_string(),
-                status: InstanceStatus::Running,
-                io_optimized,
-                agent_installed: image.agent_installed,
-                login_user: if image.os_type == OsType::Windows {
-                    "Administrator"
-                } else {
-                    "root"
-                }
-                .to_string(),
-                provider: Provider::Sim,
-                has_password,
-                created_at: now,
-                started_at: Some(now),
-                key_pair_name: key_pair.as_ref().map(|k| k.name.clone()),
-                binding,
-                tags: tags.clone(),
-            }
-        })
-        .collect();
+    let instances = crate::sim::build(&crate::sim::Launch {
+        account_id: ctx.account(),
+        region_id: region.id,
+        zone_id: zone,
+        image,
+        instance_type,
+        amount: amount as usize,
+        name: ctx.p.opt("InstanceName"),
+        host_name: ctx.p.opt("HostName"),
+        description: ctx.p.opt("Description").unwrap_or_default(),
+        key_pair: key_pair.as_ref(),
+        has_password: ctx.p.opt("Password").is_some(),
+        io_optimized,
+        tags,
+    })?;
     ctx.state
         .store
         .insert_instances(&instances, done_at(ctx))

@@ -35,6 +35,7 @@ fn new_key_pair(
         resource_group_id: ctx.p.opt("ResourceGroupId").unwrap_or_default().to_string(),
         description: String::new(),
         created_at: keyplane_core::model::now(),
+        updated_at: None,
         tags: ctx.p.tags()?,
     })
 }

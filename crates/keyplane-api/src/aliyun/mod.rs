@@ -5,15 +5,9 @@ mod catalog;
 pub mod error;
 mod instances;
 mod keypairs;
-pub mod params;
 pub mod render;
 mod tags;
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::Request;
 use axum::response::Response;
 use keyplane_core::catalog as builtin;
 use keyplane_core::model::Region;
@@ -21,10 +15,11 @@ use keyplane_core::CoreError;
 use serde_json::{Map, Value};
 
 use crate::auth::{self, Caller};
-use crate::wire::WireRequest;
+use crate::idempotency;
+use crate::params::Params;
+use crate::wire::{WireError, WireRequest};
 use crate::AppState;
 use error::AliError;
-use params::Params;
 use render::Format;
 
 pub const VERSION: &str = "2014-05-26";
@@ -51,28 +46,26 @@ impl Ctx<'_> {
     }
 }
 
-pub async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
+pub async fn handle(
+    state: &AppState,
+    wire: Result<WireRequest, WireError>,
+    host: &str,
+) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
-    let host = req
-        .headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("keyplane")
-        .to_string();
-    let wire = match WireRequest::read(req, state.config.max_body_bytes).await {
+    let wire = match wire {
         Ok(w) => w,
-        Err(e) => return render::error(&e.into(), &request_id, &host, Format::Json),
+        Err(e) => return render::error(&e.into(), &request_id, host, Format::Json),
     };
     let format = Format::from_param(wire.param("Format"));
     let fail = |e: AliError| {
         tracing::info!(%request_id, code = e.code, status = e.status.as_u16(), "rejected");
-        render::error(&e, &request_id, &host, format)
+        render::error(&e, &request_id, host, format)
     };
     let version = wire.header("x-acs-version").or(wire.param("Version"));
     if version != Some(VERSION) {
         return fail(AliError::invalid_version());
     }
-    let caller = match auth::alibaba(&state, &wire).await {
+    let caller = match auth::alibaba(state, &wire).await {
         Ok(c) => c,
         Err(e) => return fail(e.into()),
     };
@@ -83,22 +76,61 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request<Body>) -> R
     else {
         return fail(CoreError::missing("Action").into());
     };
+    if !state.throttle.allow(&caller.access_key_id, action) {
+        return fail(CoreError::Throttled.into());
+    }
     let ctx = Ctx {
-        state: &state,
+        state,
         caller: &caller,
         p: Params::new(&wire.query, &wire.form),
     };
-    match dispatch(action, &ctx).await {
-        Ok(body) => {
-            tracing::info!(%request_id, action, access_key_id = %caller.access_key_id, "ok");
-            render::success(action, &request_id, body, format)
+    let run = || async {
+        match dispatch(action, &ctx).await {
+            Ok(body) => {
+                tracing::info!(%request_id, action, access_key_id = %caller.access_key_id, "ok");
+                render::success(action, &request_id, body, format)
+            }
+            Err(e) => {
+                tracing::info!(%request_id, action, access_key_id = %caller.access_key_id, code = e.code, "failed");
+                render::error(&e, &request_id, host, format)
+            }
         }
-        Err(e) => {
-            tracing::info!(%request_id, action, access_key_id = %caller.access_key_id, code = e.code, "failed");
-            render::error(&e, &request_id, &host, format)
+    };
+    // keyplane also honours ClientToken on Alibaba calls (SPEC section 3).
+    let token = match wire.param("ClientToken").filter(|t| !t.is_empty()) {
+        Some(t) if MUTATING.contains(&action) => t,
+        _ => return run().await,
+    };
+    if let Err(e) = idempotency::check_token(token) {
+        return fail(e.into());
+    }
+    let scope = format!("aliyun:{action}");
+    let hash = idempotency::request_hash("aliyun", ctx.p.pairs());
+    match idempotency::claim(state, ctx.account(), &scope, token, &hash).await {
+        idempotency::Claimed::Run => {
+            let response = run().await;
+            idempotency::finish(state, ctx.account(), &scope, token, response).await
         }
+        idempotency::Claimed::Stored(response) => response,
+        idempotency::Claimed::Refused(e) => fail(e.into()),
     }
 }
+
+/// The actions that change something, and so honour a ClientToken.
+pub const MUTATING: &[&str] = &[
+    "CreateKeyPair",
+    "ImportKeyPair",
+    "DeleteKeyPairs",
+    "AttachKeyPair",
+    "DetachKeyPair",
+    "TagResources",
+    "UntagResources",
+    "RunInstances",
+    "StartInstance",
+    "StopInstance",
+    "RebootInstance",
+    "DeleteInstance",
+];
 
 /// The response to a handler that panicked: a vendor InternalError, the details in the log.
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -20,7 +20,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use crate::{
     ts, AccessKeyRecord, BindOp, InstanceFilter, InstanceOutcome, KeyPairFilter, Listing, Page,
-    Result, Store,
+    Result, Store, StoredResponse, TokenClaim,
 };
 use rows::{instance_from_row, key_pair_from_row};
 
@@ -621,6 +621,129 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().await.map_err(db)
+    }
+
+    async fn set_key_pair_description(
+        &self,
+        account: &str,
+        id: &str,
+        description: &str,
+    ) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE key_pairs SET description = ?, updated_at = ? WHERE account_id = ? AND id = ?",
+        )
+        .bind(description)
+        .bind(ts(Utc::now()))
+        .bind(account)
+        .bind(id)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() == 0 {
+            return Err(CoreError::KeyPairNotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn claim_token(
+        &self,
+        account: &str,
+        action: &str,
+        token: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<TokenClaim> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "SELECT request_hash, state, status, content_type, body, created_at FROM client_tokens \
+             WHERE account_id = ? AND action = ? AND token = ?",
+        )
+        .bind(account)
+        .bind(action)
+        .bind(token)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let claim = match row {
+            Some(r) if r.get::<String, _>(0) != hash => TokenClaim::Mismatch,
+            Some(r) if r.get::<String, _>(1) == "done" => TokenClaim::Done(StoredResponse {
+                status: r.get::<i64, _>(2) as u16,
+                content_type: r.get(3),
+                body: r.get(4),
+            }),
+            Some(r) if r.get::<String, _>(5) >= ts(stale_before) => TokenClaim::Processing,
+            existing => {
+                if existing.is_some() {
+                    tracing::warn!(
+                        account,
+                        action,
+                        "taking over an abandoned ClientToken claim"
+                    );
+                }
+                sqlx::query(
+                    "INSERT INTO client_tokens (account_id, action, token, request_hash, state, created_at) \
+                     VALUES (?, ?, ?, ?, 'processing', ?) ON CONFLICT(account_id, action, token) \
+                     DO UPDATE SET state = 'processing', created_at = excluded.created_at",
+                )
+                .bind(account)
+                .bind(action)
+                .bind(token)
+                .bind(hash)
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                TokenClaim::Claimed
+            }
+        };
+        tx.commit().await.map_err(db)?;
+        Ok(claim)
+    }
+
+    async fn finish_token(
+        &self,
+        account: &str,
+        action: &str,
+        token: &str,
+        response: &StoredResponse,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE client_tokens SET state = 'done', status = ?, content_type = ?, body = ? \
+             WHERE account_id = ? AND action = ? AND token = ?",
+        )
+        .bind(response.status as i64)
+        .bind(&response.content_type)
+        .bind(&response.body)
+        .bind(account)
+        .bind(action)
+        .bind(token)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn release_token(&self, account: &str, action: &str, token: &str) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM client_tokens WHERE account_id = ? AND action = ? AND token = ? AND state = 'processing'",
+        )
+        .bind(account)
+        .bind(action)
+        .bind(token)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn purge_tokens(&self, before: DateTime<Utc>) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM client_tokens WHERE created_at < ?")
+            .bind(ts(before))
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected())
     }
 
     async fn insert_instances(

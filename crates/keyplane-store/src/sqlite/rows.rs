@@ -26,6 +26,11 @@ pub fn key_pair_from_row(r: &SqliteRow) -> Result<KeyPair> {
         resource_group_id: r.get("resource_group_id"),
         description: r.get("description"),
         created_at: parse_ts(r.get("created_at"))?,
+        updated_at: r
+            .get::<Option<String>, _>("updated_at")
+            .as_deref()
+            .map(parse_ts)
+            .transpose()?,
         tags: Vec::new(),
     })
 }

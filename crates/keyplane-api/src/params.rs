@@ -1,0 +1,189 @@
+//! Typed access to request parameters, shared by both dialects: required and optional values,
+//! case-insensitive booleans (`True` from Python, `true` from Node and Volcengine), integers, and
+//! `Name.N` repeat lists (Alibaba `Tag.N.Key`, Volcengine `InstanceIds.N`, `Tags.N.Key`).
+
+use keyplane_core::model::Tag;
+use keyplane_core::CoreError;
+
+pub struct Params<'a> {
+    pairs: Vec<(&'a str, &'a str)>,
+}
+
+/// How many `Tag.N` entries a call may carry.
+pub const MAX_TAG_PARAMS: usize = 20;
+
+impl<'a> Params<'a> {
+    pub fn new(query: &'a [(String, String)], form: &'a [(String, String)]) -> Self {
+        Self {
+            pairs: query
+                .iter()
+                .chain(form.iter())
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    }
+
+    /// A parameter that is present and not empty.
+    pub fn opt(&self, name: &str) -> Option<&'a str> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, name: &str) -> Result<&'a str, CoreError> {
+        self.opt(name).ok_or_else(|| CoreError::missing(name))
+    }
+
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, CoreError> {
+        match self.opt(name) {
+            None => Ok(None),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(_) => Err(CoreError::invalid(name, "It must be true or false.")),
+        }
+    }
+
+    /// An integer in `min..=max`, or the default when absent.
+    pub fn int(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64, CoreError> {
+        match self.opt(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(CoreError::invalid(
+                    name,
+                    format!("It must be an integer from {min} to {max}."),
+                )),
+            },
+        }
+    }
+
+    /// `Prefix.1`, `Prefix.2`, … in index order.
+    pub fn repeat(&self, prefix: &str, max: usize) -> Result<Vec<&'a str>, CoreError> {
+        let mut found: Vec<(usize, &'a str)> = Vec::new();
+        for (k, v) in &self.pairs {
+            if let Some(n) = k.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) {
+                let n: usize = n
+                    .parse()
+                    .map_err(|_| CoreError::invalid(k, "Unknown list index."))?;
+                if n == 0 || n > max {
+                    return Err(CoreError::invalid(k, format!("At most {max} entries.")));
+                }
+                found.push((n, v));
+            }
+        }
+        found.sort_by_key(|(n, _)| *n);
+        Ok(found.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// Alibaba `Tag.N.Key` / `Tag.N.Value`, N from 1 to 20.
+    pub fn tags(&self) -> Result<Vec<Tag>, CoreError> {
+        self.tags_named("Tag")
+    }
+
+    /// `{prefix}.N.Key` / `{prefix}.N.Value`, N from 1 to 20 (Volcengine says `Tags`).
+    pub fn tags_named(&self, prefix: &str) -> Result<Vec<Tag>, CoreError> {
+        let mut tags = Vec::new();
+        for n in 1..=MAX_TAG_PARAMS {
+            let key = self.get(&format!("{prefix}.{n}.Key"));
+            let value = self.get(&format!("{prefix}.{n}.Value"));
+            match (key, value) {
+                (None, None) => continue,
+                (None, Some(_)) => return Err(CoreError::missing(&format!("{prefix}.{n}.Key"))),
+                (Some(k), v) => tags.push(Tag::parse(k, v.unwrap_or(""))?),
+            }
+        }
+        let dotted = format!("{prefix}.");
+        let index =
+            |k: &str| -> Option<usize> { k.strip_prefix(&dotted)?.split('.').next()?.parse().ok() };
+        if self
+            .pairs
+            .iter()
+            .any(|(k, _)| k.starts_with(&dotted) && index(k).is_none_or(|n| n > MAX_TAG_PARAMS))
+        {
+            return Err(CoreError::TooManyTags);
+        }
+        Ok(tags)
+    }
+
+    /// A strict `Prefix.N` list: indexes exactly 1..=n with no gap, no empty value. `None` when absent.
+    /// Errors say which: a bad index or empty value is `Err(false)`, more than `max` is `Err(true)`.
+    pub fn strict_list(&self, prefix: &str, max: usize) -> Result<Option<Vec<&'a str>>, bool> {
+        let dotted = format!("{prefix}.");
+        let mut found: Vec<(usize, &'a str)> = Vec::new();
+        for (k, v) in &self.pairs {
+            if let Some(rest) = k.strip_prefix(&dotted) {
+                let n: usize = rest.parse().map_err(|_| false)?;
+                if v.is_empty() {
+                    return Err(false);
+                }
+                found.push((n, v));
+            } else if *k == prefix && !v.is_empty() {
+                // `InstanceIds=a` without an index is not the Volcengine form.
+                return Err(false);
+            }
+        }
+        if found.is_empty() {
+            return Ok(None);
+        }
+        found.sort_by_key(|(n, _)| *n);
+        if found.iter().enumerate().any(|(i, (n, _))| *n != i + 1) {
+            return Err(false);
+        }
+        if found.len() > max {
+            return Err(true);
+        }
+        Ok(Some(found.into_iter().map(|(_, v)| v).collect()))
+    }
+
+    /// Every pair, for hashing a request.
+    pub fn pairs(&self) -> &[(&'a str, &'a str)] {
+        &self.pairs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn strict_lists_refuse_gaps_zero_and_empty_values() {
+        let ok = p(&[("InstanceIds.2", "b"), ("InstanceIds.1", "a")]);
+        assert_eq!(
+            Params::new(&ok, &[]).strict_list("InstanceIds", 100),
+            Ok(Some(vec!["a", "b"]))
+        );
+        assert_eq!(
+            Params::new(&[], &[]).strict_list("InstanceIds", 100),
+            Ok(None)
+        );
+        for bad in [
+            p(&[("InstanceIds.0", "a")]),
+            p(&[("InstanceIds.1", "a"), ("InstanceIds.3", "c")]),
+            p(&[("InstanceIds.1", "")]),
+            p(&[("InstanceIds.x", "a")]),
+            p(&[("InstanceIds.1", "a"), ("InstanceIds.1", "b")]),
+        ] {
+            assert_eq!(
+                Params::new(&bad, &[]).strict_list("InstanceIds", 100),
+                Err(false),
+                "{bad:?}"
+            );
+        }
+        let many: Vec<(String, String)> = (1..=101)
+            .map(|i| (format!("InstanceIds.{i}"), format!("i-{i}")))
+            .collect();
+        assert_eq!(
+            Params::new(&many, &[]).strict_list("InstanceIds", 100),
+            Err(true)
+        );
+    }
+}

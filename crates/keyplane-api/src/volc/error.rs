@@ -1,0 +1,236 @@
+//! The Volcengine error table: every core and authentication failure to HTTP status, code and
+//! message, matched exhaustively. Codes follow the AttachKeyPair seed (the authority), the gateway's
+//! common codes and `shared/wire/volcengine/REPORT.md` section 9; `CodeN` is the gateway's number
+//! where one is documented, else 0.
+
+use axum::http::StatusCode;
+use keyplane_core::{CoreError, InstanceFailure};
+use keyplane_sig::SigError;
+
+use crate::auth::AuthError;
+use crate::wire::WireError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolcError {
+    pub status: StatusCode,
+    pub code_n: i64,
+    pub code: String,
+    pub message: String,
+}
+
+fn e(status: u16, code: &str, message: impl Into<String>) -> VolcError {
+    gw(status, 0, code, message)
+}
+
+fn gw(status: u16, code_n: i64, code: &str, message: impl Into<String>) -> VolcError {
+    VolcError {
+        status: StatusCode::from_u16(status).expect("valid status"),
+        code_n,
+        code: code.to_string(),
+        message: message.into(),
+    }
+}
+
+impl VolcError {
+    pub fn missing(what: &str) -> Self {
+        gw(
+            400,
+            100002,
+            "MissingParameter",
+            format!("The request is missing {what} parameter."),
+        )
+    }
+
+    pub fn unknown_action(action: &str, version: &str) -> Self {
+        gw(
+            404,
+            100008,
+            "InvalidActionOrVersion",
+            format!("Could not find operation {action} for version {version}."),
+        )
+    }
+}
+
+impl From<CoreError> for VolcError {
+    fn from(err: CoreError) -> Self {
+        match err {
+            CoreError::MissingParameter(name) if name == "KeyPairNameAndKeyPairId" => e(
+                400,
+                "MissingParameter.KeyPairNameAndKeyPairId",
+                "The required parameters KeyPairName and KeyPairId are not supplied.",
+            ),
+            CoreError::MissingParameter(name) => e(
+                400,
+                &format!("MissingParameter.{name}"),
+                format!("The required parameter {name} is not supplied."),
+            ),
+            CoreError::InvalidParameter { name, reason } => e(
+                400,
+                "InvalidParameter",
+                format!("The specified parameter {name} is invalid. {reason}"),
+            ),
+            CoreError::RegionNotFound(r) => e(404, "InvalidRegion.NotFound", format!("The specified region {r} does not exist.")),
+            CoreError::ZoneNotFound(_) => e(404, "InvalidZone.NotFound", "The specified zone does not exist."),
+            CoreError::ImageNotFound(_) => e(404, "InvalidImage.NotFound", "The specified image does not exist."),
+            CoreError::InvalidKeyPairName(_) => e(400, "InvalidKeyPairName.Malformed", "The specified KeyPairName is malformed."),
+            CoreError::InvalidDescription => e(
+                400,
+                "InvalidKeyPairDescription.Malformed",
+                "The specified KeyPairDescription is malformed.",
+            ),
+            CoreError::InvalidPublicKey(reason) => e(
+                400,
+                "InvalidPublicKey.Malformed",
+                format!("The specified PublicKey is malformed. ({reason})"),
+            ),
+            CoreError::KeyPairAlreadyExists(_) => e(
+                400,
+                "InvalidKeyPairName.Duplicate",
+                "The specified KeyPairName already exists.",
+            ),
+            CoreError::KeyPairNotFound(_) => e(404, "InvalidKeyPair.NotFound", "The specified KeyPair does not exist."),
+            CoreError::KeyPairQuotaExceeded(n) => e(
+                400,
+                "QuotaExceeded.KeyPair",
+                format!("You've reached the limit of {n} key pairs in this region."),
+            ),
+            CoreError::KeyPairInUse(_) => e(
+                400,
+                "InvalidParameter.KeypairAlreadyAttachedInstance",
+                "The specified KeyPair is still bound to instances; detach it first.",
+            ),
+            CoreError::InvalidInstanceIds => e(400, "InvalidInstanceIds.Malformed", "The specified InstanceIds is malformed."),
+            CoreError::TooManyInstanceIds(_) => e(
+                400,
+                "LimitExceeded.MaximumInstanceIds",
+                "You've reached the limit on the number of InstanceIds that you can set.",
+            ),
+            CoreError::InvalidKeyPairNames => e(400, "InvalidKeyPairNames.Malformed", "The specified KeyPairNames is malformed."),
+            CoreError::TooManyKeyPairNames(_) => e(
+                400,
+                "LimitExceeded.MaximumKeyPairNames",
+                "You've reached the limit on the number of KeyPairNames that you can set.",
+            ),
+            CoreError::InstanceNotFound(_) => e(404, "InvalidInstance.NotFound", "The specified instance does not exist."),
+            CoreError::IncorrectInstanceStatus => e(
+                400,
+                "InvalidInstanceStatus",
+                "The status of the specified instance does not support this request.",
+            ),
+            CoreError::InvalidTag(reason) => e(400, "InvalidTag.Malformed", format!("The specified tag is malformed: {reason}.")),
+            CoreError::TooManyTags => e(400, "LimitExceeded.MaximumTags", "You've reached the limit on the number of tags."),
+            CoreError::InvalidStatus(_) => e(400, "InvalidStatus.Malformed", "The specified Status is malformed."),
+            CoreError::InvalidFilterKey(k) => e(400, "InvalidParameter", format!("The filter {k} is not supported.")),
+            CoreError::InvalidNextToken => e(400, "InvalidNextToken.Malformed", "The specified NextToken is malformed."),
+            CoreError::InvalidClientToken => e(400, "InvalidClientToken.Malformed", "The specified ClientToken is malformed."),
+            CoreError::IdempotentParameterMismatch => e(
+                400,
+                "IdempotentParameterMismatch",
+                "The request uses the same client token as a previous, but non-identical request. Do not reuse a client token with different requests, unless the requests are identical.",
+            ),
+            CoreError::IdempotentProcessing => e(
+                412,
+                "IdempotentProcessing",
+                "The request uses the same client token as a previous one that is still in process.",
+            ),
+            CoreError::Throttled => e(429, "FlowLimitExceeded", "You've reach the limit on request rate of resources."),
+            CoreError::DryRunOperation => e(
+                400,
+                "DryRunOperation",
+                "The request would have succeeded, but the DryRun parameter was used.",
+            ),
+            CoreError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                e(500, "InternalError", "An internal error has occurred.")
+            }
+        }
+    }
+}
+
+impl From<AuthError> for VolcError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Signature(SigError::Missing) => {
+                gw(401, 100003, "MissingAuthenticationToken", "Request is missing Authentication Token.")
+            }
+            AuthError::Signature(SigError::Incomplete(part)) => gw(
+                401,
+                100025,
+                "InvalidCredential",
+                format!("Invalid credential in 'Authorization', Pls check your authorization header. ({part} is missing or malformed; host and x-date must be signed)"),
+            ),
+            AuthError::Signature(SigError::UnsupportedMethod(m)) => gw(
+                401,
+                100025,
+                "InvalidCredential",
+                format!("Invalid credential in 'Authorization': unsupported algorithm {m}."),
+            ),
+            AuthError::Signature(SigError::PayloadHashMismatch | SigError::Mismatch { .. }) => gw(
+                401,
+                100010,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided. Check your Secret Access Key and signing method. Consult the service documentation for details.",
+            ),
+            AuthError::UnknownAccessKey => gw(
+                401,
+                100009,
+                "InvalidAccessKey",
+                "The accesskey included in the request is invalid.",
+            ),
+            AuthError::AccessKeyDisabled => gw(403, 100013, "AccessDenied", "The AccessKey is disabled."),
+            AuthError::MissingTimestamp | AuthError::MissingNonce => {
+                gw(400, 100004, "MissingRequestInfo", "The request is missing X-Date information.")
+            }
+            AuthError::Expired | AuthError::NonceUsed => {
+                gw(400, 100006, "InvalidTimestamp", "The signature of the request is expired.")
+            }
+            AuthError::WrongService(s) => gw(404, 100007, "ServiceNotFound", format!("This service[{s}] not found.")),
+            AuthError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<WireError> for VolcError {
+    fn from(err: WireError) -> Self {
+        match err {
+            WireError::BodyTooLarge(max) => e(
+                413,
+                "RequestEntityTooLarge",
+                format!("The request body is larger than {max} bytes."),
+            ),
+            WireError::NotUtf8(name) => e(
+                400,
+                "InvalidParameter",
+                format!("The parameter {name} is not UTF-8 text."),
+            ),
+            WireError::Unreadable => e(400, "InvalidParameter", "The request could not be read."),
+        }
+    }
+}
+
+/// The per-item `Error` of a batch (`OperationDetails`).
+pub fn instance_failure(f: InstanceFailure) -> (&'static str, &'static str) {
+    match f {
+        InstanceFailure::NotFound => (
+            "InvalidInstance.NotFound",
+            "The specified instance does not exist.",
+        ),
+        InstanceFailure::Windows => (
+            "InvalidKeyPairForWindows.Unsupported",
+            "The OSType of this specified instance is Windows, which does not support key pairs.",
+        ),
+        InstanceFailure::NoAgent => (
+            "InvalidResetAuthenticationAgent.NotFound",
+            "The specified reset-authentication agent does not install on the instance.",
+        ),
+        InstanceFailure::IncorrectStatus => (
+            "InvalidInstanceStatus",
+            "The status of the specified instance does not support this request.",
+        ),
+        // Volcengine has no I/O-optimization attribute; such an instance cannot take a key pair.
+        InstanceFailure::NotIoOptimized => (
+            "InvalidInstance.NotSupported",
+            "The specified instance is not I/O optimized and does not support key pairs.",
+        ),
+    }
+}

@@ -1,0 +1,238 @@
+//! Simulated instances in the Volcengine dialect, with its status names.
+
+use keyplane_core::binding::Power;
+use keyplane_core::catalog;
+use keyplane_core::model::{Instance, InstanceStatus, OsType};
+use keyplane_core::CoreError;
+use keyplane_store::{InstanceFilter, Page};
+use serde_json::{json, Value};
+
+use super::{iso, next_token, obj, parse_token, tags_json, Ctx, Output};
+
+pub const MAX_IDS: usize = 100;
+pub const MAX_RESULTS: i64 = 100;
+pub const MAX_COUNT: i64 = 100;
+
+pub fn status_name(s: InstanceStatus) -> &'static str {
+    match s {
+        InstanceStatus::Pending => "CREATING",
+        InstanceStatus::Starting => "STARTING",
+        InstanceStatus::Running => "RUNNING",
+        InstanceStatus::Stopping => "STOPPING",
+        InstanceStatus::Stopped => "STOPPED",
+        InstanceStatus::Rebooting => "REBOOTING",
+    }
+}
+
+fn parse_status(raw: &str) -> Result<InstanceStatus, CoreError> {
+    InstanceStatus::ALL
+        .into_iter()
+        .find(|s| status_name(*s) == raw)
+        .ok_or_else(|| CoreError::InvalidStatus(raw.to_string()))
+}
+
+fn instance_json(i: &Instance) -> Value {
+    let (cpus, memory) = catalog::instance_type_size(&i.instance_type);
+    json!({
+        "InstanceId": i.id,
+        "InstanceName": i.name,
+        "Description": i.description,
+        "Hostname": i.host_name,
+        "Status": status_name(i.status),
+        "OsType": match i.os_type { OsType::Linux => "Linux", OsType::Windows => "Windows" },
+        "OsName": i.os_name,
+        "ImageId": i.image_id,
+        "InstanceTypeId": i.instance_type,
+        "Cpus": cpus,
+        "MemorySize": memory,
+        "ZoneId": i.zone_id,
+        "KeyPairName": i.key_pair_name.clone().unwrap_or_default(),
+        "KeyPairId": i.binding.desired_key_pair_id.clone().unwrap_or_default(),
+        "CreatedAt": iso(i.created_at),
+        "UpdatedAt": iso(i.started_at.unwrap_or(i.created_at)),
+        "ProjectName": "default",
+        "VpcId": "",
+        "Tags": tags_json(&i.tags),
+    })
+}
+
+pub async fn describe(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
+    let max = ctx.p.int("MaxResults", 10, 1, MAX_RESULTS)?;
+    let seq = parse_token(ctx.p.get("NextToken"))?;
+    let filter = InstanceFilter {
+        account_id: ctx.account().to_string(),
+        region_id: ctx.region.id.to_string(),
+        ids: ctx.list("InstanceIds", MAX_IDS)?,
+        name: ctx.p.opt("InstanceName").map(|n| format!("*{n}*")),
+        key_pair_name: ctx.p.opt("KeyPairName").map(str::to_string),
+        status: ctx.p.opt("Status").map(parse_status).transpose()?,
+        zone_id: ctx.p.opt("ZoneId").map(str::to_string),
+        image_id: ctx.p.opt("ImageId").map(str::to_string),
+        tags: ctx.tag_filters()?,
+        ..Default::default()
+    };
+    let listing = ctx
+        .state
+        .store
+        .list_instances(
+            &filter,
+            Page::After {
+                seq,
+                limit: max as u64,
+            },
+        )
+        .await?;
+    Ok(obj([
+        (
+            "Instances",
+            Value::Array(listing.items.iter().map(instance_json).collect()),
+        ),
+        ("NextToken", json!(next_token(listing.next_seq))),
+        ("TotalCount", json!(listing.total)),
+    ]))
+}
+
+pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
+    let image_id = ctx.p.required("ImageId")?;
+    let instance_type = ctx
+        .p
+        .opt("InstanceTypeId")
+        .or(ctx.p.opt("InstanceType"))
+        .ok_or_else(|| CoreError::missing("InstanceTypeId"))?;
+    let image =
+        catalog::image(image_id).ok_or_else(|| CoreError::ImageNotFound(image_id.into()))?;
+    let zone = match ctx.p.opt("ZoneId") {
+        Some(z) => *ctx
+            .region
+            .zones
+            .iter()
+            .find(|x| **x == z)
+            .ok_or_else(|| CoreError::ZoneNotFound(z.into()))?,
+        None => ctx.region.zones[0],
+    };
+    let count = ctx.p.int("Count", 1, 1, MAX_COUNT)?;
+    let key_pair = match ctx.p.opt("KeyPairName") {
+        None => None,
+        Some(name) => Some(
+            ctx.state
+                .store
+                .key_pair_by_name(ctx.account(), ctx.region.id, name)
+                .await?
+                .ok_or_else(|| CoreError::KeyPairNotFound(name.into()))?,
+        ),
+    };
+    let tags = ctx.p.tags_named("Tags")?;
+    if ctx.p.bool("DryRun")?.unwrap_or(false) {
+        return Err(CoreError::DryRunOperation);
+    }
+    let instances = crate::sim::build(&crate::sim::Launch {
+        account_id: ctx.account(),
+        region_id: ctx.region.id,
+        zone_id: zone,
+        image,
+        instance_type,
+        amount: count as usize,
+        name: ctx.p.opt("InstanceName"),
+        host_name: ctx.p.opt("HostName").or(ctx.p.opt("Hostname")),
+        description: ctx.p.opt("Description").unwrap_or_default(),
+        key_pair: key_pair.as_ref(),
+        has_password: ctx.p.opt("Password").is_some(),
+        io_optimized: true,
+        tags,
+    })?;
+    ctx.state
+        .store
+        .insert_instances(
+            &instances,
+            crate::sim::done_at(ctx.state.config.transition_delay),
+        )
+        .await?;
+    let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    Ok(obj([("InstanceIds", json!(ids))]))
+}
+
+async fn power_one(ctx: &Ctx<'_>, id: &str, op: Power) -> Result<(), CoreError> {
+    let inst = ctx
+        .state
+        .store
+        .instance(ctx.account(), id)
+        .await?
+        .filter(|i| i.region_id == ctx.region.id)
+        .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
+    ctx.state
+        .store
+        .power(
+            ctx.account(),
+            &inst.id,
+            op,
+            crate::sim::done_at(ctx.state.config.transition_delay),
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Output, CoreError> {
+    let id = ctx.p.required("InstanceId")?;
+    if let Some(mode) = ctx.p.opt("StoppedMode") {
+        if !matches!(mode, "KeepCharging" | "StopCharging") {
+            return Err(CoreError::invalid(
+                "StoppedMode",
+                "KeepCharging or StopCharging.",
+            ));
+        }
+    }
+    ctx.p.bool("ForceStop")?;
+    if ctx.p.bool("DryRun")?.unwrap_or(false) {
+        let inst = ctx
+            .state
+            .store
+            .instance(ctx.account(), id)
+            .await?
+            .ok_or_else(|| CoreError::InstanceNotFound(id.into()))?;
+        keyplane_core::binding::transition(inst.status, op)?;
+        return Err(CoreError::DryRunOperation);
+    }
+    power_one(ctx, id, op).await?;
+    Ok(Output::new())
+}
+
+/// StartInstances / StopInstances / RebootInstances: per-instance `OperationDetails`.
+pub async fn power_many(ctx: &Ctx<'_>, op: Power) -> Result<Output, CoreError> {
+    let ids = ctx
+        .list("InstanceIds", MAX_IDS)?
+        .ok_or_else(|| CoreError::missing("InstanceIds"))?;
+    ctx.p.bool("ForceStop")?;
+    let mut details = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let error = match power_one(ctx, id, op).await {
+            Ok(()) => Value::Null,
+            Err(CoreError::Internal(e)) => return Err(CoreError::Internal(e)),
+            Err(e) => {
+                let v = super::error::VolcError::from(e);
+                json!({"Code": v.code, "Message": v.message})
+            }
+        };
+        details.push(json!({"InstanceId": id, "Error": error}));
+    }
+    Ok(obj([("OperationDetails", Value::Array(details))]))
+}
+
+pub async fn delete(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
+    let id = ctx.p.required("InstanceId")?;
+    if ctx.p.bool("DryRun")?.unwrap_or(false) {
+        return Err(CoreError::DryRunOperation);
+    }
+    let inst = ctx
+        .state
+        .store
+        .instance(ctx.account(), id)
+        .await?
+        .filter(|i| i.region_id == ctx.region.id)
+        .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
+    // Volcengine releases a RUNNING or STOPPED instance; transitional ones are refused.
+    ctx.state
+        .store
+        .delete_instance(ctx.account(), &inst.id, true)
+        .await?;
+    Ok(Output::new())
+}

@@ -1,0 +1,310 @@
+//! The Volcengine ECS dialect (API version 2020-04-01): `GET /?Action=…&Version=2020-04-01` (also a
+//! form POST), lists as `Name.N`, the region taken from the signature's credential scope, and the
+//! `ResponseMetadata` envelope with real JSON types.
+
+mod catalog;
+pub mod error;
+mod instances;
+mod keypairs;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keyplane_core::catalog as builtin;
+use keyplane_core::model::{Region, Tag};
+use keyplane_core::CoreError;
+use rand::Rng;
+use serde_json::{json, Map, Value};
+
+use crate::auth::{self, Caller};
+use crate::idempotency;
+use crate::params::Params;
+use crate::wire::{WireError, WireRequest};
+use crate::AppState;
+use error::VolcError;
+
+pub const VERSION: &str = "2020-04-01";
+
+/// The `Result` object of one action.
+pub type Output = Map<String, Value>;
+
+pub struct Ctx<'a> {
+    pub state: &'a AppState,
+    pub caller: &'a Caller,
+    pub region: &'static Region,
+    pub p: Params<'a>,
+}
+
+impl Ctx<'_> {
+    pub fn account(&self) -> &str {
+        &self.caller.account_id
+    }
+
+    /// A strict `Name.N` list with this dialect's errors for InstanceIds and KeyPairNames.
+    pub fn list(&self, name: &str, max: usize) -> Result<Option<Vec<String>>, CoreError> {
+        match self.p.strict_list(name, max) {
+            Ok(list) => Ok(list.map(|l| l.into_iter().map(str::to_string).collect())),
+            Err(too_many) => Err(match (name, too_many) {
+                ("InstanceIds", true) => CoreError::TooManyInstanceIds(max),
+                ("InstanceIds", false) => CoreError::InvalidInstanceIds,
+                ("KeyPairNames", true) => CoreError::TooManyKeyPairNames(max),
+                ("KeyPairNames", false) => CoreError::InvalidKeyPairNames,
+                (_, true) => CoreError::invalid(name, format!("At most {max} entries.")),
+                (_, false) => {
+                    CoreError::invalid(name, "Use Name.1, Name.2, … without gaps or empty values.")
+                }
+            }),
+        }
+    }
+
+    /// `TagFilters.N.Key` with exactly one `TagFilters.N.Values.1`.
+    pub fn tag_filters(&self) -> Result<Vec<Tag>, CoreError> {
+        let mut tags = Vec::new();
+        for n in 1..=crate::params::MAX_TAG_PARAMS {
+            let Some(key) = self.p.opt(&format!("TagFilters.{n}.Key")) else {
+                continue;
+            };
+            let values = self.p.repeat(&format!("TagFilters.{n}.Values"), 20)?;
+            match values[..] {
+                [one] => tags.push(Tag {
+                    key: key.to_string(),
+                    value: one.to_string(),
+                }),
+                _ => {
+                    return Err(CoreError::invalid(
+                        "TagFilters",
+                        "Give exactly one value per tag key.",
+                    ))
+                }
+            }
+        }
+        Ok(tags)
+    }
+}
+
+/// `YYYYMMDDHHMMSS` and 20 upper-case alphanumerics, the vendor's RequestId shape.
+fn request_id() -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::rngs::OsRng;
+    let tail: String = (0..20)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect();
+    format!("{}{tail}", chrono::Utc::now().format("%Y%m%d%H%M%S"))
+}
+
+struct Meta<'a> {
+    request_id: &'a str,
+    action: &'a str,
+    region: &'a str,
+}
+
+fn metadata(m: &Meta<'_>) -> Map<String, Value> {
+    let mut meta = Map::new();
+    meta.insert("RequestId".into(), json!(m.request_id));
+    meta.insert("Action".into(), json!(m.action));
+    meta.insert("Version".into(), json!(VERSION));
+    meta.insert("Service".into(), json!("ecs"));
+    meta.insert("Region".into(), json!(m.region));
+    meta
+}
+
+fn respond(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn success(m: &Meta<'_>, result: Output) -> Response {
+    respond(
+        StatusCode::OK,
+        json!({"ResponseMetadata": metadata(m), "Result": result}),
+    )
+}
+
+fn failure(m: &Meta<'_>, e: &VolcError) -> Response {
+    tracing::info!(request_id = m.request_id, action = m.action, code = %e.code, status = e.status.as_u16(), "failed");
+    let mut meta = metadata(m);
+    meta.insert(
+        "Error".into(),
+        json!({"CodeN": e.code_n, "Code": e.code, "Message": e.message}),
+    );
+    respond(e.status, json!({ "ResponseMetadata": meta }))
+}
+
+pub async fn handle(state: &AppState, wire: Result<WireRequest, WireError>) -> Response {
+    let request_id = request_id();
+    let mut meta = Meta {
+        request_id: &request_id,
+        action: "",
+        region: "",
+    };
+    let wire = match wire {
+        Ok(w) => w,
+        Err(e) => return failure(&meta, &e.into()),
+    };
+    let action = wire.param("Action").unwrap_or("").to_string();
+    meta.action = &action;
+    let (caller, region) = match auth::volcengine(state, &wire).await {
+        Ok(c) => c,
+        Err(e) => return failure(&meta, &e.into()),
+    };
+    meta.region = &region;
+    let version = wire.param("Version").unwrap_or("");
+    if action.is_empty() {
+        return failure(&meta, &VolcError::missing("Action"));
+    }
+    if version != VERSION {
+        return failure(&meta, &VolcError::unknown_action(&action, version));
+    }
+    if !ACTIONS.contains(&action.as_str()) {
+        return failure(&meta, &VolcError::unknown_action(&action, version));
+    }
+    let Some(region_def) = builtin::region(&region) else {
+        return failure(&meta, &CoreError::RegionNotFound(region.clone()).into());
+    };
+    if !state.throttle.allow(&caller.access_key_id, &action) {
+        return failure(&meta, &CoreError::Throttled.into());
+    }
+    let ctx = Ctx {
+        state,
+        caller: &caller,
+        region: region_def,
+        p: Params::new(&wire.query, &wire.form),
+    };
+    let run = || async {
+        match dispatch(&action, &ctx).await {
+            Ok(result) => {
+                tracing::info!(request_id = %request_id, action = %action, access_key_id = %caller.access_key_id, "ok");
+                success(&meta, result)
+            }
+            Err(e) => failure(&meta, &e.into()),
+        }
+    };
+    let token = match wire.param("ClientToken").filter(|t| !t.is_empty()) {
+        Some(t) if MUTATING.contains(&action.as_str()) => t,
+        _ => return run().await,
+    };
+    if let Err(e) = idempotency::check_token(token) {
+        return failure(&meta, &e.into());
+    }
+    let scope = format!("volc:{action}");
+    let hash = idempotency::request_hash(&format!("volc:{region}"), ctx.p.pairs());
+    match idempotency::claim(state, ctx.account(), &scope, token, &hash).await {
+        idempotency::Claimed::Run => {
+            let response = run().await;
+            idempotency::finish(state, ctx.account(), &scope, token, response).await
+        }
+        idempotency::Claimed::Stored(response) => response,
+        idempotency::Claimed::Refused(e) => failure(&meta, &e.into()),
+    }
+}
+
+/// Every action of the dialect.
+pub const ACTIONS: &[&str] = &[
+    "CreateKeyPair",
+    "ImportKeyPair",
+    "DescribeKeyPairs",
+    "DeleteKeyPairs",
+    "DeleteKeyPair",
+    "ModifyKeyPairAttribute",
+    "AttachKeyPair",
+    "DetachKeyPair",
+    "RunInstances",
+    "DescribeInstances",
+    "StartInstance",
+    "StopInstance",
+    "RebootInstance",
+    "StartInstances",
+    "StopInstances",
+    "RebootInstances",
+    "DeleteInstance",
+    "DescribeRegions",
+    "DescribeZones",
+    "DescribeImages",
+];
+
+/// The actions that change something, and so honour a ClientToken.
+pub const MUTATING: &[&str] = &[
+    "CreateKeyPair",
+    "ImportKeyPair",
+    "DeleteKeyPairs",
+    "DeleteKeyPair",
+    "ModifyKeyPairAttribute",
+    "AttachKeyPair",
+    "DetachKeyPair",
+    "RunInstances",
+    "StartInstance",
+    "StopInstance",
+    "RebootInstance",
+    "StartInstances",
+    "StopInstances",
+    "RebootInstances",
+    "DeleteInstance",
+];
+
+async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Output, CoreError> {
+    use keyplane_core::binding::Power;
+    match action {
+        "CreateKeyPair" => keypairs::create(ctx).await,
+        "ImportKeyPair" => keypairs::import(ctx).await,
+        "DescribeKeyPairs" => keypairs::describe(ctx).await,
+        "DeleteKeyPairs" => keypairs::delete_many(ctx).await,
+        "DeleteKeyPair" => keypairs::delete_one(ctx).await,
+        "ModifyKeyPairAttribute" => keypairs::modify(ctx).await,
+        "AttachKeyPair" => keypairs::bind(ctx, keyplane_store::BindOp::Attach).await,
+        "DetachKeyPair" => keypairs::bind(ctx, keyplane_store::BindOp::Detach).await,
+        "RunInstances" => instances::run(ctx).await,
+        "DescribeInstances" => instances::describe(ctx).await,
+        "StartInstance" => instances::power(ctx, Power::Start).await,
+        "StopInstance" => instances::power(ctx, Power::Stop).await,
+        "RebootInstance" => instances::power(ctx, Power::Reboot).await,
+        "StartInstances" => instances::power_many(ctx, Power::Start).await,
+        "StopInstances" => instances::power_many(ctx, Power::Stop).await,
+        "RebootInstances" => instances::power_many(ctx, Power::Reboot).await,
+        "DeleteInstance" => instances::delete(ctx).await,
+        "DescribeRegions" => catalog::regions(ctx).await,
+        "DescribeZones" => catalog::zones(ctx).await,
+        "DescribeImages" => catalog::images(ctx).await,
+        other => Err(CoreError::invalid(
+            "Action",
+            format!("{other} is not supported."),
+        )),
+    }
+}
+
+/// Builds an object from `(key, value)` pairs, keeping their order.
+pub fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Output {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// ISO 8601 with an offset, as Volcengine shows times.
+pub fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+}
+
+/// `[{"Key","Value"}]`
+pub fn tags_json(tags: &[Tag]) -> Value {
+    Value::Array(
+        tags.iter()
+            .map(|t| json!({"Key": t.key, "Value": t.value}))
+            .collect(),
+    )
+}
+
+/// A keyset page token: `kp1.<sequence>`.
+pub fn parse_token(raw: Option<&str>) -> Result<i64, CoreError> {
+    match raw.filter(|t| !t.is_empty()) {
+        None => Ok(0),
+        Some(t) => t
+            .strip_prefix("kp1.")
+            .and_then(|s| s.parse::<i64>().ok())
+            .filter(|s| *s >= 0)
+            .ok_or(CoreError::InvalidNextToken),
+    }
+}
+
+pub fn next_token(next: Option<i64>) -> String {
+    next.map(|s| format!("kp1.{s}")).unwrap_or_default()
+}

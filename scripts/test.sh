@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a Debian machine, installing what the tests need first:
-# Debian packages (ssh-keygen, Python venv, Node), the official SDKs in ./.venv and ./tests/node,
+# Debian packages (ssh-keygen, Python venv, Node), the official Alibaba and Volcengine SDKs in
+# ./.venv and ./tests/node,
 # then format and lint checks, the Rust tests (unit, conformance, integration), the end-to-end tests
 # with the official SDKs against the real binary, and the shared contract check.
 set -euo pipefail
@@ -51,13 +52,7 @@ step "end-to-end: official Node SDK"
 step "contract check (SPEC section 11)"
 if [ -x ../shared/tools/contract-check ]; then
   # Its SDK venv goes under the repository, not the home directory.
-  out=$(XDG_CACHE_HOME="$root/.cache" ../shared/tools/contract-check "$KEYPLANE_BIN" 2>&1) || true
-  printf '%s\n' "$out"
-  # The Volcengine line passes once the Volcengine dialect (issue 3) lands; every other line must pass.
-  if printf '%s\n' "$out" | grep '^FAIL' | grep -v 'Volcengine dialect' | grep -q .; then
-    echo "contract check failed"; exit 1
-  fi
-  printf '%s\n' "$out" | grep -q '^contract-check:' || { echo "contract check did not run"; exit 1; }
+  XDG_CACHE_HOME="$root/.cache" ../shared/tools/contract-check "$KEYPLANE_BIN"
 else
   echo "../shared/tools/contract-check not found; skipped"
 fi

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use keyplane_api::aliyun::ACTIONS;
+use keyplane_api::volc::ACTIONS as VOLC_ACTIONS;
 
 const NAMES: &[&str] = &[
     "RegionId",
@@ -184,4 +185,50 @@ async fn describe_instances_filters_by_creation_window_and_refuses_unknown_filte
         )
         .await;
     assert_eq!(dry.code(), "DryRunOperation");
+}
+
+#[tokio::test]
+async fn no_parameter_value_makes_any_volcengine_action_fail_with_a_server_error() {
+    let app = spawn_app().await;
+    app.call_volc(
+        "ImportKeyPair",
+        &[("KeyPairName", "seed"), ("PublicKey", ED25519)],
+        "cn-beijing",
+    )
+    .await;
+    let mut calls = 0;
+    for action in VOLC_ACTIONS {
+        for (i, value) in VALUES.iter().enumerate() {
+            let all: Vec<(&str, &str)> = NAMES.iter().map(|n| (*n, *value)).collect();
+            let mixed: Vec<(&str, &str)> = NAMES
+                .iter()
+                .enumerate()
+                .map(|(j, n)| (*n, VALUES[(i + j) % VALUES.len()]))
+                .collect();
+            for params in [all, mixed] {
+                let r = app.call_volc(action, &params, "cn-beijing").await;
+                calls += 1;
+                assert!(
+                    r.status < 500,
+                    "{action} {params:?} -> {} {}",
+                    r.status,
+                    r.text
+                );
+                assert!(
+                    r.body["ResponseMetadata"]["RequestId"].is_string(),
+                    "{action}: {}",
+                    r.text
+                );
+                if r.status != 200 {
+                    assert!(
+                        r.body["ResponseMetadata"]["Error"]["Code"].is_string(),
+                        "{action}: {}",
+                        r.text
+                    );
+                    assert!(r.body.get("Result").is_none());
+                }
+            }
+        }
+    }
+    assert!(calls > 1000);
 }

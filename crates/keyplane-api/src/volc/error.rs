@@ -234,3 +234,104 @@ pub fn instance_failure(f: InstanceFailure) -> (&'static str, &'static str) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AttachKeyPair seed's request-level codes, with their HTTP statuses.
+    #[test]
+    fn request_level_codes_match_the_seed() {
+        let cases = [
+            (
+                CoreError::missing("KeyPairNameAndKeyPairId"),
+                400,
+                "MissingParameter.KeyPairNameAndKeyPairId",
+            ),
+            (
+                CoreError::missing("InstanceIds"),
+                400,
+                "MissingParameter.InstanceIds",
+            ),
+            (
+                CoreError::TooManyInstanceIds(100),
+                400,
+                "LimitExceeded.MaximumInstanceIds",
+            ),
+            (
+                CoreError::InvalidClientToken,
+                400,
+                "InvalidClientToken.Malformed",
+            ),
+            (
+                CoreError::IdempotentParameterMismatch,
+                400,
+                "IdempotentParameterMismatch",
+            ),
+            (
+                CoreError::KeyPairNotFound("k".into()),
+                404,
+                "InvalidKeyPair.NotFound",
+            ),
+            (CoreError::IdempotentProcessing, 412, "IdempotentProcessing"),
+            (CoreError::Internal("x".into()), 500, "InternalError"),
+            (CoreError::Throttled, 429, "FlowLimitExceeded"),
+        ];
+        for (err, status, code) in cases {
+            let v = VolcError::from(err);
+            assert_eq!((v.status.as_u16(), v.code.as_str()), (status, code));
+        }
+    }
+
+    /// The seed's per-instance codes.
+    #[test]
+    fn per_instance_codes_match_the_seed() {
+        assert_eq!(
+            instance_failure(InstanceFailure::NotFound).0,
+            "InvalidInstance.NotFound"
+        );
+        assert_eq!(
+            instance_failure(InstanceFailure::Windows).0,
+            "InvalidKeyPairForWindows.Unsupported"
+        );
+        assert_eq!(
+            instance_failure(InstanceFailure::NoAgent).0,
+            "InvalidResetAuthenticationAgent.NotFound"
+        );
+        assert_eq!(
+            instance_failure(InstanceFailure::IncorrectStatus).0,
+            "InvalidInstanceStatus"
+        );
+    }
+
+    /// The gateway's codes for authentication failures.
+    #[test]
+    fn gateway_codes_carry_their_numbers() {
+        let cases = [
+            (
+                AuthError::Signature(SigError::Missing),
+                401,
+                "MissingAuthenticationToken",
+                100003,
+            ),
+            (AuthError::UnknownAccessKey, 401, "InvalidAccessKey", 100009),
+            (
+                AuthError::Signature(SigError::Mismatch {
+                    string_to_sign: String::new(),
+                }),
+                401,
+                "SignatureDoesNotMatch",
+                100010,
+            ),
+            (AuthError::Expired, 400, "InvalidTimestamp", 100006),
+            (AuthError::AccessKeyDisabled, 403, "AccessDenied", 100013),
+        ];
+        for (err, status, code, n) in cases {
+            let v = VolcError::from(err);
+            assert_eq!(
+                (v.status.as_u16(), v.code.as_str(), v.code_n),
+                (status, code, n)
+            );
+        }
+    }
+}

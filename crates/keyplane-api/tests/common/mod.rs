@@ -158,6 +158,31 @@ impl App {
         Self::read(req.send().await.unwrap()).await
     }
 
+    /// A Volcengine-signed GET in `region`, as the old Volcengine SDK signs it.
+    pub async fn call_volc(&self, action: &str, params: &[(&str, &str)], region: &str) -> Resp {
+        let mut query = pairs(params);
+        query.push(("Action".into(), action.into()));
+        query.push(("Version".into(), "2020-04-01".into()));
+        let x_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let call = keyplane_sig::volc::Call {
+            method: "GET",
+            host: &self.host,
+            query: &query,
+            body: b"",
+            x_date: &x_date,
+            region,
+            service: "ecs",
+        };
+        let headers = keyplane_sig::volc::sign(&call, AK, &SecretKey::new(SECRET));
+        let mut req = self
+            .client
+            .get(format!("{}/?{}", self.base, query_string(&query)));
+        for (n, v) in &headers {
+            req = req.header(n, v);
+        }
+        Self::read(req.send().await.unwrap()).await
+    }
+
     /// A V1-signed GET, as the old SDK and pop-core send it.
     pub async fn call_v1(&self, action: &str, params: &[(&str, &str)]) -> Resp {
         let q = self.v1_query(action, params, &now(), &nonce());

@@ -78,3 +78,14 @@ def test_the_cli_reads_the_vendor_environment_and_a_profile_file(server, tmp_pat
     assert json.loads(out.stdout)["Zones"]["Zone"][0]["ZoneId"].startswith("cn-shanghai")
     out = cli(["DescribeZones"], {"HOME": str(tmp_path)})
     assert out.returncode != 0 and "AccessKey" in out.stderr
+
+
+def test_access_key_secrets_are_sealed_at_rest(server):
+    tea_client(server).describe_regions(m.DescribeRegionsRequest())
+    server.stop()
+    key_file = os.path.join(server.dir, "server.key")
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    for name in os.listdir(server.dir):
+        if name.startswith("keyplane.db"):
+            with open(os.path.join(server.dir, name), "rb") as f:
+                assert SK.encode() not in f.read(), f"the secret is readable in {name}"

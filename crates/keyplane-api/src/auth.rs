@@ -41,18 +41,39 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         })
 }
 
+/// The stored AccessKey and its opened secret. An unknown key still costs a verification with a
+/// throw-away secret, so the two failures do the same work.
+async fn key_and_secret(
+    state: &AppState,
+    key_id: &str,
+    verify: impl Fn(&SecretKey) -> Result<(), keyplane_sig::SigError>,
+) -> Result<keyplane_store::AccessKeyRecord, AuthError> {
+    let Some(key) = state
+        .store
+        .access_key(key_id)
+        .await
+        .map_err(AuthError::Store)?
+    else {
+        let _ = verify(&SecretKey::new("keyplane-unknown-access-key"));
+        return Err(AuthError::UnknownAccessKey);
+    };
+    let secret = state
+        .config
+        .server_key
+        .open(&key.id, &key.secret)
+        .map_err(AuthError::Store)?;
+    verify(&SecretKey::new(secret.as_str())).map_err(AuthError::Signature)?;
+    Ok(key)
+}
+
 /// Verifies an Alibaba-signed request (V1 or V3).
 pub async fn alibaba(state: &AppState, req: &WireRequest) -> Result<Caller, AuthError> {
     let view = req.sig_view();
     let claim = alibaba::claim(&view).map_err(AuthError::Signature)?;
-    let key = state
-        .store
-        .access_key(&claim.access_key_id)
-        .await
-        .map_err(AuthError::Store)?
-        .ok_or(AuthError::UnknownAccessKey)?;
-    alibaba::verify(&view, &claim, &SecretKey::new(key.secret.clone()))
-        .map_err(AuthError::Signature)?;
+    let key = key_and_secret(state, &claim.access_key_id, |s| {
+        alibaba::verify(&view, &claim, s)
+    })
+    .await?;
     if !key.active {
         return Err(AuthError::AccessKeyDisabled);
     }
@@ -90,14 +111,10 @@ pub async fn volcengine(
     if claim.service != "ecs" {
         return Err(AuthError::WrongService(claim.service));
     }
-    let key = state
-        .store
-        .access_key(&claim.access_key_id)
-        .await
-        .map_err(AuthError::Store)?
-        .ok_or(AuthError::UnknownAccessKey)?;
-    volc::verify(&view, &claim, &SecretKey::new(key.secret.clone()))
-        .map_err(AuthError::Signature)?;
+    let key = key_and_secret(state, &claim.access_key_id, |s| {
+        volc::verify(&view, &claim, s)
+    })
+    .await?;
     if !key.active {
         return Err(AuthError::AccessKeyDisabled);
     }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use keyplane_core::secretbox::ServerKey;
+
 /// Limits and behaviour of one server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -18,6 +20,8 @@ pub struct ServerConfig {
     /// Calls per second allowed per AccessKey and action (0: no throttling), and the burst.
     pub throttle_per_second: u32,
     pub throttle_burst: u32,
+    /// Seals and opens the AccessKey secrets kept in the store.
+    pub server_key: ServerKey,
 }
 
 impl Default for ServerConfig {
@@ -30,6 +34,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             throttle_per_second: 1000,
             throttle_burst: 2000,
+            server_key: ServerKey::generate(),
         }
     }
 }

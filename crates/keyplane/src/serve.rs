@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use keyplane_api::ServerConfig;
 use keyplane_core::ids;
+use keyplane_core::secretbox::ServerKey;
 use keyplane_store::{sqlite::SqliteStore, AccessKeyRecord, Store};
 
 #[derive(clap::Args)]
@@ -64,7 +65,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
             .await
             .with_context(|| format!("opening {}", path.display()))?,
     );
-    let account = bootstrap(store.as_ref(), &path).await?;
+    let server_key = load_server_key(&path)?;
+    let account = bootstrap(store.as_ref(), &path, &server_key).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -73,6 +75,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         transition_delay: Duration::from_millis(args.transition_delay_ms),
         throttle_per_second: args.throttle_per_second,
         throttle_burst: args.throttle_burst,
+        server_key,
         ..ServerConfig::default()
     };
     keyplane_api::serve(store, config, listener, shutdown_signal()).await?;
@@ -83,7 +86,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
 /// Creates the default account on an empty store. The root AccessKey comes from
 /// `KEYPLANE_ROOT_ACCESS_KEY_ID`/`_SECRET`, else is generated and written once, mode 0600, to
 /// `root-access-key.json` beside the database.
-async fn bootstrap(store: &dyn Store, db_path: &Path) -> anyhow::Result<String> {
+/// The key that seals AccessKey secrets: `KEYPLANE_SERVER_KEY` (base64, 32 bytes), else the file
+/// `server.key` beside the database, created (mode 0600) on first start. Losing it makes every
+/// stored AccessKey unusable, so back it up with the database, but not in the same place.
+fn load_server_key(db_path: &Path) -> anyhow::Result<ServerKey> {
+    if let Ok(text) = std::env::var("KEYPLANE_SERVER_KEY") {
+        return Ok(ServerKey::from_base64(&text)?);
+    }
+    let file = db_path.with_file_name("server.key");
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            Ok(ServerKey::from_base64(&text)
+                .with_context(|| format!("reading {}", file.display()))?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = ServerKey::generate();
+            write_secret_text(&file, key.to_base64().as_str())?;
+            tracing::info!(file = %file.display(), "generated the server key");
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+    }
+}
+
+async fn bootstrap(
+    store: &dyn Store,
+    db_path: &Path,
+    server_key: &ServerKey,
+) -> anyhow::Result<String> {
     let from_env = match (
         std::env::var("KEYPLANE_ROOT_ACCESS_KEY_ID"),
         std::env::var("KEYPLANE_ROOT_ACCESS_KEY_SECRET"),
@@ -95,10 +125,10 @@ async fn bootstrap(store: &dyn Store, db_path: &Path) -> anyhow::Result<String> 
         if let Some((id, secret)) = from_env {
             store
                 .insert_access_key(&AccessKeyRecord {
+                    secret: server_key.seal(&id, &secret),
                     id,
                     account_id: account.clone(),
                     user_name: None,
-                    secret,
                     active: true,
                 })
                 .await?;
@@ -109,10 +139,10 @@ async fn bootstrap(store: &dyn Store, db_path: &Path) -> anyhow::Result<String> 
     let (id, secret) =
         from_env.unwrap_or_else(|| (ids::new_access_key_id(), ids::new_access_key_secret()));
     let key = AccessKeyRecord {
+        secret: server_key.seal(&id, &secret),
         id,
         account_id: ids::new_account_id(),
         user_name: None,
-        secret,
         active: true,
     };
     let account = store.bootstrap(&key).await?;
@@ -123,7 +153,7 @@ async fn bootstrap(store: &dyn Store, db_path: &Path) -> anyhow::Result<String> 
             &serde_json::json!({
                 "AccountId": account,
                 "AccessKeyId": key.id,
-                "AccessKeySecret": key.secret,
+                "AccessKeySecret": secret,
             }),
         )?;
         tracing::info!(file = %file.display(), "generated the root AccessKey");
@@ -132,6 +162,10 @@ async fn bootstrap(store: &dyn Store, db_path: &Path) -> anyhow::Result<String> 
 }
 
 fn write_secret_file(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    write_secret_text(path, &serde_json::to_string_pretty(value)?)
+}
+
+fn write_secret_text(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -140,7 +174,7 @@ fn write_secret_file(path: &Path, value: &serde_json::Value) -> anyhow::Result<(
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    writeln!(f, "{}", serde_json::to_string_pretty(value)?)?;
+    writeln!(f, "{text}")?;
     f.sync_all()?;
     Ok(())
 }

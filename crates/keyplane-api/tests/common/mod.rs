@@ -31,7 +31,16 @@ pub async fn spawn_app() -> App {
     spawn_with(ServerConfig::default(), None).await
 }
 
-pub async fn spawn_with(config: ServerConfig, dir: Option<tempfile::TempDir>) -> App {
+/// One sealing key for every test server, so a restarted server opens what the first one sealed.
+pub fn server_key() -> keyplane_core::secretbox::ServerKey {
+    static KEY: std::sync::OnceLock<keyplane_core::secretbox::ServerKey> =
+        std::sync::OnceLock::new();
+    KEY.get_or_init(keyplane_core::secretbox::ServerKey::generate)
+        .clone()
+}
+
+pub async fn spawn_with(mut config: ServerConfig, dir: Option<tempfile::TempDir>) -> App {
+    config.server_key = server_key();
     let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
     let path = dir.path().join("k.db");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap());
@@ -42,7 +51,7 @@ pub async fn spawn_with(config: ServerConfig, dir: Option<tempfile::TempDir>) ->
                 id: AK.into(),
                 account_id: ids::new_account_id(),
                 user_name: None,
-                secret: SECRET.into(),
+                secret: server_key().seal(AK, SECRET),
                 active: true,
             })
             .await

@@ -58,6 +58,36 @@ pub enum CoreError {
     IdempotentProcessing,
     #[error("throttled")]
     Throttled,
+    #[error("not authorized: {action} on {resource}")]
+    Forbidden { action: String, resource: String },
+    #[error("malformed policy document: {0}")]
+    MalformedPolicy(String),
+    #[error("user {0} already exists")]
+    UserAlreadyExists(String),
+    #[error("user {0} not found")]
+    UserNotFound(String),
+    #[error("user {0} still has AccessKeys")]
+    UserHasAccessKeys(String),
+    #[error("user {0} still has policies")]
+    UserHasPolicies(String),
+    #[error("invalid user name {0:?}")]
+    InvalidUserName(String),
+    #[error("at most {0} AccessKeys per user")]
+    AccessKeyLimit(usize),
+    #[error("AccessKey {0} not found")]
+    AccessKeyNotFound(String),
+    #[error("policy {0} already exists")]
+    PolicyAlreadyExists(String),
+    #[error("policy {0} not found")]
+    PolicyNotFound(String),
+    #[error("policy {0} is still attached")]
+    PolicyInUse(String),
+    #[error("policy {0} is already attached to the user")]
+    PolicyAlreadyAttached(String),
+    #[error("policy {0} is not attached to the user")]
+    PolicyNotAttached(String),
+    #[error("invalid password: {0}")]
+    InvalidPassword(String),
     #[error("dry run passed")]
     DryRunOperation,
     #[error("internal error: {0}")]

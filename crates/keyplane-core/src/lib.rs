@@ -12,6 +12,7 @@ pub mod ids;
 pub mod model;
 pub mod names;
 pub mod pubkey;
+pub mod ram;
 pub mod secretbox;
 pub mod wildcard;
 

@@ -184,6 +184,65 @@ impl From<CoreError> for AliError {
                 "Throttling",
                 "Request was denied due to request throttling.",
             ),
+            CoreError::Forbidden { .. } => e(
+                403,
+                "Forbidden.RAM",
+                "User not authorized to operate on the specified resource, or this API doesn't support RAM.",
+            ),
+            CoreError::MalformedPolicy(reason) => e(
+                400,
+                "MalformedPolicyDocument",
+                format!("The policy document is malformed: {reason}."),
+            ),
+            CoreError::UserAlreadyExists(_) => e(409, "EntityAlreadyExists.User", "The user already exists."),
+            CoreError::UserNotFound(_) => e(404, "EntityNotExist.User", "The user does not exist."),
+            CoreError::UserHasAccessKeys(_) => e(
+                409,
+                "DeleteConflict.User.AccessKey",
+                "The user has access keys; delete them first.",
+            ),
+            CoreError::UserHasPolicies(_) => e(
+                409,
+                "DeleteConflict.User.Policy",
+                "The user has attached policies; detach them first.",
+            ),
+            CoreError::InvalidUserName(_) => e(
+                400,
+                "InvalidParameter.UserName.InvalidChars",
+                "The user name must be 1-64 letters, digits, '.', '_', '-' or '@'.",
+            ),
+            CoreError::AccessKeyLimit(n) => e(
+                409,
+                "LimitExceeded.User.AccessKey",
+                format!("The count of access keys of the user exceeds the limit: {n}."),
+            ),
+            CoreError::AccessKeyNotFound(_) => e(
+                404,
+                "EntityNotExist.User.AccessKey",
+                "The user access key does not exist.",
+            ),
+            CoreError::PolicyAlreadyExists(_) => e(409, "EntityAlreadyExists.Policy", "The policy already exists."),
+            CoreError::PolicyNotFound(_) => e(404, "EntityNotExist.Policy", "The policy does not exist."),
+            CoreError::PolicyInUse(_) => e(
+                409,
+                "DeleteConflict.Policy.User",
+                "The policy is attached to users; detach it first.",
+            ),
+            CoreError::PolicyAlreadyAttached(_) => e(
+                409,
+                "EntityAlreadyExists.User.Policy",
+                "The policy is already attached to the user.",
+            ),
+            CoreError::PolicyNotAttached(_) => e(
+                404,
+                "EntityNotExist.User.Policy",
+                "The policy is not attached to the user.",
+            ),
+            CoreError::InvalidPassword(reason) => e(
+                400,
+                "InvalidParameter.Password",
+                format!("The password does not meet the rules: {reason}."),
+            ),
             CoreError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 internal()

@@ -139,6 +139,31 @@ impl From<CoreError> for VolcError {
                 "DryRunOperation",
                 "The request would have succeeded, but the DryRun parameter was used.",
             ),
+            CoreError::Forbidden { action, resource } => gw(
+                403,
+                100013,
+                "AccessDenied",
+                format!("User is not authorized to perform: {action} on resource: {resource}."),
+            ),
+            // The RAM API is served in the Alibaba dialect only; these reach Volcengine callers
+            // only through shared code, so they keep the Alibaba codes.
+            other @ (CoreError::MalformedPolicy(_)
+            | CoreError::UserAlreadyExists(_)
+            | CoreError::UserNotFound(_)
+            | CoreError::UserHasAccessKeys(_)
+            | CoreError::UserHasPolicies(_)
+            | CoreError::InvalidUserName(_)
+            | CoreError::AccessKeyLimit(_)
+            | CoreError::AccessKeyNotFound(_)
+            | CoreError::PolicyAlreadyExists(_)
+            | CoreError::PolicyNotFound(_)
+            | CoreError::PolicyInUse(_)
+            | CoreError::PolicyAlreadyAttached(_)
+            | CoreError::PolicyNotAttached(_)
+            | CoreError::InvalidPassword(_)) => {
+                let ali = crate::aliyun::error::AliError::from(other);
+                e(ali.status.as_u16(), ali.code, ali.message)
+            }
             CoreError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 e(500, "InternalError", "An internal error has occurred.")

@@ -134,16 +134,23 @@ impl Policy {
     /// Parses and validates a document; the error says what is wrong.
     pub fn parse(document: &str) -> Result<Self, CoreError> {
         if document.len() > MAX_DOCUMENT_BYTES {
-            return Err(malformed(format!("the document is longer than {MAX_DOCUMENT_BYTES} bytes")));
+            return Err(malformed(format!(
+                "the document is longer than {MAX_DOCUMENT_BYTES} bytes"
+            )));
         }
-        let raw: RawPolicy = serde_json::from_str(document).map_err(|e| malformed(e.to_string()))?;
+        let raw: RawPolicy =
+            serde_json::from_str(document).map_err(|e| malformed(e.to_string()))?;
         if raw.version != "1" {
             return Err(malformed("Version must be \"1\""));
         }
         if raw.statement.is_empty() {
             return Err(malformed("Statement is empty"));
         }
-        let statements = raw.statement.into_iter().map(parse_statement).collect::<Result<_, _>>()?;
+        let statements = raw
+            .statement
+            .into_iter()
+            .map(parse_statement)
+            .collect::<Result<_, _>>()?;
         Ok(Self { statements })
     }
 }
@@ -162,9 +169,13 @@ fn parse_statement(raw: RawStatement) -> Result<Statement, CoreError> {
         let valid = a == "*"
             || a.split_once(':').is_some_and(|(svc, name)| {
                 !svc.is_empty()
-                    && svc.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'*')
+                    && svc.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'*'
+                    })
                     && !name.is_empty()
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'*' || b == b'?')
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'*' || b == b'?')
             });
         if !valid {
             return Err(malformed(format!("Action {a:?} is not service:Name")));
@@ -176,7 +187,9 @@ fn parse_statement(raw: RawStatement) -> Result<Statement, CoreError> {
     }
     for r in &resources {
         if r != "*" && !valid_arn(r) {
-            return Err(malformed(format!("Resource {r:?} is not an ARN acs:service:region:account:resource")));
+            return Err(malformed(format!(
+                "Resource {r:?} is not an ARN acs:service:region:account:resource"
+            )));
         }
     }
     let mut conditions = Vec::new();
@@ -190,7 +203,11 @@ fn parse_statement(raw: RawStatement) -> Result<Statement, CoreError> {
             "DateLessThanEquals" => Operator::Date(std::cmp::Ordering::Less, true),
             "DateGreaterThan" => Operator::Date(std::cmp::Ordering::Greater, false),
             "DateGreaterThanEquals" => Operator::Date(std::cmp::Ordering::Greater, true),
-            other => return Err(malformed(format!("condition operator {other} is not supported"))),
+            other => {
+                return Err(malformed(format!(
+                    "condition operator {other} is not supported"
+                )))
+            }
         };
         let Value::Object(keys) = keys else {
             return Err(malformed(format!("condition {op_name} must be an object")));
@@ -200,18 +217,28 @@ fn parse_statement(raw: RawStatement) -> Result<Statement, CoreError> {
                 Value::String(s) => vec![s],
                 Value::Array(a) => a
                     .into_iter()
-                    .map(|v| v.as_str().map(str::to_string).ok_or_else(|| malformed("condition values are strings")))
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| malformed("condition values are strings"))
+                    })
                     .collect::<Result<_, _>>()?,
                 _ => return Err(malformed("condition values are strings")),
             };
             let condition = match (key.to_ascii_lowercase().as_str(), &op) {
-                ("acs:sourceip", Operator::IpAddress | Operator::NotIpAddress) => Condition::SourceIp(
-                    op.clone(),
-                    values
-                        .iter()
-                        .map(|v| Cidr::parse(v).ok_or_else(|| malformed(format!("{v:?} is not an IP address or CIDR"))))
-                        .collect::<Result<_, _>>()?,
-                ),
+                ("acs:sourceip", Operator::IpAddress | Operator::NotIpAddress) => {
+                    Condition::SourceIp(
+                        op.clone(),
+                        values
+                            .iter()
+                            .map(|v| {
+                                Cidr::parse(v).ok_or_else(|| {
+                                    malformed(format!("{v:?} is not an IP address or CIDR"))
+                                })
+                            })
+                            .collect::<Result<_, _>>()?,
+                    )
+                }
                 ("acs:currenttime", Operator::Date(..)) => Condition::CurrentTime(
                     op.clone(),
                     values
@@ -231,7 +258,12 @@ fn parse_statement(raw: RawStatement) -> Result<Statement, CoreError> {
             conditions.push(condition);
         }
     }
-    Ok(Statement { effect, actions, resources, conditions })
+    Ok(Statement {
+        effect,
+        actions,
+        resources,
+        conditions,
+    })
 }
 
 /// `acs:<service>:<region>:<account>:<resource>`; the resource part may itself contain `:`.
@@ -289,7 +321,9 @@ impl Decision {
 fn holds(c: &Condition, ctx: &Context) -> bool {
     match c {
         Condition::SourceIp(op, cidrs) => {
-            let inside = ctx.source_ip.is_some_and(|ip| cidrs.iter().any(|n| n.contains(ip)));
+            let inside = ctx
+                .source_ip
+                .is_some_and(|ip| cidrs.iter().any(|n| n.contains(ip)));
             match op {
                 Operator::IpAddress => inside,
                 _ => ctx.source_ip.is_some() && !inside,
@@ -310,7 +344,9 @@ fn holds(c: &Condition, ctx: &Context) -> bool {
 
 fn applies(s: &Statement, action: &str, resource: &str, ctx: &Context) -> bool {
     let action = action.to_ascii_lowercase();
-    s.actions.iter().any(|a| glob(&a.to_ascii_lowercase(), &action))
+    s.actions
+        .iter()
+        .any(|a| glob(&a.to_ascii_lowercase(), &action))
         && s.resources.iter().any(|r| glob(r, resource))
         && s.conditions.iter().all(|c| holds(c, ctx))
 }
@@ -348,7 +384,10 @@ mod tests {
     use super::*;
 
     fn ctx(ip: &str) -> Context {
-        Context { source_ip: Some(ip.parse().unwrap()), now: "2026-06-01T00:00:00Z".parse().unwrap() }
+        Context {
+            source_ip: Some(ip.parse().unwrap()),
+            now: "2026-06-01T00:00:00Z".parse().unwrap(),
+        }
     }
 
     fn policy(doc: &str) -> Policy {
@@ -360,9 +399,21 @@ mod tests {
         for (p, t, want) in [
             ("ecs:Describe*", "ecs:DescribeInstances", true),
             ("ecs:?ttachKeyPair", "ecs:AttachKeyPair", true),
-            ("acs:ecs:*:*:instance/i-*", "acs:ecs:cn-hangzhou:1:instance/i-abc", true),
-            ("acs:ecs:*:*:instance/i-a?c", "acs:ecs:r:1:instance/i-abc", true),
-            ("acs:ecs:*:*:instance/i-a?c", "acs:ecs:r:1:instance/i-abbc", false),
+            (
+                "acs:ecs:*:*:instance/i-*",
+                "acs:ecs:cn-hangzhou:1:instance/i-abc",
+                true,
+            ),
+            (
+                "acs:ecs:*:*:instance/i-a?c",
+                "acs:ecs:r:1:instance/i-abc",
+                true,
+            ),
+            (
+                "acs:ecs:*:*:instance/i-a?c",
+                "acs:ecs:r:1:instance/i-abbc",
+                false,
+            ),
             ("*", "", true),
             ("a*b*c", "acb", false),
         ] {
@@ -372,18 +423,48 @@ mod tests {
 
     #[test]
     fn explicit_deny_wins_and_the_default_is_deny() {
-        let allow = policy(r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*"}]}"#);
+        let allow = policy(
+            r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*"}]}"#,
+        );
         let deny = policy(
             r#"{"Version":"1","Statement":[{"Effect":"Deny","Action":["ecs:DeleteKeyPairs"],"Resource":["acs:ecs:*:*:keypair/prod*"]}]}"#,
         );
         let c = ctx("10.1.2.3");
         let kp = ecs_arn("cn-hangzhou", "1", "keypair", "prod-key");
-        assert_eq!(evaluate(&[allow.clone()], "ecs:DeleteKeyPairs", &kp, &c), Decision::Allow);
-        assert_eq!(evaluate(&[allow.clone(), deny.clone()], "ecs:DeleteKeyPairs", &kp, &c), Decision::ExplicitDeny);
-        assert_eq!(evaluate(&[deny.clone(), allow.clone()], "ecs:deletekeypairs", &kp, &c), Decision::ExplicitDeny);
-        assert_eq!(evaluate(&[], "ecs:DescribeInstances", "*", &c), Decision::DefaultDeny);
-        assert_eq!(evaluate(&[deny], "ecs:DescribeInstances", "*", &c), Decision::DefaultDeny);
-        assert_eq!(evaluate(&[allow], "ram:CreateUser", "*", &c), Decision::DefaultDeny);
+        assert_eq!(
+            evaluate(&[allow.clone()], "ecs:DeleteKeyPairs", &kp, &c),
+            Decision::Allow
+        );
+        assert_eq!(
+            evaluate(
+                &[allow.clone(), deny.clone()],
+                "ecs:DeleteKeyPairs",
+                &kp,
+                &c
+            ),
+            Decision::ExplicitDeny
+        );
+        assert_eq!(
+            evaluate(
+                &[deny.clone(), allow.clone()],
+                "ecs:deletekeypairs",
+                &kp,
+                &c
+            ),
+            Decision::ExplicitDeny
+        );
+        assert_eq!(
+            evaluate(&[], "ecs:DescribeInstances", "*", &c),
+            Decision::DefaultDeny
+        );
+        assert_eq!(
+            evaluate(&[deny], "ecs:DescribeInstances", "*", &c),
+            Decision::DefaultDeny
+        );
+        assert_eq!(
+            evaluate(&[allow], "ram:CreateUser", "*", &c),
+            Decision::DefaultDeny
+        );
     }
 
     #[test]
@@ -397,13 +478,22 @@ mod tests {
         assert!(evaluate(&[p.clone()], "ecs:X", "*", &ctx("192.168.1.7")).allowed());
         assert!(!evaluate(&[p.clone()], "ecs:X", "*", &ctx("192.168.1.8")).allowed());
         assert!(evaluate(&[p.clone()], "ecs:X", "*", &ctx("::ffff:10.0.0.1")).allowed());
-        let late = Context { now: "2027-02-01T00:00:00Z".parse().unwrap(), ..ctx("10.0.0.1") };
+        let late = Context {
+            now: "2027-02-01T00:00:00Z".parse().unwrap(),
+            ..ctx("10.0.0.1")
+        };
         assert!(!evaluate(&[p], "ecs:X", "*", &late).allowed());
         let not_ip = policy(
             r#"{"Version":"1","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"NotIpAddress":{"acs:SourceIp":"127.0.0.0/8"}}}]}"#,
         );
-        assert_eq!(evaluate(&[not_ip.clone()], "ecs:X", "*", &ctx("8.8.8.8")), Decision::ExplicitDeny);
-        assert_eq!(evaluate(&[not_ip], "ecs:X", "*", &ctx("127.0.0.1")), Decision::DefaultDeny);
+        assert_eq!(
+            evaluate(&[not_ip.clone()], "ecs:X", "*", &ctx("8.8.8.8")),
+            Decision::ExplicitDeny
+        );
+        assert_eq!(
+            evaluate(&[not_ip], "ecs:X", "*", &ctx("127.0.0.1")),
+            Decision::DefaultDeny
+        );
     }
 
     #[test]
@@ -414,21 +504,56 @@ mod tests {
         );
         for (doc, says) in [
             ("not json", "expected"),
-            (r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*","Colour":"red"}]}"#, "unknown field"),
-            (r#"{"Version":"1","Statement":[],"Extra":1}"#, "unknown field"),
-            (r#"{"Version":"2","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*"}]}"#, "Version"),
-            (r#"{"Version":"1","Statement":[{"Effect":"Maybe","Action":"ecs:*","Resource":"*"}]}"#, "Effect"),
-            (r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"AttachKeyPair","Resource":"*"}]}"#, "service:Name"),
-            (r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"arn:aws:ec2::x"}]}"#, "ARN"),
-            (r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"acs:ecs:x"}]}"#, "ARN"),
-            (r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*","Condition":{"StringEquals":{"acs:UserAgent":"x"}}}]}"#, "operator"),
-            (r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*","Condition":{"IpAddress":{"acs:Colour":"x"}}}]}"#, "condition key"),
-            (r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*","Condition":{"IpAddress":{"acs:SourceIp":"10.0.0.0/99"}}}]}"#, "CIDR"),
-            (r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*","Condition":{"DateLessThan":{"acs:SourceIp":"10.0.0.0/8"}}}]}"#, "does not apply"),
+            (
+                r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*","Colour":"red"}]}"#,
+                "unknown field",
+            ),
+            (
+                r#"{"Version":"1","Statement":[],"Extra":1}"#,
+                "unknown field",
+            ),
+            (
+                r#"{"Version":"2","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*"}]}"#,
+                "Version",
+            ),
+            (
+                r#"{"Version":"1","Statement":[{"Effect":"Maybe","Action":"ecs:*","Resource":"*"}]}"#,
+                "Effect",
+            ),
+            (
+                r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"AttachKeyPair","Resource":"*"}]}"#,
+                "service:Name",
+            ),
+            (
+                r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"arn:aws:ec2::x"}]}"#,
+                "ARN",
+            ),
+            (
+                r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"acs:ecs:x"}]}"#,
+                "ARN",
+            ),
+            (
+                r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*","Condition":{"StringEquals":{"acs:UserAgent":"x"}}}]}"#,
+                "operator",
+            ),
+            (
+                r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*","Condition":{"IpAddress":{"acs:Colour":"x"}}}]}"#,
+                "condition key",
+            ),
+            (
+                r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*","Condition":{"IpAddress":{"acs:SourceIp":"10.0.0.0/99"}}}]}"#,
+                "CIDR",
+            ),
+            (
+                r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*","Condition":{"DateLessThan":{"acs:SourceIp":"10.0.0.0/8"}}}]}"#,
+                "does not apply",
+            ),
             (big.as_str(), "longer than"),
         ] {
             match Policy::parse(doc) {
-                Err(CoreError::MalformedPolicy(reason)) => assert!(reason.contains(says), "{reason} / {says}"),
+                Err(CoreError::MalformedPolicy(reason)) => {
+                    assert!(reason.contains(says), "{reason} / {says}")
+                }
                 other => panic!("{doc:.80}: {other:?}"),
             }
         }

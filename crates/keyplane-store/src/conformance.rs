@@ -9,7 +9,8 @@ use keyplane_core::model::{
 use keyplane_core::{ids, CoreError, InstanceFailure};
 
 use crate::{
-    AccessKeyRecord, BindOp, InstanceFilter, KeyPairFilter, Page, Store, StoredResponse, TokenClaim,
+    AccessKeyRecord, AuditFilter, AuditRecord, BindOp, InstanceFilter, KeyPairFilter, Page,
+    PolicyRecord, Store, StoredResponse, TokenClaim, User,
 };
 
 const REGION: &str = "cn-hangzhou";
@@ -625,4 +626,259 @@ pub async fn descriptions(store: &dyn Store) {
             .await,
         Err(CoreError::KeyPairNotFound(kp.id.clone()))
     );
+}
+
+/// Accounts, users, AccessKeys, policies: the RAM objects and their conflicts.
+pub async fn ram(store: &dyn Store) {
+    let account = account(store).await;
+    let other = AccessKeyRecord {
+        id: "LTAIother".into(),
+        account_id: ids::new_account_id(),
+        user_name: None,
+        secret: "s".into(),
+        active: true,
+    };
+    store.create_account("second", &other).await.unwrap();
+    let accounts = store.list_accounts().await.unwrap();
+    assert_eq!(accounts.len(), 2);
+    assert_eq!(accounts[1].1, "second");
+    let user = |name: &str, acct: &str| User {
+        account_id: acct.into(),
+        name: name.into(),
+        id: ids::new_account_id(),
+        display_name: name.into(),
+        comments: String::new(),
+        created_at: keyplane_core::model::now(),
+    };
+    store.create_user(&user("alice", &account)).await.unwrap();
+    assert_eq!(
+        store.create_user(&user("alice", &account)).await,
+        Err(CoreError::UserAlreadyExists("alice".into()))
+    );
+    store
+        .create_user(&user("alice", &other.account_id))
+        .await
+        .unwrap();
+    assert_eq!(store.list_users(&account).await.unwrap().len(), 1);
+    let key = |id: &str, u: Option<&str>| AccessKeyRecord {
+        id: id.into(),
+        account_id: account.clone(),
+        user_name: u.map(str::to_string),
+        secret: "sealed".into(),
+        active: true,
+    };
+    store
+        .create_access_key(&key("LTAIa1", Some("alice")), 2)
+        .await
+        .unwrap();
+    store
+        .create_access_key(&key("LTAIa2", Some("alice")), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .create_access_key(&key("LTAIa3", Some("alice")), 2)
+            .await,
+        Err(CoreError::AccessKeyLimit(2))
+    );
+    assert_eq!(
+        store
+            .create_access_key(&key("LTAIb1", Some("bob")), 2)
+            .await,
+        Err(CoreError::UserNotFound("bob".into()))
+    );
+    assert_eq!(
+        store
+            .list_access_keys(&account, Some("alice"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store.list_access_keys(&account, None).await.unwrap().len(),
+        1,
+        "the root's own"
+    );
+    store
+        .set_access_key_status(&account, "LTAIa1", false)
+        .await
+        .unwrap();
+    assert!(!store.access_key("LTAIa1").await.unwrap().unwrap().active);
+    assert_eq!(
+        store
+            .set_access_key_status(&other.account_id, "LTAIa1", true)
+            .await,
+        Err(CoreError::AccessKeyNotFound("LTAIa1".into())),
+        "another account's key is not found"
+    );
+    let policy = PolicyRecord {
+        account_id: account.clone(),
+        name: "kp-only".into(),
+        document: r#"{"Version":"1","Statement":[]}"#.into(),
+        description: "d".into(),
+        created_at: keyplane_core::model::now(),
+        attachment_count: 0,
+    };
+    store.create_policy(&policy).await.unwrap();
+    assert_eq!(
+        store.create_policy(&policy).await,
+        Err(CoreError::PolicyAlreadyExists("kp-only".into()))
+    );
+    store
+        .attach_policy(&account, "alice", "kp-only")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.attach_policy(&account, "alice", "kp-only").await,
+        Err(CoreError::PolicyAlreadyAttached("kp-only".into()))
+    );
+    assert_eq!(
+        store.attach_policy(&account, "alice", "nope").await,
+        Err(CoreError::PolicyNotFound("nope".into()))
+    );
+    assert_eq!(
+        store
+            .policy(&account, "kp-only")
+            .await
+            .unwrap()
+            .unwrap()
+            .attachment_count,
+        1
+    );
+    assert_eq!(
+        store.user_policies(&account, "alice").await.unwrap()[0]
+            .0
+            .name,
+        "kp-only"
+    );
+    assert!(store
+        .user_policies(&other.account_id, "alice")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.delete_policy(&account, "kp-only").await,
+        Err(CoreError::PolicyInUse("kp-only".into()))
+    );
+    assert_eq!(
+        store.delete_user(&account, "alice").await,
+        Err(CoreError::UserHasAccessKeys("alice".into()))
+    );
+    store.delete_access_key(&account, "LTAIa1").await.unwrap();
+    store.delete_access_key(&account, "LTAIa2").await.unwrap();
+    assert_eq!(
+        store.delete_user(&account, "alice").await,
+        Err(CoreError::UserHasPolicies("alice".into()))
+    );
+    store
+        .detach_policy(&account, "alice", "kp-only")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.detach_policy(&account, "alice", "kp-only").await,
+        Err(CoreError::PolicyNotAttached("kp-only".into()))
+    );
+    store
+        .set_login_profile(&account, "alice", "$argon2id$hash")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .login_profile(&account, "alice")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("$argon2id$hash")
+    );
+    store.delete_user(&account, "alice").await.unwrap();
+    store.delete_policy(&account, "kp-only").await.unwrap();
+    assert!(store.user(&account, "alice").await.unwrap().is_none());
+    assert!(store
+        .user(&other.account_id, "alice")
+        .await
+        .unwrap()
+        .is_some());
+}
+
+/// The audit log appends, filters, pages.
+pub async fn audit(store: &dyn Store) {
+    let record = |n: i64, action: &str, result: &str| AuditRecord {
+        seq: 0,
+        at: keyplane_core::model::now(),
+        account_id: "acct".into(),
+        principal: if n % 2 == 0 {
+            "root".into()
+        } else {
+            "user/alice".into()
+        },
+        access_key_id: "LTAIx".into(),
+        source_ip: "127.0.0.1".into(),
+        dialect: "aliyun".into(),
+        action: action.into(),
+        resources: vec![format!("acs:ecs:cn-hangzhou:acct:instance/i-{n}")],
+        result: result.into(),
+        status: if result == "OK" { 200 } else { 403 },
+        request_id: format!("R{n}"),
+        client_token: String::new(),
+    };
+    for n in 0..15 {
+        let action = if n < 10 {
+            "AttachKeyPair"
+        } else {
+            "DeleteKeyPairs"
+        };
+        store
+            .append_audit(&record(
+                n,
+                action,
+                if n == 3 { "Forbidden.RAM" } else { "OK" },
+            ))
+            .await
+            .unwrap();
+    }
+    let all = store
+        .list_audit(&AuditFilter::default(), Page::After { seq: 0, limit: 10 })
+        .await
+        .unwrap();
+    assert_eq!((all.total, all.items.len()), (15, 10));
+    assert!(all.next_seq.is_some());
+    assert_eq!(
+        all.items[3].resources,
+        vec!["acs:ecs:cn-hangzhou:acct:instance/i-3".to_string()]
+    );
+    let denied = store
+        .list_audit(
+            &AuditFilter {
+                result: Some("Forbidden.RAM".into()),
+                ..Default::default()
+            },
+            Page::After { seq: 0, limit: 10 },
+        )
+        .await
+        .unwrap();
+    assert_eq!(denied.items[0].request_id, "R3");
+    let deletes = store
+        .list_audit(
+            &AuditFilter {
+                action: Some("DeleteKeyPairs".into()),
+                account_id: Some("acct".into()),
+                ..Default::default()
+            },
+            Page::After { seq: 0, limit: 100 },
+        )
+        .await
+        .unwrap();
+    assert_eq!(deletes.total, 5);
+    let other = store
+        .list_audit(
+            &AuditFilter {
+                account_id: Some("other".into()),
+                ..Default::default()
+            },
+            Page::After { seq: 0, limit: 100 },
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.total, 0);
 }

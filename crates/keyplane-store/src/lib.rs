@@ -82,6 +82,68 @@ pub struct Listing<T> {
     pub next_seq: Option<i64>,
 }
 
+/// A RAM user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub account_id: String,
+    pub name: String,
+    pub id: String,
+    pub display_name: String,
+    pub comments: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An AccessKey as listed (never with its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyInfo {
+    pub id: String,
+    pub user_name: Option<String>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A custom policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRecord {
+    pub account_id: String,
+    pub name: String,
+    pub document: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    /// Users it is attached to.
+    pub attachment_count: u64,
+}
+
+/// One audit record: who did what, to what, with what result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub account_id: String,
+    /// `root` or `user/<name>`.
+    pub principal: String,
+    pub access_key_id: String,
+    pub source_ip: String,
+    pub dialect: String,
+    pub action: String,
+    pub resources: Vec<String>,
+    /// `OK`, or the vendor error code.
+    pub result: String,
+    pub status: u16,
+    pub request_id: String,
+    pub client_token: String,
+}
+
+/// Filters of the audit listing; all given ones must hold.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub account_id: Option<String>,
+    pub action: Option<String>,
+    pub principal: Option<String>,
+    pub result: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+}
+
 /// What a ClientToken claim found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenClaim {
@@ -121,6 +183,47 @@ pub trait Store: Send + Sync + 'static {
     async fn default_account(&self) -> Result<Option<String>>;
     async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>>;
     async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()>;
+
+    /// Creates another account with its root AccessKey (`root_key.account_id` is the new ID).
+    async fn create_account(&self, name: &str, root_key: &AccessKeyRecord) -> Result<()>;
+    /// `(id, name, created_at)` of every account, oldest first.
+    async fn list_accounts(&self) -> Result<Vec<(String, String, DateTime<Utc>)>>;
+
+    async fn create_user(&self, user: &User) -> Result<()>;
+    async fn user(&self, account: &str, name: &str) -> Result<Option<User>>;
+    async fn list_users(&self, account: &str) -> Result<Vec<User>>;
+    /// Refused while the user has AccessKeys or attached policies.
+    async fn delete_user(&self, account: &str, name: &str) -> Result<()>;
+    async fn set_login_profile(&self, account: &str, user: &str, password_hash: &str)
+        -> Result<()>;
+    async fn login_profile(&self, account: &str, user: &str) -> Result<Option<String>>;
+
+    /// Adds an AccessKey for the root (`user_name` None) or a user, at most `max` each.
+    async fn create_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()>;
+    async fn list_access_keys(
+        &self,
+        account: &str,
+        user: Option<&str>,
+    ) -> Result<Vec<AccessKeyInfo>>;
+    async fn set_access_key_status(&self, account: &str, id: &str, active: bool) -> Result<()>;
+    async fn delete_access_key(&self, account: &str, id: &str) -> Result<()>;
+
+    async fn create_policy(&self, policy: &PolicyRecord) -> Result<()>;
+    async fn policy(&self, account: &str, name: &str) -> Result<Option<PolicyRecord>>;
+    async fn list_policies(&self, account: &str) -> Result<Vec<PolicyRecord>>;
+    /// Refused while attached.
+    async fn delete_policy(&self, account: &str, name: &str) -> Result<()>;
+    async fn attach_policy(&self, account: &str, user: &str, policy: &str) -> Result<()>;
+    async fn detach_policy(&self, account: &str, user: &str, policy: &str) -> Result<()>;
+    /// The user's policies with the time each was attached.
+    async fn user_policies(
+        &self,
+        account: &str,
+        user: &str,
+    ) -> Result<Vec<(PolicyRecord, DateTime<Utc>)>>;
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
+    async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<Listing<AuditRecord>>;
 
     /// Nonces seen since `since`, to refill the in-memory replay set at start-up.
     async fn recent_nonces(&self, since: DateTime<Utc>) -> Result<Vec<(String, String)>>;

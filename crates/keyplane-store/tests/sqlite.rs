@@ -66,3 +66,35 @@ async fn descriptions_change_and_say_when() {
     let (_d, s) = fresh().await;
     conformance::descriptions(&s).await;
 }
+
+#[tokio::test]
+async fn ram_objects_behave_as_the_conformance_story_says() {
+    let (_d, s) = fresh().await;
+    conformance::ram(&s).await;
+}
+
+#[tokio::test]
+async fn the_audit_log_appends_filters_and_pages() {
+    let (_d, s) = fresh().await;
+    conformance::audit(&s).await;
+}
+
+#[tokio::test]
+async fn the_audit_log_refuses_updates_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    conformance::audit(&s).await;
+    drop(s);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    assert!(sqlx::query("DELETE FROM audit")
+        .execute(&pool)
+        .await
+        .is_err());
+    assert!(sqlx::query("UPDATE audit SET result = 'OK'")
+        .execute(&pool)
+        .await
+        .is_err());
+}

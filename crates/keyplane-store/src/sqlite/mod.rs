@@ -4,6 +4,7 @@
 //! failing with `SQLITE_BUSY` when a deferred transaction tries to upgrade; reads use their own pool
 //! and never wait for a writer (WAL).
 
+mod ram;
 mod rows;
 
 use std::collections::HashMap;
@@ -19,8 +20,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    ts, AccessKeyRecord, BindOp, InstanceFilter, InstanceOutcome, KeyPairFilter, Listing, Page,
-    Result, Store, StoredResponse, TokenClaim,
+    ts, AccessKeyInfo, AccessKeyRecord, AuditFilter, AuditRecord, BindOp, InstanceFilter,
+    InstanceOutcome, KeyPairFilter, Listing, Page, PolicyRecord, Result, Store, StoredResponse,
+    TokenClaim, User,
 };
 use rows::{instance_from_row, key_pair_from_row};
 
@@ -286,6 +288,78 @@ async fn write_binding(tx: &mut Transaction<'static, Sqlite>, i: &Instance) -> R
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn create_account(&self, name: &str, root_key: &AccessKeyRecord) -> Result<()> {
+        self.create_account_impl(name, root_key).await
+    }
+    async fn list_accounts(&self) -> Result<Vec<(String, String, DateTime<Utc>)>> {
+        self.list_accounts_impl().await
+    }
+    async fn create_user(&self, user: &User) -> Result<()> {
+        self.create_user_impl(user).await
+    }
+    async fn user(&self, account: &str, name: &str) -> Result<Option<User>> {
+        self.user_impl(account, name).await
+    }
+    async fn list_users(&self, account: &str) -> Result<Vec<User>> {
+        self.list_users_impl(account).await
+    }
+    async fn delete_user(&self, account: &str, name: &str) -> Result<()> {
+        self.delete_user_impl(account, name).await
+    }
+    async fn set_login_profile(&self, account: &str, user: &str, hash: &str) -> Result<()> {
+        self.set_login_profile_impl(account, user, hash).await
+    }
+    async fn login_profile(&self, account: &str, user: &str) -> Result<Option<String>> {
+        self.login_profile_impl(account, user).await
+    }
+    async fn create_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()> {
+        self.create_access_key_impl(key, max).await
+    }
+    async fn list_access_keys(
+        &self,
+        account: &str,
+        user: Option<&str>,
+    ) -> Result<Vec<AccessKeyInfo>> {
+        self.list_access_keys_impl(account, user).await
+    }
+    async fn set_access_key_status(&self, account: &str, id: &str, active: bool) -> Result<()> {
+        self.set_access_key_status_impl(account, id, active).await
+    }
+    async fn delete_access_key(&self, account: &str, id: &str) -> Result<()> {
+        self.delete_access_key_impl(account, id).await
+    }
+    async fn create_policy(&self, policy: &PolicyRecord) -> Result<()> {
+        self.create_policy_impl(policy).await
+    }
+    async fn policy(&self, account: &str, name: &str) -> Result<Option<PolicyRecord>> {
+        self.policy_impl(account, name).await
+    }
+    async fn list_policies(&self, account: &str) -> Result<Vec<PolicyRecord>> {
+        self.list_policies_impl(account).await
+    }
+    async fn delete_policy(&self, account: &str, name: &str) -> Result<()> {
+        self.delete_policy_impl(account, name).await
+    }
+    async fn attach_policy(&self, account: &str, user: &str, policy: &str) -> Result<()> {
+        self.attach_policy_impl(account, user, policy).await
+    }
+    async fn detach_policy(&self, account: &str, user: &str, policy: &str) -> Result<()> {
+        self.detach_policy_impl(account, user, policy).await
+    }
+    async fn user_policies(
+        &self,
+        account: &str,
+        user: &str,
+    ) -> Result<Vec<(PolicyRecord, DateTime<Utc>)>> {
+        self.user_policies_impl(account, user).await
+    }
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        self.append_audit_impl(record).await
+    }
+    async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<Listing<AuditRecord>> {
+        self.list_audit_impl(filter, page).await
+    }
+
     async fn bootstrap(&self, root_key: &AccessKeyRecord) -> Result<String> {
         let mut tx = self.begin().await?;
         let existing: Option<String> =

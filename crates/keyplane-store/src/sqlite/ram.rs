@@ -1,0 +1,524 @@
+//! Accounts, RAM users, AccessKeys, policies and the audit log on SQLite.
+
+use chrono::{DateTime, Utc};
+use keyplane_core::CoreError;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{db, SqliteStore};
+use crate::{
+    parse_ts, ts, AccessKeyInfo, AccessKeyRecord, AuditFilter, AuditRecord, Listing, Page,
+    PolicyRecord, Result, User,
+};
+
+fn user_from_row(r: &SqliteRow) -> Result<User> {
+    Ok(User {
+        account_id: r.get("account_id"),
+        name: r.get("name"),
+        id: r.get("id"),
+        display_name: r.get("display_name"),
+        comments: r.get("comments"),
+        created_at: parse_ts(r.get("created_at"))?,
+    })
+}
+
+fn policy_from_row(r: &SqliteRow) -> Result<PolicyRecord> {
+    Ok(PolicyRecord {
+        account_id: r.get("account_id"),
+        name: r.get("name"),
+        document: r.get("document"),
+        description: r.get("description"),
+        created_at: parse_ts(r.get("created_at"))?,
+        attachment_count: r.get::<i64, _>("attachments") as u64,
+    })
+}
+
+fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: r.get("seq"),
+        at: parse_ts(r.get("at"))?,
+        account_id: r.get("account_id"),
+        principal: r.get("principal"),
+        access_key_id: r.get("access_key_id"),
+        source_ip: r.get("source_ip"),
+        dialect: r.get("dialect"),
+        action: r.get("action"),
+        resources: serde_json::from_str(r.get("resources")).unwrap_or_default(),
+        result: r.get("result"),
+        status: r.get::<i64, _>("status") as u16,
+        request_id: r.get("request_id"),
+        client_token: r.get("client_token"),
+    })
+}
+
+const POLICY_SELECT: &str = "SELECT p.*, (SELECT COUNT(*) FROM user_policies u \
+     WHERE u.account_id = p.account_id AND u.policy_name = p.name) AS attachments FROM policies p";
+
+impl SqliteStore {
+    pub(super) async fn create_account_impl(
+        &self,
+        name: &str,
+        root: &AccessKeyRecord,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let now = ts(Utc::now());
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(&root.account_id)
+            .bind(name)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) VALUES (?, ?, NULL, ?, 'Active', ?)",
+        )
+        .bind(&root.id)
+        .bind(&root.account_id)
+        .bind(&root.secret)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    pub(super) async fn list_accounts_impl(&self) -> Result<Vec<(String, String, DateTime<Utc>)>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM accounts ORDER BY created_at, id")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| Ok((r.get(0), r.get(1), parse_ts(r.get(2))?)))
+            .collect()
+    }
+
+    pub(super) async fn create_user_impl(&self, u: &User) -> Result<()> {
+        let r = sqlx::query(
+            "INSERT INTO users (account_id, name, id, display_name, comments, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&u.account_id)
+        .bind(&u.name)
+        .bind(&u.id)
+        .bind(&u.display_name)
+        .bind(&u.comments)
+        .bind(ts(u.created_at))
+        .execute(&self.writer)
+        .await;
+        match r {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(CoreError::UserAlreadyExists(u.name.clone()))
+            }
+            other => other.map(|_| ()).map_err(db),
+        }
+    }
+
+    pub(super) async fn user_impl(&self, account: &str, name: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE account_id = ? AND name = ?")
+            .bind(account)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    pub(super) async fn list_users_impl(&self, account: &str) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users WHERE account_id = ? ORDER BY name")
+            .bind(account)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    pub(super) async fn delete_user_impl(&self, account: &str, name: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT name FROM users WHERE account_id = ? AND name = ?")
+                .bind(account)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        if exists.is_none() {
+            return Err(CoreError::UserNotFound(name.to_string()));
+        }
+        let keys: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM access_keys WHERE account_id = ? AND user_name = ?",
+        )
+        .bind(account)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if keys > 0 {
+            return Err(CoreError::UserHasAccessKeys(name.to_string()));
+        }
+        let policies: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM user_policies WHERE account_id = ? AND user_name = ?",
+        )
+        .bind(account)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if policies > 0 {
+            return Err(CoreError::UserHasPolicies(name.to_string()));
+        }
+        sqlx::query("DELETE FROM users WHERE account_id = ? AND name = ?")
+            .bind(account)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    pub(super) async fn set_login_profile_impl(
+        &self,
+        account: &str,
+        user: &str,
+        hash: &str,
+    ) -> Result<()> {
+        if self.user_impl(account, user).await?.is_none() {
+            return Err(CoreError::UserNotFound(user.to_string()));
+        }
+        sqlx::query(
+            "INSERT INTO login_profiles (account_id, user_name, password_hash, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT(account_id, user_name) DO UPDATE SET password_hash = excluded.password_hash",
+        )
+        .bind(account)
+        .bind(user)
+        .bind(hash)
+        .bind(ts(Utc::now()))
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    pub(super) async fn login_profile_impl(
+        &self,
+        account: &str,
+        user: &str,
+    ) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT password_hash FROM login_profiles WHERE account_id = ? AND user_name = ?",
+        )
+        .bind(account)
+        .bind(user)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)
+    }
+
+    pub(super) async fn create_access_key_impl(
+        &self,
+        key: &AccessKeyRecord,
+        max: usize,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        if let Some(user) = &key.user_name {
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT name FROM users WHERE account_id = ? AND name = ?")
+                    .bind(&key.account_id)
+                    .bind(user)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if exists.is_none() {
+                return Err(CoreError::UserNotFound(user.clone()));
+            }
+        }
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM access_keys WHERE account_id = ? AND user_name IS ?",
+        )
+        .bind(&key.account_id)
+        .bind(&key.user_name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if count as usize >= max {
+            return Err(CoreError::AccessKeyLimit(max));
+        }
+        sqlx::query(
+            "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.id)
+        .bind(&key.account_id)
+        .bind(&key.user_name)
+        .bind(&key.secret)
+        .bind(if key.active { "Active" } else { "Inactive" })
+        .bind(ts(Utc::now()))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    pub(super) async fn list_access_keys_impl(
+        &self,
+        account: &str,
+        user: Option<&str>,
+    ) -> Result<Vec<AccessKeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, user_name, status, created_at FROM access_keys WHERE account_id = ? AND user_name IS ? ORDER BY created_at, id",
+        )
+        .bind(account)
+        .bind(user)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AccessKeyInfo {
+                    id: r.get(0),
+                    user_name: r.get(1),
+                    active: r.get::<String, _>(2) == "Active",
+                    created_at: parse_ts(r.get(3))?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn set_access_key_status_impl(
+        &self,
+        account: &str,
+        id: &str,
+        active: bool,
+    ) -> Result<()> {
+        let r = sqlx::query("UPDATE access_keys SET status = ? WHERE account_id = ? AND id = ?")
+            .bind(if active { "Active" } else { "Inactive" })
+            .bind(account)
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        if r.rows_affected() == 0 {
+            return Err(CoreError::AccessKeyNotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn delete_access_key_impl(&self, account: &str, id: &str) -> Result<()> {
+        let r = sqlx::query("DELETE FROM access_keys WHERE account_id = ? AND id = ?")
+            .bind(account)
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        if r.rows_affected() == 0 {
+            return Err(CoreError::AccessKeyNotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn create_policy_impl(&self, p: &PolicyRecord) -> Result<()> {
+        let r = sqlx::query(
+            "INSERT INTO policies (account_id, name, document, description, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&p.account_id)
+        .bind(&p.name)
+        .bind(&p.document)
+        .bind(&p.description)
+        .bind(ts(p.created_at))
+        .execute(&self.writer)
+        .await;
+        match r {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(CoreError::PolicyAlreadyExists(p.name.clone()))
+            }
+            other => other.map(|_| ()).map_err(db),
+        }
+    }
+
+    pub(super) async fn policy_impl(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<PolicyRecord>> {
+        let row = sqlx::query(&format!(
+            "{POLICY_SELECT} WHERE p.account_id = ? AND p.name = ?"
+        ))
+        .bind(account)
+        .bind(name)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(policy_from_row).transpose()
+    }
+
+    pub(super) async fn list_policies_impl(&self, account: &str) -> Result<Vec<PolicyRecord>> {
+        let rows = sqlx::query(&format!(
+            "{POLICY_SELECT} WHERE p.account_id = ? ORDER BY p.name"
+        ))
+        .bind(account)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter().map(policy_from_row).collect()
+    }
+
+    pub(super) async fn delete_policy_impl(&self, account: &str, name: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let attached: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM user_policies WHERE account_id = ? AND policy_name = ?",
+        )
+        .bind(account)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if attached > 0 {
+            return Err(CoreError::PolicyInUse(name.to_string()));
+        }
+        let r = sqlx::query("DELETE FROM policies WHERE account_id = ? AND name = ?")
+            .bind(account)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if r.rows_affected() == 0 {
+            return Err(CoreError::PolicyNotFound(name.to_string()));
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    pub(super) async fn attach_policy_impl(
+        &self,
+        account: &str,
+        user: &str,
+        policy: &str,
+    ) -> Result<()> {
+        if self.user_impl(account, user).await?.is_none() {
+            return Err(CoreError::UserNotFound(user.to_string()));
+        }
+        if self.policy_impl(account, policy).await?.is_none() {
+            return Err(CoreError::PolicyNotFound(policy.to_string()));
+        }
+        let r = sqlx::query("INSERT INTO user_policies (account_id, user_name, policy_name, attached_at) VALUES (?, ?, ?, ?)")
+            .bind(account)
+            .bind(user)
+            .bind(policy)
+            .bind(ts(Utc::now()))
+            .execute(&self.writer)
+            .await;
+        match r {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(CoreError::PolicyAlreadyAttached(policy.to_string()))
+            }
+            other => other.map(|_| ()).map_err(db),
+        }
+    }
+
+    pub(super) async fn detach_policy_impl(
+        &self,
+        account: &str,
+        user: &str,
+        policy: &str,
+    ) -> Result<()> {
+        if self.user_impl(account, user).await?.is_none() {
+            return Err(CoreError::UserNotFound(user.to_string()));
+        }
+        let r = sqlx::query(
+            "DELETE FROM user_policies WHERE account_id = ? AND user_name = ? AND policy_name = ?",
+        )
+        .bind(account)
+        .bind(user)
+        .bind(policy)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() == 0 {
+            return Err(CoreError::PolicyNotAttached(policy.to_string()));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn user_policies_impl(
+        &self,
+        account: &str,
+        user: &str,
+    ) -> Result<Vec<(PolicyRecord, DateTime<Utc>)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT q.*, up.attached_at FROM ({POLICY_SELECT}) q JOIN user_policies up \
+             ON up.account_id = q.account_id AND up.policy_name = q.name \
+             WHERE up.account_id = ? AND up.user_name = ? ORDER BY q.name"
+        ))
+        .bind(account)
+        .bind(user)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| Ok((policy_from_row(r)?, parse_ts(r.get("attached_at"))?)))
+            .collect()
+    }
+
+    pub(super) async fn append_audit_impl(&self, a: &AuditRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit (at, account_id, principal, access_key_id, source_ip, dialect, action, resources, \
+             result, status, request_id, client_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(ts(a.at))
+        .bind(&a.account_id)
+        .bind(&a.principal)
+        .bind(&a.access_key_id)
+        .bind(&a.source_ip)
+        .bind(&a.dialect)
+        .bind(&a.action)
+        .bind(serde_json::to_string(&a.resources).unwrap_or_else(|_| "[]".into()))
+        .bind(&a.result)
+        .bind(a.status as i64)
+        .bind(&a.request_id)
+        .bind(&a.client_token)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    pub(super) async fn list_audit_impl(
+        &self,
+        f: &AuditFilter,
+        page: Page,
+    ) -> Result<Listing<AuditRecord>> {
+        let filter = |qb: &mut QueryBuilder<'_, Sqlite>| {
+            qb.push(" WHERE 1");
+            if let Some(a) = &f.account_id {
+                qb.push(" AND account_id = ").push_bind(a.clone());
+            }
+            if let Some(a) = &f.action {
+                qb.push(" AND action = ").push_bind(a.clone());
+            }
+            if let Some(p) = &f.principal {
+                qb.push(" AND principal = ").push_bind(p.clone());
+            }
+            if let Some(r) = &f.result {
+                qb.push(" AND result = ").push_bind(r.clone());
+            }
+            if let Some(t) = f.since {
+                qb.push(" AND at >= ").push_bind(ts(t));
+            }
+        };
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM audit");
+        filter(&mut count);
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db)?;
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM audit");
+        filter(&mut qb);
+        let limit = super::push_page(&mut qb, page);
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(db)?;
+        let mut seqs: Vec<i64> = rows.iter().map(|r| r.get("seq")).collect();
+        let mut items: Vec<AuditRecord> = rows.iter().map(audit_from_row).collect::<Result<_>>()?;
+        let next_seq = super::trim_keyset(&mut items, &mut seqs, page, limit);
+        Ok(Listing {
+            items,
+            total: total as u64,
+            next_seq,
+        })
+    }
+}

@@ -432,7 +432,7 @@ mod tests {
         let c = ctx("10.1.2.3");
         let kp = ecs_arn("cn-hangzhou", "1", "keypair", "prod-key");
         assert_eq!(
-            evaluate(&[allow.clone()], "ecs:DeleteKeyPairs", &kp, &c),
+            evaluate(std::slice::from_ref(&allow), "ecs:DeleteKeyPairs", &kp, &c),
             Decision::Allow
         );
         assert_eq!(
@@ -474,10 +474,16 @@ mod tests {
                 "Condition":{"IpAddress":{"acs:SourceIp":["10.0.0.0/8","192.168.1.7"]},
                              "DateLessThan":{"acs:CurrentTime":"2027-01-01T00:00:00Z"}}}]}"#,
         );
-        assert!(evaluate(&[p.clone()], "ecs:X", "*", &ctx("10.200.0.1")).allowed());
-        assert!(evaluate(&[p.clone()], "ecs:X", "*", &ctx("192.168.1.7")).allowed());
-        assert!(!evaluate(&[p.clone()], "ecs:X", "*", &ctx("192.168.1.8")).allowed());
-        assert!(evaluate(&[p.clone()], "ecs:X", "*", &ctx("::ffff:10.0.0.1")).allowed());
+        assert!(evaluate(std::slice::from_ref(&p), "ecs:X", "*", &ctx("10.200.0.1")).allowed());
+        assert!(evaluate(std::slice::from_ref(&p), "ecs:X", "*", &ctx("192.168.1.7")).allowed());
+        assert!(!evaluate(std::slice::from_ref(&p), "ecs:X", "*", &ctx("192.168.1.8")).allowed());
+        assert!(evaluate(
+            std::slice::from_ref(&p),
+            "ecs:X",
+            "*",
+            &ctx("::ffff:10.0.0.1")
+        )
+        .allowed());
         let late = Context {
             now: "2027-02-01T00:00:00Z".parse().unwrap(),
             ..ctx("10.0.0.1")
@@ -487,7 +493,7 @@ mod tests {
             r#"{"Version":"1","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"NotIpAddress":{"acs:SourceIp":"127.0.0.0/8"}}}]}"#,
         );
         assert_eq!(
-            evaluate(&[not_ip.clone()], "ecs:X", "*", &ctx("8.8.8.8")),
+            evaluate(std::slice::from_ref(&not_ip), "ecs:X", "*", &ctx("8.8.8.8")),
             Decision::ExplicitDeny
         );
         assert_eq!(

@@ -13,6 +13,46 @@ use crate::AppState;
 pub struct Caller {
     pub account_id: String,
     pub access_key_id: String,
+    pub principal: crate::authz::Principal,
+    pub source_ip: Option<std::net::IpAddr>,
+    /// The user's policies (empty for the root, which needs none).
+    pub policies: Vec<keyplane_core::ram::Policy>,
+}
+
+/// The verified caller of `key`, with the user's policies loaded.
+async fn caller(
+    state: &AppState,
+    key: keyplane_store::AccessKeyRecord,
+    req: &WireRequest,
+) -> Result<Caller, AuthError> {
+    let (principal, policies) = match key.user_name {
+        None => (crate::authz::Principal::Root, Vec::new()),
+        Some(user) => {
+            let attached = state
+                .store
+                .user_policies(&key.account_id, &user)
+                .await
+                .map_err(AuthError::Store)?;
+            let policies = attached
+                .iter()
+                .filter_map(|(p, _)| match keyplane_core::ram::Policy::parse(&p.document) {
+                    Ok(policy) => Some(policy),
+                    Err(e) => {
+                        tracing::error!(policy = %p.name, error = %e, "a stored policy no longer parses; ignored (deny)");
+                        None
+                    }
+                })
+                .collect();
+            (crate::authz::Principal::User(user), policies)
+        }
+    };
+    Ok(Caller {
+        account_id: key.account_id,
+        access_key_id: key.id,
+        principal,
+        source_ip: req.peer.map(|p| p.ip()),
+        policies,
+    })
 }
 
 /// Why authentication failed; each dialect renders these in its own words.
@@ -94,10 +134,7 @@ pub async fn alibaba(state: &AppState, req: &WireRequest) -> Result<Caller, Auth
     if !state.nonces.use_once(&claim.access_key_id, nonce) {
         return Err(AuthError::NonceUsed);
     }
-    Ok(Caller {
-        account_id: key.account_id,
-        access_key_id: claim.access_key_id,
-    })
+    caller(state, key, req).await
 }
 
 /// Verifies a Volcengine-signed request; returns the caller and the region of the credential scope,
@@ -125,11 +162,5 @@ pub async fn volcengine(
     if skew > chrono::Duration::from_std(state.config.max_clock_skew).unwrap_or_default() {
         return Err(AuthError::Expired);
     }
-    Ok((
-        Caller {
-            account_id: key.account_id,
-            access_key_id: claim.access_key_id,
-        },
-        claim.region,
-    ))
+    Ok((caller(state, key, req).await?, claim.region))
 }

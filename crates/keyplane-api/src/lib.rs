@@ -6,7 +6,9 @@
 //! signature and replay window → the dialect's action handler → core rules → store → envelope.
 
 pub mod aliyun;
+pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod idempotency;
 pub mod nonces;
@@ -82,9 +84,12 @@ pub async fn serve(
     });
     let background = spawn_background(state.clone());
     let app = router(state.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     background.abort();
     state.nonces.flush().await?;
     Ok(())

@@ -26,11 +26,17 @@ pub struct WireRequest {
     pub form: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The TCP peer, for `acs:SourceIp` and the audit log.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl WireRequest {
     pub async fn read(req: Request<Body>, max_body: usize) -> Result<Self, WireError> {
         let (parts, body) = req.into_parts();
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0);
         let declared = parts
             .headers
             .get(axum::http::header::CONTENT_LENGTH)
@@ -64,6 +70,7 @@ impl WireRequest {
             form,
             headers,
             body,
+            peer,
         })
     }
 

@@ -115,4 +115,6 @@ pub enum InstanceFailure {
     NotIoOptimized,
     NoAgent,
     IncorrectStatus,
+    /// The caller's policies do not allow this instance.
+    Forbidden,
 }

@@ -369,6 +369,29 @@ pub fn evaluate(policies: &[Policy], action: &str, resource: &str, ctx: &Context
     }
 }
 
+/// Whether any statement allows `action` on some resource (and none denies it everywhere): the
+/// gate in front of an action, before its resources are known.
+pub fn may_attempt(policies: &[Policy], action: &str, ctx: &Context) -> bool {
+    let lower = action.to_ascii_lowercase();
+    let mut allowed = false;
+    for s in policies.iter().flat_map(|p| &p.statements) {
+        let matches = s
+            .actions
+            .iter()
+            .any(|a| glob(&a.to_ascii_lowercase(), &lower))
+            && s.conditions.iter().all(|c| holds(c, ctx));
+        if !matches {
+            continue;
+        }
+        match s.effect {
+            Effect::Deny if s.resources.iter().any(|r| r == "*") => return false,
+            Effect::Deny => {}
+            Effect::Allow => allowed = true,
+        }
+    }
+    allowed
+}
+
 /// The ARN of an ECS resource: `acs:ecs:{region}:{account}:{kind}/{id}`.
 pub fn ecs_arn(region: &str, account: &str, kind: &str, id: &str) -> String {
     format!("acs:ecs:{region}:{account}:{kind}/{id}")

@@ -18,12 +18,15 @@ fn english_name(region: &str) -> &'static str {
 }
 
 pub async fn regions(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    // Without permission a Describe call is an empty list, as on the vendor.
+    let visible = ctx.caller.may_attempt("ecs:DescribeRegions");
     let english = ctx
         .p
         .opt("AcceptLanguage")
         .is_some_and(|l| l.starts_with("en"));
     let items: Vec<Value> = REGIONS
         .iter()
+        .filter(|_| visible)
         .map(|r| {
             json!({
                 "RegionId": r.id,
@@ -38,9 +41,11 @@ pub async fn regions(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
 
 pub async fn zones(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let region = ctx.region()?;
+    let visible = ctx.caller.may_attempt("ecs:DescribeZones");
     let items: Vec<Value> = region
         .zones
         .iter()
+        .filter(|_| visible)
         .map(|z| {
             json!({
                 "ZoneId": z,
@@ -63,8 +68,10 @@ pub async fn images(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         .map(|s| s.split(',').map(str::trim).collect());
     let os_type = ctx.p.opt("OSType").map(|s| s.to_ascii_lowercase());
     let name = ctx.p.opt("ImageName");
+    let visible = ctx.caller.may_attempt("ecs:DescribeImages");
     let matching: Vec<_> = IMAGES
         .iter()
+        .filter(|_| visible)
         .filter(|i| wanted_ids.as_ref().is_none_or(|w| w.contains(&i.id)))
         .filter(|i| os_type.as_deref().is_none_or(|o| o == i.os_type.as_str()))
         .filter(|i| name.is_none_or(|n| keyplane_core::wildcard::matches(n, i.name)))

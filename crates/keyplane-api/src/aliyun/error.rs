@@ -358,5 +358,9 @@ pub fn instance_failure(f: InstanceFailure) -> (&'static str, &'static str) {
             "IncorrectInstanceStatus",
             "The current status of the resource does not support this operation.",
         ),
+        InstanceFailure::Forbidden => (
+            "Forbidden.RAM",
+            "User not authorized to operate on the specified resource.",
+        ),
     }
 }

@@ -62,6 +62,12 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         }
     };
     let tags = ctx.p.tags()?;
+    ctx.caller
+        .check("ecs:RunInstances", &ctx.caller.instance_arn(region.id, "*"))?;
+    if let Some(name) = ctx.p.opt("KeyPairName") {
+        ctx.caller
+            .check("ecs:RunInstances", &ctx.caller.keypair_arn(region.id, name))?;
+    }
     let key_pair = match ctx.p.opt("KeyPairName") {
         None => None,
         Some(name) => Some(
@@ -205,17 +211,16 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
                 .filter(|s| *s >= 0)
                 .ok_or(CoreError::InvalidNextToken)?,
         };
-        let listing = ctx
-            .state
-            .store
-            .list_instances(
-                &filter,
-                Page::After {
-                    seq,
-                    limit: max as u64,
-                },
-            )
-            .await?;
+        let listing = list_visible(
+            ctx,
+            "ecs:DescribeInstances",
+            &filter,
+            Page::After {
+                seq,
+                limit: max as u64,
+            },
+        )
+        .await?;
         let items: Vec<Value> = listing.items.iter().map(instance_json).collect();
         let next = listing
             .next_seq
@@ -231,17 +236,16 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     }
     let page_number = ctx.p.int("PageNumber", 1, 1, i32::MAX as i64)?;
     let page_size = ctx.p.int("PageSize", 10, 1, 100)?;
-    let listing = ctx
-        .state
-        .store
-        .list_instances(
-            &filter,
-            Page::Offset {
-                offset: ((page_number - 1) * page_size) as u64,
-                limit: page_size as u64,
-            },
-        )
-        .await?;
+    let listing = list_visible(
+        ctx,
+        "ecs:DescribeInstances",
+        &filter,
+        Page::Offset {
+            offset: ((page_number - 1) * page_size) as u64,
+            limit: page_size as u64,
+        },
+    )
+    .await?;
     let items: Vec<Value> = listing.items.iter().map(instance_json).collect();
     Ok(obj([
         ("TotalCount", json!(listing.total)),
@@ -269,17 +273,16 @@ pub async fn describe_status(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         zone_id: ctx.p.opt("ZoneId").map(str::to_string),
         ..Default::default()
     };
-    let listing = ctx
-        .state
-        .store
-        .list_instances(
-            &filter,
-            Page::Offset {
-                offset: ((page_number - 1) * page_size) as u64,
-                limit: page_size as u64,
-            },
-        )
-        .await?;
+    let listing = list_visible(
+        ctx,
+        "ecs:DescribeInstanceStatus",
+        &filter,
+        Page::Offset {
+            offset: ((page_number - 1) * page_size) as u64,
+            limit: page_size as u64,
+        },
+    )
+    .await?;
     let items: Vec<Value> = listing
         .items
         .iter()
@@ -293,20 +296,69 @@ pub async fn describe_status(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     ]))
 }
 
+/// A listing of what the caller may see: everything for the root; for a RAM user, the allowed
+/// instances, paged in memory (a keyset token then counts rows of the filtered list).
+async fn list_visible(
+    ctx: &Ctx<'_>,
+    action: &str,
+    filter: &InstanceFilter,
+    page: Page,
+) -> Result<keyplane_store::Listing<Instance>, CoreError> {
+    if ctx.caller.is_root() {
+        return ctx.state.store.list_instances(filter, page).await;
+    }
+    let scan = Page::Offset {
+        offset: 0,
+        limit: crate::authz::FILTER_SCAN_LIMIT,
+    };
+    let mut all = ctx.state.store.list_instances(filter, scan).await?.items;
+    all.retain(|i| {
+        ctx.caller
+            .allowed(action, &ctx.caller.instance_arn(&i.region_id, &i.id))
+    });
+    let (offset, limit) = match page {
+        Page::Offset { offset, limit } => (offset, limit),
+        Page::After { seq, limit } => (seq.max(0) as u64, limit),
+    };
+    let (items, total, next) = crate::authz::page_in_memory(all, offset as usize, limit as usize);
+    let next_seq = match page {
+        Page::After { .. } => next.map(|n| n as i64),
+        Page::Offset { .. } => None,
+    };
+    Ok(keyplane_store::Listing {
+        items,
+        total,
+        next_seq,
+    })
+}
+
+/// The caller's instance `id`, if it exists and the caller may do `action` on it.
+async fn check_instance(ctx: &Ctx<'_>, action: &str, id: &str) -> Result<Instance, CoreError> {
+    let inst = ctx
+        .state
+        .store
+        .instance(ctx.account(), id)
+        .await?
+        .ok_or_else(|| CoreError::InstanceNotFound(id.into()))?;
+    ctx.caller
+        .check(action, &ctx.caller.instance_arn(&inst.region_id, id))?;
+    Ok(inst)
+}
+
 /// StartInstance, StopInstance, RebootInstance. No RegionId: the Tea SDK does not send one.
 pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Body200, CoreError> {
     let id = ctx.p.required("InstanceId")?;
+    ctx.p.bool("ForceStop")?;
+    let action = match op {
+        Power::Start => "ecs:StartInstance",
+        Power::Stop => "ecs:StopInstance",
+        Power::Reboot => "ecs:RebootInstance",
+    };
+    let inst = check_instance(ctx, action, id).await?;
     if ctx.p.bool("DryRun")?.unwrap_or(false) {
-        let inst = ctx
-            .state
-            .store
-            .instance(ctx.account(), id)
-            .await?
-            .ok_or_else(|| CoreError::InstanceNotFound(id.into()))?;
         keyplane_core::binding::transition(inst.status, op)?;
         return Err(CoreError::DryRunOperation);
     }
-    ctx.p.bool("ForceStop")?;
     ctx.state
         .store
         .power(ctx.account(), id, op, done_at(ctx))
@@ -317,6 +369,7 @@ pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Body200, CoreError> {
 pub async fn delete(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let id = ctx.p.required("InstanceId")?;
     let force = ctx.p.bool("Force")?.unwrap_or(false);
+    check_instance(ctx, "ecs:DeleteInstance", id).await?;
     if ctx.p.bool("DryRun")?.unwrap_or(false) {
         return Err(CoreError::DryRunOperation);
     }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::error::instance_failure;
 use super::{minute, obj, tags_json, Body200, Ctx};
+use crate::authz;
 
 /// Instance IDs per AttachKeyPair/DetachKeyPair call on this dialect.
 pub const MAX_BIND_IDS: usize = 50;
@@ -43,6 +44,10 @@ fn new_key_pair(
 pub async fn create(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let region = ctx.region()?;
     let name = KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::AlibabaCreate)?;
+    ctx.caller.check(
+        "ecs:CreateKeyPair",
+        &ctx.caller.keypair_arn(region.id, name.as_str()),
+    )?;
     // Refuse early what would fail anyway, before spending CPU on a key.
     if ctx
         .state
@@ -69,6 +74,10 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
 pub async fn import(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let region = ctx.region()?;
     let name = KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::AlibabaImport)?;
+    ctx.caller.check(
+        "ecs:ImportKeyPair",
+        &ctx.caller.keypair_arn(region.id, name.as_str()),
+    )?;
     let key = PublicKey::parse(ctx.p.required("PublicKeyBody")?)?;
     let kp = new_key_pair(ctx, region.id, name, &key)?;
     ctx.state.store.create_key_pair(&kp, KEY_PAIR_QUOTA).await?;
@@ -93,13 +102,31 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         tags: ctx.p.tags()?,
         ..Default::default()
     };
-    let page = Page::Offset {
-        offset: ((page_number - 1) * page_size) as u64,
-        limit: page_size as u64,
+    let offset = ((page_number - 1) * page_size) as u64;
+    let (kps, total) = if ctx.caller.is_root() {
+        let page = Page::Offset {
+            offset,
+            limit: page_size as u64,
+        };
+        let listing = ctx.state.store.list_key_pairs(&filter, page).await?;
+        (listing.items, listing.total)
+    } else {
+        // A RAM user sees only the key pairs its policies allow; none at all is an empty list.
+        let page = Page::Offset {
+            offset: 0,
+            limit: authz::FILTER_SCAN_LIMIT,
+        };
+        let mut all = ctx.state.store.list_key_pairs(&filter, page).await?.items;
+        all.retain(|k| {
+            ctx.caller.allowed(
+                "ecs:DescribeKeyPairs",
+                &ctx.caller.keypair_arn(region.id, &k.name),
+            )
+        });
+        let (items, total, _) = authz::page_in_memory(all, offset as usize, page_size as usize);
+        (items, total)
     };
-    let listing = ctx.state.store.list_key_pairs(&filter, page).await?;
-    let items: Vec<Value> = listing
-        .items
+    let items: Vec<Value> = kps
         .iter()
         .map(|kp| {
             let mut v = obj([
@@ -119,7 +146,7 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     Ok(obj([
         ("PageNumber", json!(page_number)),
         ("PageSize", json!(page_size)),
-        ("TotalCount", json!(listing.total)),
+        ("TotalCount", json!(total)),
         ("KeyPairs", json!({ "KeyPair": items })),
     ]))
 }
@@ -149,6 +176,12 @@ fn parse_names(raw: &str) -> Result<Vec<String>, CoreError> {
 pub async fn delete(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let region = ctx.region()?;
     let names = parse_names(ctx.p.required("KeyPairNames")?)?;
+    for name in &names {
+        ctx.caller.check(
+            "ecs:DeleteKeyPairs",
+            &ctx.caller.keypair_arn(region.id, name),
+        )?;
+    }
     ctx.state
         .store
         .delete_key_pairs(ctx.account(), region.id, &names)
@@ -171,17 +204,28 @@ async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Body200, CoreError> {
     let raw_ids = ctx.p.required("InstanceIds")?;
     let region = ctx.region()?;
     let instance_ids = parse_id_list(raw_ids, MAX_BIND_IDS)?;
+    let action = match op {
+        BindOp::Attach => "ecs:AttachKeyPair",
+        BindOp::Detach => "ecs:DetachKeyPair",
+    };
+    ctx.caller
+        .check(action, &ctx.caller.keypair_arn(region.id, name))?;
     let key_pair = ctx
         .state
         .store
         .key_pair_by_name(ctx.account(), region.id, name)
         .await?
         .ok_or_else(|| CoreError::KeyPairNotFound(name.to_string()))?;
-    let outcomes = ctx
-        .state
-        .store
-        .bind(ctx.account(), region.id, &key_pair, &instance_ids, op)
-        .await?;
+    let outcomes = authz::bind_allowed(
+        ctx.state,
+        ctx.caller,
+        action,
+        region.id,
+        &key_pair,
+        &instance_ids,
+        op,
+    )
+    .await?;
     let fail_count = outcomes.iter().filter(|(_, r)| r.is_err()).count();
     let results: Vec<Value> = outcomes
         .iter()

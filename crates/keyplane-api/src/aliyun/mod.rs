@@ -15,10 +15,10 @@ use keyplane_core::CoreError;
 use serde_json::{Map, Value};
 
 use crate::auth::{self, Caller};
-use crate::idempotency;
 use crate::params::Params;
 use crate::wire::{WireError, WireRequest};
 use crate::AppState;
+use crate::{audit, authz, idempotency};
 use error::AliError;
 use render::Format;
 
@@ -76,28 +76,75 @@ pub async fn handle(
     else {
         return fail(CoreError::missing("Action").into());
     };
-    if !state.throttle.allow(&caller.access_key_id, action) {
-        return fail(CoreError::Throttled.into());
-    }
     let ctx = Ctx {
         state,
         caller: &caller,
         p: Params::new(&wire.query, &wire.form),
     };
+    let call = audit::Call {
+        dialect: "aliyun",
+        action,
+        mutating: MUTATING.contains(&action),
+        caller: &caller,
+        region: ctx.p.opt("RegionId"),
+        request_id: &request_id,
+        params: &ctx.p,
+    };
+    let (response, result) = answer(&ctx, action, &request_id, host, format).await;
+    audit::record(state, &call, &result, response.status().as_u16()).await;
+    response
+}
+
+/// The response to an authenticated call, and its result code for the audit log.
+async fn answer(
+    ctx: &Ctx<'_>,
+    action: &str,
+    request_id: &str,
+    host: &str,
+    format: Format,
+) -> (Response, String) {
+    let state = ctx.state;
+    let fail = |e: AliError| {
+        tracing::info!(%request_id, action, access_key_id = %ctx.caller.access_key_id, code = e.code, "failed");
+        let mut r = render::error(&e, request_id, host, format);
+        if e.code == "Throttling" {
+            // The Tea SDK turns this header into a ThrottlingException with a retry delay (ms).
+            r.headers_mut().insert(
+                "x-acs-retry-after",
+                axum::http::HeaderValue::from_static("1000"),
+            );
+        }
+        (r, e.code.to_string())
+    };
+    if !state.throttle.allow(&ctx.caller.access_key_id, action) {
+        return fail(CoreError::Throttled.into());
+    }
+    if ACTIONS.contains(&action)
+        && !authz::is_describe(action)
+        && !ctx.caller.may_attempt(&authz::ram_action(action))
+    {
+        return fail(
+            CoreError::Forbidden {
+                action: authz::ram_action(action),
+                resource: "*".into(),
+            }
+            .into(),
+        );
+    }
     let run = || async {
-        match dispatch(action, &ctx).await {
+        match dispatch(action, ctx).await {
             Ok(body) => {
-                tracing::info!(%request_id, action, access_key_id = %caller.access_key_id, "ok");
-                render::success(action, &request_id, body, format)
+                tracing::info!(%request_id, action, access_key_id = %ctx.caller.access_key_id, "ok");
+                (
+                    render::success(action, request_id, body, format),
+                    "OK".to_string(),
+                )
             }
-            Err(e) => {
-                tracing::info!(%request_id, action, access_key_id = %caller.access_key_id, code = e.code, "failed");
-                render::error(&e, &request_id, host, format)
-            }
+            Err(e) => fail(e),
         }
     };
     // keyplane also honours ClientToken on Alibaba calls (SPEC section 3).
-    let token = match wire.param("ClientToken").filter(|t| !t.is_empty()) {
+    let token = match ctx.p.opt("ClientToken") {
         Some(t) if MUTATING.contains(&action) => t,
         _ => return run().await,
     };
@@ -108,10 +155,13 @@ pub async fn handle(
     let hash = idempotency::request_hash("aliyun", ctx.p.pairs());
     match idempotency::claim(state, ctx.account(), &scope, token, &hash).await {
         idempotency::Claimed::Run => {
-            let response = run().await;
-            idempotency::finish(state, ctx.account(), &scope, token, response).await
+            let (response, result) = run().await;
+            (
+                idempotency::finish(state, ctx.account(), &scope, token, response).await,
+                result,
+            )
         }
-        idempotency::Claimed::Stored(response) => response,
+        idempotency::Claimed::Stored(response) => (response, "OK (ClientToken replay)".to_string()),
         idempotency::Claimed::Refused(e) => fail(e.into()),
     }
 }

@@ -8,7 +8,7 @@ use super::{Body200, Ctx};
 pub const MAX_RESOURCES: usize = 50;
 
 /// Resolves `ResourceId.N` (key pair IDs or names) to key pair IDs of the caller in the region.
-async fn key_pair_ids(ctx: &Ctx<'_>) -> Result<Vec<String>, CoreError> {
+async fn key_pair_ids(ctx: &Ctx<'_>, action: &str) -> Result<Vec<String>, CoreError> {
     let region = ctx.region()?;
     let kind = ctx.p.required("ResourceType")?;
     if !kind.eq_ignore_ascii_case("keypair") {
@@ -35,6 +35,8 @@ async fn key_pair_ids(ctx: &Ctx<'_>) -> Result<Vec<String>, CoreError> {
                 .await?
                 .ok_or_else(|| CoreError::KeyPairNotFound(r.to_string()))?,
         };
+        ctx.caller
+            .check(action, &ctx.caller.keypair_arn(region.id, &kp.name))?;
         ids.push(kp.id);
     }
     Ok(ids)
@@ -42,7 +44,7 @@ async fn key_pair_ids(ctx: &Ctx<'_>) -> Result<Vec<String>, CoreError> {
 
 pub async fn tag(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let tags = ctx.p.tags()?;
-    let ids = key_pair_ids(ctx).await?;
+    let ids = key_pair_ids(ctx, "ecs:TagResources").await?;
     if tags.is_empty() {
         return Err(CoreError::missing("Tag.1.Key"));
     }
@@ -54,7 +56,7 @@ pub async fn tag(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
 }
 
 pub async fn untag(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
-    let ids = key_pair_ids(ctx).await?;
+    let ids = key_pair_ids(ctx, "ecs:UntagResources").await?;
     let all = ctx.p.bool("All")?.unwrap_or(false);
     let keys: Vec<String> = ctx
         .p

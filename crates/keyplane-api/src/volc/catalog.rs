@@ -7,8 +7,13 @@ use serde_json::{json, Value};
 
 use super::{obj, Ctx, Output};
 
-pub async fn regions(_ctx: &Ctx<'_>) -> Result<Output, CoreError> {
-    let items: Vec<Value> = REGIONS.iter().map(|r| json!({"RegionId": r.id})).collect();
+pub async fn regions(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
+    let visible = ctx.caller.may_attempt("ecs:DescribeRegions");
+    let items: Vec<Value> = REGIONS
+        .iter()
+        .filter(|_| visible)
+        .map(|r| json!({"RegionId": r.id}))
+        .collect();
     Ok(obj([
         ("Regions", Value::Array(items)),
         ("NextToken", json!("")),
@@ -28,8 +33,10 @@ pub async fn zones(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
 pub async fn images(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     let wanted = ctx.p.repeat("ImageIds", 100)?;
     let os = ctx.p.opt("OsType").map(str::to_ascii_lowercase);
+    let visible = ctx.caller.may_attempt("ecs:DescribeImages");
     let items: Vec<Value> = IMAGES
         .iter()
+        .filter(|_| visible)
         .filter(|i| wanted.is_empty() || wanted.contains(&i.id))
         .filter(|i| os.as_deref().is_none_or(|o| o == i.os_type.as_str()))
         .map(|i| {

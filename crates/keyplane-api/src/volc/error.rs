@@ -252,6 +252,10 @@ pub fn instance_failure(f: InstanceFailure) -> (&'static str, &'static str) {
             "InvalidInstanceStatus",
             "The status of the specified instance does not support this request.",
         ),
+        InstanceFailure::Forbidden => (
+            "AccessDenied",
+            "User is not authorized to perform this action on the specified instance.",
+        ),
         // Volcengine has no I/O-optimization attribute; such an instance cannot take a key pair.
         InstanceFailure::NotIoOptimized => (
             "InvalidInstance.NotSupported",

@@ -71,24 +71,35 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         tags: ctx.tag_filters()?,
         ..Default::default()
     };
-    let listing = ctx
-        .state
-        .store
-        .list_instances(
-            &filter,
-            Page::After {
-                seq,
-                limit: max as u64,
-            },
-        )
-        .await?;
+    let (items, total, next) = if ctx.caller.is_root() {
+        let page = Page::After {
+            seq,
+            limit: max as u64,
+        };
+        let listing = ctx.state.store.list_instances(&filter, page).await?;
+        (listing.items, listing.total, listing.next_seq)
+    } else {
+        let scan = Page::Offset {
+            offset: 0,
+            limit: crate::authz::FILTER_SCAN_LIMIT,
+        };
+        let mut all = ctx.state.store.list_instances(&filter, scan).await?.items;
+        all.retain(|i| {
+            ctx.caller.allowed(
+                "ecs:DescribeInstances",
+                &ctx.caller.instance_arn(ctx.region.id, &i.id),
+            )
+        });
+        let (items, total, next) = crate::authz::page_in_memory(all, seq as usize, max as usize);
+        (items, total, next.map(|n| n as i64))
+    };
     Ok(obj([
         (
             "Instances",
-            Value::Array(listing.items.iter().map(instance_json).collect()),
+            Value::Array(items.iter().map(instance_json).collect()),
         ),
-        ("NextToken", json!(next_token(listing.next_seq))),
-        ("TotalCount", json!(listing.total)),
+        ("NextToken", json!(next_token(next))),
+        ("TotalCount", json!(total)),
     ]))
 }
 
@@ -111,6 +122,16 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         None => ctx.region.zones[0],
     };
     let count = ctx.p.int("Count", 1, 1, MAX_COUNT)?;
+    ctx.caller.check(
+        "ecs:RunInstances",
+        &ctx.caller.instance_arn(ctx.region.id, "*"),
+    )?;
+    if let Some(name) = ctx.p.opt("KeyPairName") {
+        ctx.caller.check(
+            "ecs:RunInstances",
+            &ctx.caller.keypair_arn(ctx.region.id, name),
+        )?;
+    }
     let key_pair = match ctx.p.opt("KeyPairName") {
         None => None,
         Some(name) => Some(
@@ -159,6 +180,13 @@ async fn power_one(ctx: &Ctx<'_>, id: &str, op: Power) -> Result<(), CoreError> 
         .await?
         .filter(|i| i.region_id == ctx.region.id)
         .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
+    let action = match op {
+        Power::Start => "ecs:StartInstance",
+        Power::Stop => "ecs:StopInstance",
+        Power::Reboot => "ecs:RebootInstance",
+    };
+    ctx.caller
+        .check(action, &ctx.caller.instance_arn(ctx.region.id, &inst.id))?;
     ctx.state
         .store
         .power(
@@ -229,6 +257,10 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         .await?
         .filter(|i| i.region_id == ctx.region.id)
         .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
+    ctx.caller.check(
+        "ecs:DeleteInstance",
+        &ctx.caller.instance_arn(ctx.region.id, &inst.id),
+    )?;
     // Volcengine releases a RUNNING or STOPPED instance; transitional ones are refused.
     ctx.state
         .store

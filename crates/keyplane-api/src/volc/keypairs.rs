@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::error::instance_failure;
 use super::{iso, next_token, obj, parse_token, tags_json, Ctx, Output};
+use crate::authz;
 
 pub const MAX_BIND_IDS: usize = 100;
 pub const MAX_NAMES: usize = 100;
@@ -39,6 +40,10 @@ fn new_key_pair(ctx: &Ctx<'_>, key: &PublicKey) -> Result<KeyPair, CoreError> {
 
 pub async fn create(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     let name = KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::Volcengine)?;
+    ctx.caller.check(
+        "ecs:CreateKeyPair",
+        &ctx.caller.keypair_arn(ctx.region.id, name.as_str()),
+    )?;
     parse_description(ctx.p.get("Description").unwrap_or_default())?;
     if ctx
         .state
@@ -63,7 +68,11 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
 }
 
 pub async fn import(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
-    KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::Volcengine)?;
+    let name = KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::Volcengine)?;
+    ctx.caller.check(
+        "ecs:ImportKeyPair",
+        &ctx.caller.keypair_arn(ctx.region.id, name.as_str()),
+    )?;
     let key = PublicKey::parse(ctx.p.required("PublicKey")?)?;
     let kp = new_key_pair(ctx, &key)?;
     ctx.state.store.create_key_pair(&kp, KEY_PAIR_QUOTA).await?;
@@ -107,27 +116,47 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         resource_group_id: project.map(str::to_string),
         tags: ctx.tag_filters()?,
     };
-    let listing = ctx
-        .state
-        .store
-        .list_key_pairs(
-            &filter,
-            Page::After {
-                seq,
-                limit: max as u64,
-            },
-        )
-        .await?;
-    let items: Vec<Value> = listing.items.iter().map(key_pair_json).collect();
+    let (kps, total, next) = if ctx.caller.is_root() {
+        let page = Page::After {
+            seq,
+            limit: max as u64,
+        };
+        let listing = ctx.state.store.list_key_pairs(&filter, page).await?;
+        (listing.items, listing.total, listing.next_seq)
+    } else {
+        // A RAM user sees only the key pairs its policies allow (the token counts filtered rows).
+        let scan = Page::Offset {
+            offset: 0,
+            limit: authz::FILTER_SCAN_LIMIT,
+        };
+        let mut all = ctx.state.store.list_key_pairs(&filter, scan).await?.items;
+        all.retain(|k| {
+            ctx.caller.allowed(
+                "ecs:DescribeKeyPairs",
+                &ctx.caller.keypair_arn(ctx.region.id, &k.name),
+            )
+        });
+        let (items, total, next) = authz::page_in_memory(all, seq as usize, max as usize);
+        (items, total, next.map(|n| n as i64))
+    };
+    let items: Vec<Value> = kps.iter().map(key_pair_json).collect();
     Ok(obj([
         ("KeyPairs", Value::Array(items)),
-        ("NextToken", json!(next_token(listing.next_seq))),
-        ("TotalCount", json!(listing.total)),
+        ("NextToken", json!(next_token(next))),
+        ("TotalCount", json!(total)),
     ]))
 }
 
-/// The key pair named by `KeyPairId` (which wins) or `KeyPairName`, in the call's region.
-async fn resolve(ctx: &Ctx<'_>) -> Result<KeyPair, CoreError> {
+/// The key pair named by `KeyPairId` (which wins) or `KeyPairName`, if the caller may do `action`
+/// on it.
+async fn resolve(ctx: &Ctx<'_>, action: &str) -> Result<KeyPair, CoreError> {
+    let kp = find(ctx).await?;
+    ctx.caller
+        .check(action, &ctx.caller.keypair_arn(ctx.region.id, &kp.name))?;
+    Ok(kp)
+}
+
+async fn find(ctx: &Ctx<'_>) -> Result<KeyPair, CoreError> {
     let store = &ctx.state.store;
     if let Some(id) = ctx.p.opt("KeyPairId") {
         return store
@@ -154,10 +183,15 @@ pub async fn delete_many(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     let mut details = Vec::with_capacity(names.len());
     for name in &names {
         let store = &ctx.state.store;
+        let arn = ctx.caller.keypair_arn(ctx.region.id, name);
         let result = match store
             .key_pair_by_name(ctx.account(), ctx.region.id, name)
             .await?
         {
+            _ if !ctx.caller.allowed("ecs:DeleteKeyPairs", &arn) => Err(CoreError::Forbidden {
+                action: "ecs:DeleteKeyPairs".into(),
+                resource: arn,
+            }),
             None => Err(CoreError::KeyPairNotFound(name.clone())),
             Some(_) => match store
                 .delete_key_pairs(ctx.account(), ctx.region.id, std::slice::from_ref(name))
@@ -180,7 +214,7 @@ pub async fn delete_many(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
 }
 
 pub async fn delete_one(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
-    let kp = resolve(ctx).await?;
+    let kp = resolve(ctx, "ecs:DeleteKeyPairs").await?;
     ctx.state
         .store
         .delete_key_pairs(ctx.account(), ctx.region.id, std::slice::from_ref(&kp.name))
@@ -198,7 +232,7 @@ pub async fn modify(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
             .get("Description")
             .ok_or_else(|| CoreError::missing("Description"))?,
     )?;
-    let kp = resolve(ctx).await?;
+    let kp = resolve(ctx, "ecs:ModifyKeyPairAttribute").await?;
     ctx.state
         .store
         .set_key_pair_description(ctx.account(), &kp.id, &description)
@@ -219,12 +253,13 @@ pub async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Output, CoreError> {
     if ids.len() > MAX_BIND_IDS {
         return Err(CoreError::TooManyInstanceIds(MAX_BIND_IDS));
     }
-    let kp = resolve(ctx).await?;
-    let outcomes = ctx
-        .state
-        .store
-        .bind(ctx.account(), ctx.region.id, &kp, &ids, op)
-        .await?;
+    let action = match op {
+        BindOp::Attach => "ecs:AttachKeyPair",
+        BindOp::Detach => "ecs:DetachKeyPair",
+    };
+    let kp = resolve(ctx, action).await?;
+    let outcomes =
+        authz::bind_allowed(ctx.state, ctx.caller, action, ctx.region.id, &kp, &ids, op).await?;
     let details: Vec<Value> = outcomes
         .iter()
         .map(|(id, r)| match r {

@@ -16,10 +16,10 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 
 use crate::auth::{self, Caller};
-use crate::idempotency;
 use crate::params::Params;
 use crate::wire::{WireError, WireRequest};
 use crate::AppState;
+use crate::{audit, authz, idempotency};
 use error::VolcError;
 
 pub const VERSION: &str = "2020-04-01";
@@ -164,40 +164,74 @@ pub async fn handle(state: &AppState, wire: Result<WireRequest, WireError>) -> R
     let Some(region_def) = builtin::region(&region) else {
         return failure(&meta, &CoreError::RegionNotFound(region.clone()).into());
     };
-    if !state.throttle.allow(&caller.access_key_id, &action) {
-        return failure(&meta, &CoreError::Throttled.into());
-    }
     let ctx = Ctx {
         state,
         caller: &caller,
         region: region_def,
         p: Params::new(&wire.query, &wire.form),
     };
-    let run = || async {
-        match dispatch(&action, &ctx).await {
-            Ok(result) => {
-                tracing::info!(request_id = %request_id, action = %action, access_key_id = %caller.access_key_id, "ok");
-                success(&meta, result)
+    let call = audit::Call {
+        dialect: "volc",
+        action: &action,
+        mutating: MUTATING.contains(&action.as_str()),
+        caller: &caller,
+        region: Some(region_def.id),
+        request_id: &request_id,
+        params: &ctx.p,
+    };
+    let (response, result) = answer(&ctx, &action, &meta).await;
+    audit::record(state, &call, &result, response.status().as_u16()).await;
+    response
+}
+
+/// The response to an authenticated call, and its result code for the audit log.
+async fn answer(ctx: &Ctx<'_>, action: &str, meta: &Meta<'_>) -> (Response, String) {
+    let state = ctx.state;
+    let fail = |e: VolcError| {
+        let code = e.code.clone();
+        (failure(meta, &e), code)
+    };
+    if !state.throttle.allow(&ctx.caller.access_key_id, action) {
+        return fail(CoreError::Throttled.into());
+    }
+    let ram_action = authz::ram_action(action);
+    if !authz::is_describe(action) && !ctx.caller.may_attempt(&ram_action) {
+        return fail(
+            CoreError::Forbidden {
+                action: ram_action,
+                resource: "*".into(),
             }
-            Err(e) => failure(&meta, &e.into()),
+            .into(),
+        );
+    }
+    let run = || async {
+        match dispatch(action, ctx).await {
+            Ok(result) => {
+                tracing::info!(request_id = %meta.request_id, action, access_key_id = %ctx.caller.access_key_id, "ok");
+                (success(meta, result), "OK".to_string())
+            }
+            Err(e) => fail(e.into()),
         }
     };
-    let token = match wire.param("ClientToken").filter(|t| !t.is_empty()) {
-        Some(t) if MUTATING.contains(&action.as_str()) => t,
+    let token = match ctx.p.opt("ClientToken") {
+        Some(t) if MUTATING.contains(&action) => t,
         _ => return run().await,
     };
     if let Err(e) = idempotency::check_token(token) {
-        return failure(&meta, &e.into());
+        return fail(e.into());
     }
     let scope = format!("volc:{action}");
-    let hash = idempotency::request_hash(&format!("volc:{region}"), ctx.p.pairs());
+    let hash = idempotency::request_hash(&format!("volc:{}", ctx.region.id), ctx.p.pairs());
     match idempotency::claim(state, ctx.account(), &scope, token, &hash).await {
         idempotency::Claimed::Run => {
-            let response = run().await;
-            idempotency::finish(state, ctx.account(), &scope, token, response).await
+            let (response, result) = run().await;
+            (
+                idempotency::finish(state, ctx.account(), &scope, token, response).await,
+                result,
+            )
         }
-        idempotency::Claimed::Stored(response) => response,
-        idempotency::Claimed::Refused(e) => failure(&meta, &e.into()),
+        idempotency::Claimed::Stored(response) => (response, "OK (ClientToken replay)".to_string()),
+        idempotency::Claimed::Refused(e) => fail(e.into()),
     }
 }
 

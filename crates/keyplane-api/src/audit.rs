@@ -1,0 +1,98 @@
+//! The audit log: every mutating call and every denied call (RAM or throttling), with who, from
+//! where, what, on which resources, the result, the RequestId and the ClientToken.
+
+use keyplane_core::ram;
+use keyplane_store::AuditRecord;
+
+use crate::auth::Caller;
+use crate::params::Params;
+use crate::AppState;
+
+/// Result codes that mean "denied" and are recorded for any action.
+const DENIALS: &[&str] = &[
+    "Forbidden.RAM",
+    "AccessDenied",
+    "Throttling",
+    "FlowLimitExceeded",
+];
+
+pub struct Call<'a> {
+    pub dialect: &'a str,
+    pub action: &'a str,
+    pub mutating: bool,
+    pub caller: &'a Caller,
+    pub region: Option<&'a str>,
+    pub request_id: &'a str,
+    pub params: &'a Params<'a>,
+}
+
+/// The ARNs a call names: key pairs and instances, by every parameter spelling of both dialects.
+pub fn resources(call: &Call<'_>) -> Vec<String> {
+    let region = call.region.unwrap_or("*");
+    let account = &call.caller.account_id;
+    let mut out = Vec::new();
+    for (k, v) in call.params.pairs() {
+        let base = k.split('.').next().unwrap_or(k);
+        match base {
+            "KeyPairName" | "KeyPairNames" | "KeyPairId" | "KeyPairIds" | "ResourceId" => {
+                if let Ok(list) = serde_json::from_str::<Vec<String>>(v) {
+                    out.extend(
+                        list.iter()
+                            .map(|n| ram::ecs_arn(region, account, "keypair", n)),
+                    );
+                } else if !v.is_empty() {
+                    out.push(ram::ecs_arn(region, account, "keypair", v));
+                }
+            }
+            "InstanceId" | "InstanceIds" => {
+                if let Ok(list) = serde_json::from_str::<Vec<String>>(v) {
+                    out.extend(
+                        list.iter()
+                            .map(|n| ram::ecs_arn(region, account, "instance", n)),
+                    );
+                } else if !v.is_empty() {
+                    out.push(ram::ecs_arn(region, account, "instance", v));
+                }
+            }
+            "UserName" => out.push(ram::ram_arn(account, "user", v)),
+            "PolicyName" => out.push(ram::ram_arn(account, "policy", v)),
+            _ => {}
+        }
+    }
+    out.truncate(200);
+    out
+}
+
+/// Records the call if it changes something or was denied. A failure to write is logged: the
+/// response has already been decided.
+pub async fn record(state: &AppState, call: &Call<'_>, result: &str, status: u16) {
+    if !call.mutating && !DENIALS.contains(&result) {
+        return;
+    }
+    let rec = AuditRecord {
+        seq: 0,
+        at: keyplane_core::model::now(),
+        account_id: call.caller.account_id.clone(),
+        principal: call.caller.principal_name(),
+        access_key_id: call.caller.access_key_id.clone(),
+        source_ip: call
+            .caller
+            .source_ip
+            .map(|i| i.to_string())
+            .unwrap_or_default(),
+        dialect: call.dialect.to_string(),
+        action: call.action.to_string(),
+        resources: resources(call),
+        result: result.to_string(),
+        status,
+        request_id: call.request_id.to_string(),
+        client_token: call
+            .params
+            .get("ClientToken")
+            .unwrap_or_default()
+            .to_string(),
+    };
+    if let Err(e) = state.store.append_audit(&rec).await {
+        tracing::error!(error = %e, request_id = call.request_id, "writing the audit record failed");
+    }
+}

@@ -13,6 +13,7 @@ pub mod config;
 pub mod idempotency;
 pub mod nonces;
 pub mod params;
+pub mod ram_api;
 pub mod sim;
 pub mod throttle;
 pub mod volc;
@@ -42,13 +43,23 @@ pub struct AppState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Aliyun,
+    /// The Alibaba RAM API (2015-05-01), same signatures and envelope as `Aliyun`.
+    Ram,
     Volc,
 }
 
 impl Dialect {
     pub fn detect(headers: &axum::http::HeaderMap, query: Option<&str>) -> Self {
-        if headers.contains_key("x-acs-version") {
-            return Self::Aliyun;
+        let ram_version = format!("Version={}", ram_api::VERSION);
+        if let Some(v) = headers.get("x-acs-version") {
+            return if v.as_bytes() == ram_api::VERSION.as_bytes() {
+                Self::Ram
+            } else {
+                Self::Aliyun
+            };
+        }
+        if query.is_some_and(|q| q.split('&').any(|p| p == ram_version)) {
+            return Self::Ram;
         }
         let volc_auth = headers
             .get("authorization")
@@ -126,6 +137,7 @@ async fn vendor_api(
     let wire = wire::WireRequest::read(req, state.config.max_body_bytes).await;
     match dialect {
         Dialect::Aliyun => aliyun::handle(&state, wire, &host).await,
+        Dialect::Ram => ram_api::handle(&state, wire, &host).await,
         Dialect::Volc => volc::handle(&state, wire).await,
     }
 }

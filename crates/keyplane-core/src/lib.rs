@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod model;
 pub mod names;
+pub mod password;
 pub mod pubkey;
 pub mod ram;
 pub mod secretbox;

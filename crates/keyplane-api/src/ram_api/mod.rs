@@ -1,0 +1,501 @@
+//! The Alibaba RAM API (version 2015-05-01) on the same listener, so the official SDK
+//! (`alibabacloud-ram20150501`) manages users, AccessKeys and policies as it does on the vendor.
+//! Same signatures and envelope as the ECS dialect; RAM actions are `ram:<Action>` on
+//! `acs:ram:*:{account}:user/{name}` and `…:policy/{name}`.
+
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use keyplane_core::ram::{ram_arn, Policy};
+use keyplane_core::{ids, password, CoreError};
+use keyplane_store::{AccessKeyRecord, PolicyRecord, User};
+use serde_json::{json, Value};
+
+use crate::aliyun::error::AliError;
+use crate::aliyun::render::{self, Format};
+use crate::aliyun::{obj, Body200, Ctx};
+use crate::params::Params;
+use crate::wire::{WireError, WireRequest};
+use crate::{audit, auth, AppState};
+
+pub const VERSION: &str = "2015-05-01";
+/// AccessKeys per user (and for the root), as the vendor allows.
+pub const MAX_ACCESS_KEYS: usize = 2;
+
+pub const ACTIONS: &[&str] = &[
+    "CreateUser",
+    "GetUser",
+    "ListUsers",
+    "DeleteUser",
+    "CreateLoginProfile",
+    "CreateAccessKey",
+    "ListAccessKeys",
+    "UpdateAccessKey",
+    "DeleteAccessKey",
+    "CreatePolicy",
+    "GetPolicy",
+    "ListPolicies",
+    "DeletePolicy",
+    "AttachPolicyToUser",
+    "DetachPolicyFromUser",
+    "ListPoliciesForUser",
+];
+
+const READS: &[&str] = &[
+    "GetUser",
+    "ListUsers",
+    "ListAccessKeys",
+    "GetPolicy",
+    "ListPolicies",
+    "ListPoliciesForUser",
+];
+
+pub async fn handle(
+    state: &AppState,
+    wire: Result<WireRequest, WireError>,
+    host: &str,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let wire = match wire {
+        Ok(w) => w,
+        Err(e) => return render::error(&e.into(), &request_id, host, Format::Json),
+    };
+    let format = Format::from_param(wire.param("Format"));
+    let fail = |e: AliError| render::error(&e, &request_id, host, format);
+    let caller = match auth::alibaba(state, &wire).await {
+        Ok(c) => c,
+        Err(e) => return fail(e.into()),
+    };
+    let Some(action) = wire
+        .header("x-acs-action")
+        .or(wire.param("Action"))
+        .filter(|a| !a.is_empty())
+    else {
+        return fail(CoreError::missing("Action").into());
+    };
+    let ctx = Ctx {
+        state,
+        caller: &caller,
+        p: Params::new(&wire.query, &wire.form),
+    };
+    let call = audit::Call {
+        dialect: "ram",
+        action,
+        mutating: !READS.contains(&action),
+        caller: &caller,
+        region: None,
+        request_id: &request_id,
+        params: &ctx.p,
+    };
+    let result = if !ACTIONS.contains(&action) {
+        Err(AliError::invalid_action(action))
+    } else if !state.throttle.allow(&caller.access_key_id, action) {
+        Err(CoreError::Throttled.into())
+    } else if !caller.may_attempt(&format!("ram:{action}")) {
+        Err(CoreError::Forbidden {
+            action: format!("ram:{action}"),
+            resource: "*".into(),
+        }
+        .into())
+    } else {
+        dispatch(action, &ctx).await.map_err(AliError::from)
+    };
+    let (response, code) = match result {
+        Ok(body) => (
+            render::success(action, &request_id, body, format),
+            "OK".to_string(),
+        ),
+        Err(e) => (fail(e.clone()), e.code.to_string()),
+    };
+    audit::record(state, &call, &code, response.status().as_u16()).await;
+    response
+}
+
+async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    match action {
+        "CreateUser" => create_user(ctx).await,
+        "GetUser" => get_user(ctx).await,
+        "ListUsers" => list_users(ctx).await,
+        "DeleteUser" => {
+            let name = user_param(ctx, "DeleteUser")?;
+            ctx.state.store.delete_user(ctx.account(), &name).await?;
+            Ok(Body200::new())
+        }
+        "CreateLoginProfile" => create_login_profile(ctx).await,
+        "CreateAccessKey" => create_access_key(ctx).await,
+        "ListAccessKeys" => list_access_keys(ctx).await,
+        "UpdateAccessKey" => update_access_key(ctx).await,
+        "DeleteAccessKey" => {
+            let (user, id) = key_param(ctx, "DeleteAccessKey").await?;
+            owned_key(ctx, user.as_deref(), &id).await?;
+            ctx.state
+                .store
+                .delete_access_key(ctx.account(), &id)
+                .await?;
+            Ok(Body200::new())
+        }
+        "CreatePolicy" => create_policy(ctx).await,
+        "GetPolicy" => get_policy(ctx).await,
+        "ListPolicies" => list_policies(ctx).await,
+        "DeletePolicy" => {
+            let name = policy_param(ctx, "DeletePolicy")?;
+            ctx.state.store.delete_policy(ctx.account(), &name).await?;
+            Ok(Body200::new())
+        }
+        "AttachPolicyToUser" => {
+            let (user, policy) = user_and_policy(ctx, "AttachPolicyToUser")?;
+            ctx.state
+                .store
+                .attach_policy(ctx.account(), &user, &policy)
+                .await?;
+            Ok(Body200::new())
+        }
+        "DetachPolicyFromUser" => {
+            let (user, policy) = user_and_policy(ctx, "DetachPolicyFromUser")?;
+            ctx.state
+                .store
+                .detach_policy(ctx.account(), &user, &policy)
+                .await?;
+            Ok(Body200::new())
+        }
+        "ListPoliciesForUser" => list_policies_for_user(ctx).await,
+        other => Err(CoreError::invalid(
+            "Action",
+            format!("{other} is not supported."),
+        )),
+    }
+}
+
+fn date(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// 1–64 letters, digits, `.`, `_`, `-`, `@`.
+fn check_user_name(name: &str) -> Result<(), CoreError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| CoreError::InvalidUserName(name.to_string()))
+}
+
+/// The `UserName` parameter, checked against the caller's `ram:<action>` on that user.
+fn user_param(ctx: &Ctx<'_>, action: &str) -> Result<String, CoreError> {
+    let name = ctx.p.required("UserName")?;
+    ctx.caller.check(
+        &format!("ram:{action}"),
+        &ram_arn(ctx.account(), "user", name),
+    )?;
+    Ok(name.to_string())
+}
+
+fn policy_param(ctx: &Ctx<'_>, action: &str) -> Result<String, CoreError> {
+    let name = ctx.p.required("PolicyName")?;
+    if ctx.p.opt("PolicyType").is_some_and(|t| t != "Custom") {
+        return Err(CoreError::PolicyNotFound(name.to_string()));
+    }
+    ctx.caller.check(
+        &format!("ram:{action}"),
+        &ram_arn(ctx.account(), "policy", name),
+    )?;
+    Ok(name.to_string())
+}
+
+fn user_and_policy(ctx: &Ctx<'_>, action: &str) -> Result<(String, String), CoreError> {
+    Ok((user_param(ctx, action)?, policy_param(ctx, action)?))
+}
+
+fn user_json(u: &User) -> Value {
+    json!({
+        "UserId": u.id,
+        "UserName": u.name,
+        "DisplayName": u.display_name,
+        "Comments": u.comments,
+        "Email": "",
+        "MobilePhone": "",
+        "CreateDate": date(u.created_at),
+        "UpdateDate": date(u.created_at),
+    })
+}
+
+async fn create_user(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let name = user_param(ctx, "CreateUser")?;
+    check_user_name(&name)?;
+    let user = User {
+        account_id: ctx.account().to_string(),
+        id: ids::new_account_id(),
+        display_name: ctx.p.opt("DisplayName").unwrap_or(&name).to_string(),
+        comments: ctx.p.opt("Comments").unwrap_or_default().to_string(),
+        name,
+        created_at: keyplane_core::model::now(),
+    };
+    ctx.state.store.create_user(&user).await?;
+    Ok(obj([("User", user_json(&user))]))
+}
+
+async fn get_user(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let name = user_param(ctx, "GetUser")?;
+    let user = ctx
+        .state
+        .store
+        .user(ctx.account(), &name)
+        .await?
+        .ok_or(CoreError::UserNotFound(name))?;
+    Ok(obj([("User", user_json(&user))]))
+}
+
+/// `Marker` is the offset of the next page, `MaxItems` 1–1000 (default 100).
+fn page<T>(ctx: &Ctx<'_>, items: Vec<T>) -> Result<(Vec<T>, bool, String), CoreError> {
+    let max = ctx.p.int("MaxItems", 100, 1, 1000)? as usize;
+    let offset = match ctx.p.opt("Marker") {
+        None => 0,
+        Some(m) => m
+            .parse::<usize>()
+            .map_err(|_| CoreError::invalid("Marker", "Use the Marker of the previous page."))?,
+    };
+    let (items, _, next) = crate::authz::page_in_memory(items, offset, max);
+    Ok((
+        items,
+        next.is_some(),
+        next.map(|n| n.to_string()).unwrap_or_default(),
+    ))
+}
+
+async fn list_users(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let mut users = ctx.state.store.list_users(ctx.account()).await?;
+    users.retain(|u| {
+        ctx.caller
+            .allowed("ram:ListUsers", &ram_arn(ctx.account(), "user", &u.name))
+    });
+    let (users, truncated, marker) = page(ctx, users)?;
+    let list: Vec<Value> = users.iter().map(user_json).collect();
+    Ok(obj([
+        ("Users", json!({ "User": list })),
+        ("IsTruncated", json!(truncated)),
+        ("Marker", json!(marker)),
+    ]))
+}
+
+async fn create_login_profile(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let name = user_param(ctx, "CreateLoginProfile")?;
+    let pw = ctx.p.required("Password")?.to_string();
+    password::check_rules(&pw)?;
+    if ctx.state.store.user(ctx.account(), &name).await?.is_none() {
+        return Err(CoreError::UserNotFound(name));
+    }
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map_err(|e| CoreError::Internal(format!("password hashing task: {e}")))??;
+    ctx.state
+        .store
+        .set_login_profile(ctx.account(), &name, &hash)
+        .await?;
+    Ok(obj([(
+        "LoginProfile",
+        json!({
+            "UserName": name,
+            "PasswordResetRequired": ctx.p.bool("PasswordResetRequired")?.unwrap_or(false),
+            "MFABindRequired": ctx.p.bool("MFABindRequired")?.unwrap_or(false),
+            "CreateDate": date(Utc::now()),
+        }),
+    )]))
+}
+
+/// Whose keys: `UserName`, else the calling user (a RAM user manages its own), else the root.
+fn key_owner(ctx: &Ctx<'_>, action: &str) -> Result<Option<String>, CoreError> {
+    let own = match &ctx.caller.principal {
+        crate::authz::Principal::User(u) => Some(u.clone()),
+        crate::authz::Principal::Root => None,
+    };
+    let user = ctx.p.opt("UserName").map(str::to_string).or(own);
+    let resource = match &user {
+        Some(u) => ram_arn(ctx.account(), "user", u),
+        None => ram_arn(ctx.account(), "root", "*"),
+    };
+    ctx.caller.check(&format!("ram:{action}"), &resource)?;
+    Ok(user)
+}
+
+async fn key_param(ctx: &Ctx<'_>, action: &str) -> Result<(Option<String>, String), CoreError> {
+    let user = key_owner(ctx, action)?;
+    Ok((user, ctx.p.required("UserAccessKeyId")?.to_string()))
+}
+
+/// The AccessKey `id` of `user` (or of the root) in the caller's account, else not found.
+async fn owned_key(ctx: &Ctx<'_>, user: Option<&str>, id: &str) -> Result<(), CoreError> {
+    let keys = ctx
+        .state
+        .store
+        .list_access_keys(ctx.account(), user)
+        .await?;
+    keys.iter()
+        .any(|k| k.id == id)
+        .then_some(())
+        .ok_or_else(|| CoreError::AccessKeyNotFound(id.to_string()))
+}
+
+async fn create_access_key(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let user = key_owner(ctx, "CreateAccessKey")?;
+    if let Some(u) = &user {
+        if ctx.state.store.user(ctx.account(), u).await?.is_none() {
+            return Err(CoreError::UserNotFound(u.clone()));
+        }
+    }
+    let (id, secret) = (ids::new_access_key_id(), ids::new_access_key_secret());
+    let key = AccessKeyRecord {
+        secret: ctx.state.config.server_key.seal(&id, &secret),
+        id,
+        account_id: ctx.account().to_string(),
+        user_name: user,
+        active: true,
+    };
+    ctx.state
+        .store
+        .create_access_key(&key, MAX_ACCESS_KEYS)
+        .await?;
+    Ok(obj([(
+        "AccessKey",
+        json!({"AccessKeyId": key.id, "AccessKeySecret": secret, "Status": "Active", "CreateDate": date(Utc::now())}),
+    )]))
+}
+
+async fn list_access_keys(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let user = key_owner(ctx, "ListAccessKeys")?;
+    if let Some(u) = &user {
+        if ctx.state.store.user(ctx.account(), u).await?.is_none() {
+            return Err(CoreError::UserNotFound(u.clone()));
+        }
+    }
+    let keys = ctx
+        .state
+        .store
+        .list_access_keys(ctx.account(), user.as_deref())
+        .await?;
+    let list: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            json!({"AccessKeyId": k.id, "Status": if k.active { "Active" } else { "Inactive" }, "CreateDate": date(k.created_at)})
+        })
+        .collect();
+    Ok(obj([("AccessKeys", json!({ "AccessKey": list }))]))
+}
+
+async fn update_access_key(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let (user, id) = key_param(ctx, "UpdateAccessKey").await?;
+    let active = match ctx.p.required("Status")? {
+        "Active" => true,
+        "Inactive" => false,
+        _ => return Err(CoreError::invalid("Status", "Active or Inactive.")),
+    };
+    owned_key(ctx, user.as_deref(), &id).await?;
+    ctx.state
+        .store
+        .set_access_key_status(ctx.account(), &id, active)
+        .await?;
+    Ok(Body200::new())
+}
+
+fn policy_json(p: &PolicyRecord, with_document: bool) -> Value {
+    let mut v = json!({
+        "PolicyName": p.name,
+        "PolicyType": "Custom",
+        "Description": p.description,
+        "DefaultVersion": "v1",
+        "AttachmentCount": p.attachment_count,
+        "CreateDate": date(p.created_at),
+        "UpdateDate": date(p.created_at),
+    });
+    if with_document {
+        v["PolicyDocument"] = json!(p.document);
+    }
+    v
+}
+
+async fn create_policy(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let name = policy_param(ctx, "CreatePolicy")?;
+    let ok = (1..=128).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !ok {
+        return Err(CoreError::invalid(
+            "PolicyName",
+            "1-128 letters, digits and '-'.",
+        ));
+    }
+    let document = ctx.p.required("PolicyDocument")?;
+    Policy::parse(document)?;
+    let record = PolicyRecord {
+        account_id: ctx.account().to_string(),
+        name,
+        document: document.to_string(),
+        description: ctx.p.opt("Description").unwrap_or_default().to_string(),
+        created_at: keyplane_core::model::now(),
+        attachment_count: 0,
+    };
+    ctx.state.store.create_policy(&record).await?;
+    Ok(obj([(
+        "Policy",
+        json!({
+            "PolicyName": record.name,
+            "PolicyType": "Custom",
+            "Description": record.description,
+            "DefaultVersion": "v1",
+            "CreateDate": date(record.created_at),
+        }),
+    )]))
+}
+
+async fn get_policy(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let name = policy_param(ctx, "GetPolicy")?;
+    let p = ctx
+        .state
+        .store
+        .policy(ctx.account(), &name)
+        .await?
+        .ok_or(CoreError::PolicyNotFound(name))?;
+    Ok(obj([
+        ("Policy", policy_json(&p, true)),
+        (
+            "DefaultPolicyVersion",
+            json!({"VersionId": "v1", "IsDefaultVersion": true, "PolicyDocument": p.document, "CreateDate": date(p.created_at)}),
+        ),
+    ]))
+}
+
+async fn list_policies(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let mut policies = if ctx.p.opt("PolicyType") == Some("System") {
+        Vec::new()
+    } else {
+        ctx.state.store.list_policies(ctx.account()).await?
+    };
+    policies.retain(|p| {
+        ctx.caller.allowed(
+            "ram:ListPolicies",
+            &ram_arn(ctx.account(), "policy", &p.name),
+        )
+    });
+    let (policies, truncated, marker) = page(ctx, policies)?;
+    let list: Vec<Value> = policies.iter().map(|p| policy_json(p, false)).collect();
+    Ok(obj([
+        ("Policies", json!({ "Policy": list })),
+        ("IsTruncated", json!(truncated)),
+        ("Marker", json!(marker)),
+    ]))
+}
+
+async fn list_policies_for_user(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let name = user_param(ctx, "ListPoliciesForUser")?;
+    if ctx.state.store.user(ctx.account(), &name).await?.is_none() {
+        return Err(CoreError::UserNotFound(name));
+    }
+    let list: Vec<Value> = ctx
+        .state
+        .store
+        .user_policies(ctx.account(), &name)
+        .await?
+        .iter()
+        .map(|(p, at)| {
+            json!({"PolicyName": p.name, "PolicyType": "Custom", "Description": p.description, "DefaultVersion": "v1", "AttachDate": date(*at)})
+        })
+        .collect();
+    Ok(obj([("Policies", json!({ "Policy": list }))]))
+}

@@ -21,10 +21,12 @@ pub async fn regions(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
 }
 
 pub async fn zones(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
+    let visible = ctx.caller.may_attempt("ecs:DescribeZones");
     let items: Vec<Value> = ctx
         .region
         .zones
         .iter()
+        .filter(|_| visible)
         .map(|z| json!({"ZoneId": z}))
         .collect();
     Ok(obj([("Zones", Value::Array(items))]))

@@ -169,6 +169,83 @@ impl App {
 
     /// A Volcengine-signed GET in `region`, as the old Volcengine SDK signs it.
     pub async fn call_volc(&self, action: &str, params: &[(&str, &str)], region: &str) -> Resp {
+        self.call_volc_as(action, params, region, AK, SECRET).await
+    }
+
+    /// A RAM user (in this account) with an AccessKey and, if given, one policy; returns the key.
+    pub async fn user_key(&self, name: &str, policy: Option<&str>) -> (String, String) {
+        self.store
+            .create_user(&keyplane_store::User {
+                account_id: self.account.clone(),
+                name: name.into(),
+                id: ids::new_account_id(),
+                display_name: name.into(),
+                comments: String::new(),
+                created_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        if let Some(doc) = policy {
+            keyplane_core::ram::Policy::parse(doc).unwrap();
+            let record = keyplane_store::PolicyRecord {
+                account_id: self.account.clone(),
+                name: format!("{name}-policy"),
+                document: doc.into(),
+                description: String::new(),
+                created_at: chrono::Utc::now(),
+                attachment_count: 0,
+            };
+            self.store.create_policy(&record).await.unwrap();
+            self.store
+                .attach_policy(&self.account, name, &record.name)
+                .await
+                .unwrap();
+        }
+        let (id, secret) = (ids::new_access_key_id(), ids::new_access_key_secret());
+        self.store
+            .create_access_key(
+                &AccessKeyRecord {
+                    secret: server_key().seal(&id, &secret),
+                    id: id.clone(),
+                    account_id: self.account.clone(),
+                    user_name: Some(name.into()),
+                    active: true,
+                },
+                2,
+            )
+            .await
+            .unwrap();
+        (id, secret)
+    }
+
+    /// Another account with its root AccessKey; returns (account, key, secret).
+    pub async fn other_account(&self) -> (String, String, String) {
+        let (id, secret) = (ids::new_access_key_id(), ids::new_access_key_secret());
+        let account = ids::new_account_id();
+        self.store
+            .create_account(
+                "other",
+                &AccessKeyRecord {
+                    secret: server_key().seal(&id, &secret),
+                    id: id.clone(),
+                    account_id: account.clone(),
+                    user_name: None,
+                    active: true,
+                },
+            )
+            .await
+            .unwrap();
+        (account, id, secret)
+    }
+
+    pub async fn call_volc_as(
+        &self,
+        action: &str,
+        params: &[(&str, &str)],
+        region: &str,
+        ak: &str,
+        secret: &str,
+    ) -> Resp {
         let mut query = pairs(params);
         query.push(("Action".into(), action.into()));
         query.push(("Version".into(), "2020-04-01".into()));
@@ -182,7 +259,7 @@ impl App {
             region,
             service: "ecs",
         };
-        let headers = keyplane_sig::volc::sign(&call, AK, &SecretKey::new(SECRET));
+        let headers = keyplane_sig::volc::sign(&call, ak, &SecretKey::new(secret));
         let mut req = self
             .client
             .get(format!("{}/?{}", self.base, query_string(&query)));

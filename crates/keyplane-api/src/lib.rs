@@ -11,6 +11,7 @@ pub mod auth;
 pub mod authz;
 pub mod config;
 pub mod idempotency;
+pub mod native;
 pub mod nonces;
 pub mod params;
 pub mod ram_api;
@@ -111,6 +112,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/", get(vendor_api).post(vendor_api))
+        .route("/api/v1/{*rest}", get(native::handle).post(native::handle))
         .with_state(state)
         // A bug must cost one request an InternalError, never the connection or the process.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -225,6 +225,8 @@ pub fn v3_signature(secret: &SecretKey, string_to_sign: &str) -> String {
 /// What a V3 client call needs to be signed.
 pub struct V3Call<'a> {
     pub method: &'a str,
+    /// The request path: `/` for the vendor APIs, `/api/v1/…` for keyplane's native API.
+    pub path: &'a str,
     pub host: &'a str,
     pub action: &'a str,
     pub version: &'a str,
@@ -250,7 +252,8 @@ pub fn sign_v3(
         ("x-acs-version", call.version),
     ];
     headers.sort();
-    let canonical = v3_canonical_request(call.method, "/", call.query, &headers, &payload_hash);
+    let canonical =
+        v3_canonical_request(call.method, call.path, call.query, &headers, &payload_hash);
     let signature = v3_signature(secret, &v3_string_to_sign(&canonical));
     let names: Vec<&str> = headers.iter().map(|(n, _)| *n).collect();
     let mut out: Vec<(String, String)> = headers

@@ -187,6 +187,7 @@ fn the_client_signer_produces_requests_the_verifier_accepts() {
     let secret = SecretKey::new("s3cret");
     let call = alibaba::V3Call {
         method: "POST",
+        path: "/",
         host: "127.0.0.1:8080",
         action: "DescribeRegions",
         version: "2014-05-26",

@@ -1,6 +1,9 @@
-//! The keyplane binary: `serve` runs the server, `ecs` makes a signed Alibaba-dialect call.
+//! The keyplane binary: `serve` runs the server, `ecs` makes a signed Alibaba-dialect call,
+//! `admin` administers accounts and reads the audit log.
 //! Thin by design: it parses arguments and calls into the crates.
 
+mod admin;
+mod client;
 mod ecs;
 mod serve;
 
@@ -23,6 +26,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Call an Alibaba ECS action: `keyplane ecs DescribeKeyPairs --KeyPairName 'web*'`.
     Ecs(ecs::EcsArgs),
+    /// Administer the server: accounts and the audit log.
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +43,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Ecs(args) => ecs::run(args).await,
+            Command::Admin(args) => admin::run(args).await,
         }
     });
     match result {

@@ -146,6 +146,7 @@ impl App {
     ) -> Vec<(String, String)> {
         let call = V3Call {
             method: "POST",
+            path: "/",
             host: &self.host,
             action,
             version: "2014-05-26",

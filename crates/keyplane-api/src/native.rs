@@ -1,0 +1,185 @@
+//! keyplane's native API (`/api/v1`, JSON): server administration. Requests are signed like an
+//! Alibaba V3 call (`ACS3-HMAC-SHA256` over the method, path, query and headers), so the CLI and any
+//! tool that signs vendor calls can use it with the same AccessKeys.
+//!
+//! - `POST /api/v1/accounts?Name=…`: create an account; only the bootstrap account's root may.
+//!   Answers `{"AccountId", "AccessKeyId", "AccessKeySecret"}` (the secret once).
+//! - `GET /api/v1/accounts`: list accounts (the bootstrap root).
+//! - `GET /api/v1/audit?Action=&Principal=&Result=&AccountId=&Since=&MaxResults=&NextToken=`: the
+//!   audit log of the caller's account (the bootstrap root may name any account); a RAM user needs
+//!   an Allow for `keyplane:DescribeAuditRecords`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::Request;
+use axum::response::Response;
+use keyplane_core::{ids, CoreError};
+use keyplane_store::{AccessKeyRecord, AuditFilter, Page};
+use serde_json::{json, Value};
+
+use crate::aliyun::error::AliError;
+use crate::aliyun::render::{self, Format};
+use crate::auth::{self, Caller};
+use crate::params::Params;
+use crate::wire::WireRequest;
+use crate::AppState;
+
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    req: Request<axum::body::Body>,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let host = "keyplane";
+    let wire = match WireRequest::read(req, state.config.max_body_bytes).await {
+        Ok(w) => w,
+        Err(e) => return render::error(&e.into(), &request_id, host, Format::Json),
+    };
+    let caller = match auth::alibaba(&state, &wire).await {
+        Ok(c) => c,
+        Err(e) => return render::error(&AliError::from(e), &request_id, host, Format::Json),
+    };
+    let p = Params::new(&wire.query, &wire.form);
+    let result = match (wire.method.as_str(), wire.path.as_str()) {
+        ("POST", "/api/v1/accounts") => create_account(&state, &caller, &p).await,
+        ("GET", "/api/v1/accounts") => list_accounts(&state, &caller).await,
+        ("GET", "/api/v1/audit") => audit(&state, &caller, &p).await,
+        _ => Err(CoreError::invalid(
+            "path",
+            format!("{} {} is not an API of this server", wire.method, wire.path),
+        )),
+    };
+    match result {
+        Ok(body) => render::success("Native", &request_id, body, Format::Json),
+        Err(e) => render::error(&AliError::from(e), &request_id, host, Format::Json),
+    }
+}
+
+/// The bootstrap account's root administers the server.
+async fn require_admin(state: &AppState, caller: &Caller) -> Result<(), CoreError> {
+    let bootstrap = state.store.default_account().await?;
+    if caller.is_root() && bootstrap.as_deref() == Some(caller.account_id.as_str()) {
+        Ok(())
+    } else {
+        Err(CoreError::Forbidden {
+            action: "keyplane:AdministerServer".into(),
+            resource: "*".into(),
+        })
+    }
+}
+
+async fn create_account(
+    state: &AppState,
+    caller: &Caller,
+    p: &Params<'_>,
+) -> Result<serde_json::Map<String, Value>, CoreError> {
+    require_admin(state, caller).await?;
+    let name = p.required("Name")?;
+    if name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(CoreError::invalid(
+            "Name",
+            "At most 64 characters, no control characters.",
+        ));
+    }
+    let (id, secret) = (ids::new_access_key_id(), ids::new_access_key_secret());
+    let account = ids::new_account_id();
+    let key = AccessKeyRecord {
+        secret: state.config.server_key.seal(&id, &secret),
+        id: id.clone(),
+        account_id: account.clone(),
+        user_name: None,
+        active: true,
+    };
+    state.store.create_account(name, &key).await?;
+    Ok(crate::aliyun::obj([
+        ("AccountId", json!(account)),
+        ("Name", json!(name)),
+        ("AccessKeyId", json!(id)),
+        ("AccessKeySecret", json!(secret)),
+    ]))
+}
+
+async fn list_accounts(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<serde_json::Map<String, Value>, CoreError> {
+    require_admin(state, caller).await?;
+    let list: Vec<Value> = state
+        .store
+        .list_accounts()
+        .await?
+        .iter()
+        .map(|(id, name, at)| json!({"AccountId": id, "Name": name, "CreateTime": at.to_rfc3339()}))
+        .collect();
+    Ok(crate::aliyun::obj([("Accounts", Value::Array(list))]))
+}
+
+async fn audit(
+    state: &AppState,
+    caller: &Caller,
+    p: &Params<'_>,
+) -> Result<serde_json::Map<String, Value>, CoreError> {
+    caller.check("keyplane:DescribeAuditRecords", "*")?;
+    let account = match p.opt("AccountId") {
+        Some(a) if a != caller.account_id => {
+            require_admin(state, caller).await?;
+            a.to_string()
+        }
+        _ => caller.account_id.clone(),
+    };
+    let since = p
+        .opt("Since")
+        .map(|s| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&chrono::Utc)))
+        .transpose()
+        .map_err(|_| CoreError::invalid("Since", "Use RFC 3339, e.g. 2026-01-01T00:00:00Z."))?;
+    let filter = AuditFilter {
+        account_id: Some(account),
+        action: p.opt("Action").map(str::to_string),
+        principal: p.opt("Principal").map(str::to_string),
+        result: p.opt("Result").map(str::to_string),
+        since,
+    };
+    let max = p.int("MaxResults", 100, 1, 1000)?;
+    let seq = match p.opt("NextToken") {
+        None => 0,
+        Some(t) => t.parse::<i64>().map_err(|_| CoreError::InvalidNextToken)?,
+    };
+    let listing = state
+        .store
+        .list_audit(
+            &filter,
+            Page::After {
+                seq,
+                limit: max as u64,
+            },
+        )
+        .await?;
+    let records: Vec<Value> = listing
+        .items
+        .iter()
+        .map(|r| {
+            json!({
+                "Time": r.at.to_rfc3339(),
+                "AccountId": r.account_id,
+                "Principal": r.principal,
+                "AccessKeyId": r.access_key_id,
+                "SourceIp": r.source_ip,
+                "Dialect": r.dialect,
+                "Action": r.action,
+                "Resources": r.resources,
+                "Result": r.result,
+                "HttpStatus": r.status,
+                "RequestId": r.request_id,
+                "ClientToken": r.client_token,
+            })
+        })
+        .collect();
+    Ok(crate::aliyun::obj([
+        ("TotalCount", json!(listing.total)),
+        (
+            "NextToken",
+            json!(listing.next_seq.map(|s| s.to_string()).unwrap_or_default()),
+        ),
+        ("Records", Value::Array(records)),
+    ]))
+}

@@ -1,0 +1,109 @@
+//! `keyplane admin …`: server administration through the native API, with the same endpoint and
+//! credentials as `keyplane ecs` (the bootstrap root AccessKey administers the server).
+
+use crate::client::{print, Client, Connection};
+
+#[derive(clap::Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum AdminCommand {
+    /// Accounts: `create NAME`, `list`.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// The audit log, newest filters first: `audit --action AttachKeyPair --result Forbidden.RAM`.
+    Audit {
+        #[arg(long)]
+        action: Option<String>,
+        /// `root` or `user/<name>`.
+        #[arg(long)]
+        principal: Option<String>,
+        /// `OK` or a vendor error code.
+        #[arg(long)]
+        result: Option<String>,
+        /// Another account (the bootstrap root only).
+        #[arg(long)]
+        account: Option<String>,
+        /// RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        max: u32,
+        #[arg(long)]
+        next_token: Option<String>,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum AccountCommand {
+    /// Creates an account; prints its root AccessKey (the secret is shown once).
+    Create {
+        name: String,
+    },
+    List,
+}
+
+pub async fn run(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
+    let client = Client::new(&args.connection)?;
+    let answer = match args.command {
+        AdminCommand::Account(AccountCommand::Create { name }) => {
+            let answer = client
+                .call(
+                    "POST",
+                    "/api/v1/accounts",
+                    "CreateAccount",
+                    "v1",
+                    &[("Name".into(), name)],
+                )
+                .await?;
+            if answer.status.is_success() {
+                let b = &answer.body;
+                let out = serde_json::json!({
+                    "AccountId": b["AccountId"],
+                    "AccessKeyId": b["AccessKeyId"],
+                    "AccessKeySecret": b["AccessKeySecret"],
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            answer
+        }
+        AdminCommand::Account(AccountCommand::List) => {
+            client
+                .call("GET", "/api/v1/accounts", "ListAccounts", "v1", &[])
+                .await?
+        }
+        AdminCommand::Audit {
+            action,
+            principal,
+            result,
+            account,
+            since,
+            max,
+            next_token,
+        } => {
+            let mut q: Vec<(String, String)> = vec![("MaxResults".into(), max.to_string())];
+            for (k, v) in [
+                ("Action", action),
+                ("Principal", principal),
+                ("Result", result),
+                ("AccountId", account),
+                ("Since", since),
+                ("NextToken", next_token),
+            ] {
+                if let Some(v) = v {
+                    q.push((k.into(), v));
+                }
+            }
+            client
+                .call("GET", "/api/v1/audit", "DescribeAuditRecords", "v1", &q)
+                .await?
+        }
+    };
+    print(answer)
+}

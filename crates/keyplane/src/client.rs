@@ -1,0 +1,173 @@
+//! The one signed HTTP client of the CLI: settings from flags, the environment or the profile file,
+//! and a V3-signed call to any path of a keyplane server.
+
+use anyhow::Context;
+use keyplane_sig::alibaba::{sign_v3, V3Call};
+use keyplane_sig::encode::pct;
+use keyplane_sig::SecretKey;
+
+/// Where and as whom: the flags shared by `keyplane ecs` and `keyplane admin`.
+#[derive(clap::Args, Clone)]
+pub struct Connection {
+    /// Server URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, global = true)]
+    pub endpoint: Option<String>,
+    /// Default RegionId for the call.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Profile file (default ~/.keyplane/profile.json).
+    #[arg(long, global = true, env = "KEYPLANE_PROFILE")]
+    pub profile: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Profile {
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    access_key_secret: Option<String>,
+}
+
+fn env(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
+fn load_profile(path: Option<&str>) -> anyhow::Result<Profile> {
+    let path = match path {
+        Some(p) => std::path::PathBuf::from(p),
+        None => match std::env::var_os("HOME") {
+            Some(h) => std::path::Path::new(&h).join(".keyplane/profile.json"),
+            None => return Ok(Profile::default()),
+        },
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Profile::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Resolved settings: flags, else `KEYPLANE_*` (or the vendor CLI's `ALIBABA_CLOUD_*`), else the profile.
+pub struct Client {
+    pub endpoint: String,
+    pub region: Option<String>,
+    access_key_id: String,
+    secret: SecretKey,
+}
+
+/// A server's answer: HTTP status and JSON body.
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub body: serde_json::Value,
+}
+
+impl Client {
+    pub fn new(c: &Connection) -> anyhow::Result<Self> {
+        let profile = load_profile(c.profile.as_deref())?;
+        let endpoint = c
+            .endpoint
+            .clone()
+            .or_else(|| env(&["KEYPLANE_ENDPOINT"]))
+            .or(profile.endpoint)
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        let region = c
+            .region
+            .clone()
+            .or_else(|| env(&["KEYPLANE_REGION", "ALIBABA_CLOUD_REGION_ID"]))
+            .or(profile.region);
+        let access_key_id = env(&["KEYPLANE_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_ID"])
+            .or(profile.access_key_id)
+            .context("no AccessKey ID: set KEYPLANE_ACCESS_KEY_ID or the profile file")?;
+        let secret = SecretKey::new(
+            env(&[
+                "KEYPLANE_ACCESS_KEY_SECRET",
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            ])
+            .or(profile.access_key_secret)
+            .context("no AccessKey secret: set KEYPLANE_ACCESS_KEY_SECRET or the profile file")?,
+        );
+        Ok(Self {
+            endpoint,
+            region,
+            access_key_id,
+            secret,
+        })
+    }
+
+    /// A V3-signed call (`x-acs-action`/`x-acs-version` set for the vendor API).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        action: &str,
+        version: &str,
+        query: &[(String, String)],
+    ) -> anyhow::Result<Answer> {
+        let url = reqwest::Url::parse(&self.endpoint)
+            .with_context(|| format!("bad endpoint {:?}", self.endpoint))?;
+        let host = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        };
+        let date = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let call = V3Call {
+            method,
+            path,
+            host: &host,
+            action,
+            version,
+            query,
+            body: b"",
+            date: &date,
+            nonce: &nonce,
+        };
+        let headers = sign_v3(&call, &self.access_key_id, &self.secret);
+        let qs: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{}={}", pct(k), pct(v)))
+            .collect();
+        let target = format!(
+            "{}{path}?{}",
+            self.endpoint.trim_end_matches('/'),
+            qs.join("&")
+        );
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = reqwest::Client::new().request(method, &target);
+        for (name, value) in headers.iter().filter(|(n, _)| n != "host") {
+            req = req.header(name, value);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("calling {}", self.endpoint))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let body = serde_json::from_str(&text).with_context(|| {
+            format!("the server answered HTTP {status} with a body that is not JSON")
+        })?;
+        Ok(Answer { status, body })
+    }
+}
+
+/// Prints a success as pretty JSON on stdout, or the vendor error on stderr with exit code 1.
+pub fn print(answer: Answer) -> anyhow::Result<std::process::ExitCode> {
+    if answer.status.is_success() {
+        println!("{}", serde_json::to_string_pretty(&answer.body)?);
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        let b = &answer.body;
+        eprintln!(
+            "ERROR: {} (HTTP {}): {}\nRequestId: {}",
+            b["Code"].as_str().unwrap_or("Unknown"),
+            answer.status.as_u16(),
+            b["Message"].as_str().unwrap_or(""),
+            b["RequestId"].as_str().unwrap_or("")
+        );
+        Ok(std::process::ExitCode::FAILURE)
+    }
+}

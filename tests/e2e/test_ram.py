@@ -39,6 +39,7 @@ def world(server):
     r.create_policy(rm.CreatePolicyRequest(policy_name="one-of-each", policy_document=json.dumps(doc), description="exactly A and kp-ok"))
     r.attach_policy_to_user(rm.AttachPolicyToUserRequest(policy_type="Custom", policy_name="one-of-each", user_name="alice"))
     key = r.create_access_key(rm.CreateAccessKeyRequest(user_name="alice")).body.access_key
+    assert key.access_key_secret not in server.log(), "an AccessKey secret is never logged"
     return {"a": a, "b": b, "ak": key.access_key_id, "sk": key.access_key_secret, "ram": r, "root": root}
 
 
@@ -144,3 +145,22 @@ def test_the_audit_log_shows_each_call(server, world):
     root_actions = {r[3] for r in rows if r[0] == "root"}
     assert {"CreateUser", "CreatePolicy", "AttachPolicyToUser", "CreateAccessKey", "RunInstances", "ImportKeyPair"} <= root_actions
     assert not any(r[3] == "DescribeKeyPairs" for r in rows), "reads are not audited unless denied"
+
+
+def test_an_oversized_policy_document_is_refused(server):
+    r = ram(server)
+    # Through the SDK (query string), above the 6,144-byte policy limit.
+    mid = json.dumps({"Version": "1", "Statement": [{"Effect": "Allow", "Action": "ecs:*", "Resource": ["acs:ecs:*:*:instance/" + "a" * 7000]}]})
+    assert sdk_error(lambda: r.create_policy(rm.CreatePolicyRequest(policy_name="mid", policy_document=mid))) == (400, "MalformedPolicyDocument")
+    # A 1 MB document in a form body (V1-signed like pop-core): refused before or by the policy rules.
+    from aliyunsdkcore.client import AcsClient
+    from aliyunsdkcore.request import CommonRequest
+    c = AcsClient(AK, SK, "cn-hangzhou")
+    req = CommonRequest(domain=server.endpoint, version="2015-05-01", action_name="CreatePolicy")
+    req.set_method("POST")
+    req.set_protocol_type("http")
+    req.add_body_params("PolicyName", "huge")
+    req.add_body_params("PolicyDocument", json.dumps({"Version": "1", "Statement": [{"Effect": "Allow", "Action": "ecs:*", "Resource": ["acs:ecs:*:*:instance/" + "a" * 1_000_000]}]}))
+    status, code = sdk_error(lambda: c.do_action_with_exception(req))
+    assert (status, code) == (400, "MalformedPolicyDocument")
+    assert r.list_policies(rm.ListPoliciesRequest()).body.policies.policy == [], "nothing was created"

@@ -78,54 +78,48 @@ impl SqliteStore {
         self.writer.begin().await.map_err(db)
     }
 
-    async fn load_key_pair_tags(&self, items: &mut [KeyPair]) -> Result<()> {
-        if items.is_empty() {
-            return Ok(());
+    /// Tags of the given resources from `table` (`key_pair_tags` or `instance_tags`), by ID.
+    async fn load_tags(
+        &self,
+        table: &str,
+        id_column: &str,
+        ids: &[&str],
+    ) -> Result<HashMap<String, Vec<Tag>>> {
+        let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(by_id);
         }
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT key_pair_id, key, value FROM key_pair_tags WHERE key_pair_id IN (",
-        );
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {id_column}, key, value FROM {table} WHERE {id_column} IN ("
+        ));
         let mut sep = qb.separated(", ");
-        for kp in items.iter() {
-            sep.push_bind(kp.id.clone());
+        for id in ids {
+            sep.push_bind(id.to_string());
         }
         qb.push(") ORDER BY key");
-        let rows = qb.build().fetch_all(&self.reader).await.map_err(db)?;
-        let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
-        for r in rows {
+        for r in qb.build().fetch_all(&self.reader).await.map_err(db)? {
             by_id.entry(r.get(0)).or_default().push(Tag {
                 key: r.get(1),
                 value: r.get(2),
             });
         }
+        Ok(by_id)
+    }
+
+    async fn load_key_pair_tags(&self, items: &mut [KeyPair]) -> Result<()> {
+        let ids: Vec<&str> = items.iter().map(|k| k.id.as_str()).collect();
+        let mut tags = self.load_tags("key_pair_tags", "key_pair_id", &ids).await?;
         for kp in items.iter_mut() {
-            kp.tags = by_id.remove(&kp.id).unwrap_or_default();
+            kp.tags = tags.remove(&kp.id).unwrap_or_default();
         }
         Ok(())
     }
 
     async fn load_instance_tags(&self, items: &mut [Instance]) -> Result<()> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT instance_id, key, value FROM instance_tags WHERE instance_id IN (",
-        );
-        let mut sep = qb.separated(", ");
-        for i in items.iter() {
-            sep.push_bind(i.id.clone());
-        }
-        qb.push(") ORDER BY key");
-        let rows = qb.build().fetch_all(&self.reader).await.map_err(db)?;
-        let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
-        for r in rows {
-            by_id.entry(r.get(0)).or_default().push(Tag {
-                key: r.get(1),
-                value: r.get(2),
-            });
-        }
+        let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+        let mut tags = self.load_tags("instance_tags", "instance_id", &ids).await?;
         for i in items.iter_mut() {
-            i.tags = by_id.remove(&i.id).unwrap_or_default();
+            i.tags = tags.remove(&i.id).unwrap_or_default();
         }
         Ok(())
     }

@@ -137,6 +137,7 @@ pub async fn bind_allowed(
             .bind(&caller.account_id, region, key_pair, &allowed, op)
             .await?
     };
+    state.agents.notify(allowed.iter().map(String::as_str));
     if denied.is_empty() {
         return Ok(done);
     }

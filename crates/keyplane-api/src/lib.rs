@@ -5,6 +5,7 @@
 //! Request flow: accept → [`wire::WireRequest`] → dialect recognised → [`auth`] verifies the
 //! signature and replay window → the dialect's action handler → core rules → store → envelope.
 
+pub mod agent_api;
 pub mod aliyun;
 pub mod audit;
 pub mod auth;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub config: ServerConfig,
     pub nonces: nonces::NonceCache,
     pub throttle: throttle::Throttle,
+    pub agents: agent_api::AgentHub,
 }
 
 /// Which vendor dialect a request speaks (SPEC section 11): from `x-acs-version`, the signature
@@ -93,6 +95,7 @@ pub async fn serve(
         config,
         nonces,
         throttle,
+        agents: agent_api::AgentHub::default(),
     });
     let background = spawn_background(state.clone());
     let app = router(state.clone());
@@ -113,6 +116,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/", get(vendor_api).post(vendor_api))
         .route("/api/v1/{*rest}", get(native::handle).post(native::handle))
+        .route(
+            "/agent/v1/register",
+            axum::routing::post(agent_api::register),
+        )
+        .route("/agent/v1/desired", get(agent_api::desired))
+        .route("/agent/v1/report", axum::routing::post(agent_api::report))
         .with_state(state)
         // A bug must cost one request an InternalError, never the connection or the process.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

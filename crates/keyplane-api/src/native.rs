@@ -8,6 +8,10 @@
 //! - `GET /api/v1/audit?Action=&Principal=&Result=&AccountId=&Since=&MaxResults=&NextToken=`: the
 //!   audit log of the caller's account (the bootstrap root may name any account); a RAM user needs
 //!   an Allow for `keyplane:DescribeAuditRecords`.
+//! - `POST /api/v1/registration-tokens?Region=&Zone=&Name=`: a one-time token for `keyplane agent`
+//!   (`keyplane:CreateRegistrationToken`); answers `{"Token"}`, shown once.
+//! - `GET /api/v1/instances?RegionId=&InstanceId=`: instances with their binding state
+//!   (`none`, `pending_restart`, `applied`, `failed` with the reason, `drifted`).
 
 use std::sync::Arc;
 
@@ -44,6 +48,8 @@ pub async fn handle(
         ("POST", "/api/v1/accounts") => create_account(&state, &caller, &p).await,
         ("GET", "/api/v1/accounts") => list_accounts(&state, &caller).await,
         ("GET", "/api/v1/audit") => audit(&state, &caller, &p).await,
+        ("POST", "/api/v1/registration-tokens") => registration_token(&state, &caller, &p).await,
+        ("GET", "/api/v1/instances") => instances(&state, &caller, &p).await,
         _ => Err(CoreError::invalid(
             "path",
             format!("{} {} is not an API of this server", wire.method, wire.path),
@@ -182,4 +188,100 @@ async fn audit(
         ),
         ("Records", Value::Array(records)),
     ]))
+}
+
+async fn registration_token(
+    state: &AppState,
+    caller: &Caller,
+    p: &Params<'_>,
+) -> Result<serde_json::Map<String, Value>, CoreError> {
+    let region_id = p.required("Region")?;
+    let region = keyplane_core::catalog::region(region_id)
+        .ok_or_else(|| CoreError::RegionNotFound(region_id.into()))?;
+    let zone = match p.opt("Zone") {
+        Some(z) => *region
+            .zones
+            .iter()
+            .find(|x| **x == z)
+            .ok_or_else(|| CoreError::ZoneNotFound(z.into()))?,
+        None => region.zones[0],
+    };
+    let name = p.opt("Name").unwrap_or_default();
+    if name.chars().count() > 128 || name.chars().any(char::is_control) {
+        return Err(CoreError::invalid(
+            "Name",
+            "At most 128 characters, no control characters.",
+        ));
+    }
+    caller.check(
+        "keyplane:CreateRegistrationToken",
+        &caller.instance_arn(region.id, "*"),
+    )?;
+    let token = format!(
+        "kprt-{}{}",
+        ids::new_access_key_secret(),
+        ids::new_access_key_secret()
+    );
+    state
+        .store
+        .create_registration_token(&keyplane_store::RegistrationToken {
+            token_hash: crate::agent_api::sha256_hex(&token),
+            account_id: caller.account_id.clone(),
+            region_id: region.id.into(),
+            zone_id: zone.into(),
+            name: name.into(),
+        })
+        .await?;
+    Ok(crate::aliyun::obj([("Token", json!(token))]))
+}
+
+async fn instances(
+    state: &AppState,
+    caller: &Caller,
+    p: &Params<'_>,
+) -> Result<serde_json::Map<String, Value>, CoreError> {
+    let region = p.opt("RegionId").unwrap_or("cn-hangzhou");
+    let filter = keyplane_store::InstanceFilter {
+        account_id: caller.account_id.clone(),
+        region_id: region.to_string(),
+        ids: p.opt("InstanceId").map(|i| vec![i.to_string()]),
+        ..Default::default()
+    };
+    let listing = state
+        .store
+        .list_instances(
+            &filter,
+            Page::Offset {
+                offset: 0,
+                limit: 1000,
+            },
+        )
+        .await?;
+    let list: Vec<Value> = listing
+        .items
+        .iter()
+        .filter(|i| {
+            caller.allowed(
+                "ecs:DescribeInstances",
+                &caller.instance_arn(&i.region_id, &i.id),
+            )
+        })
+        .map(|i| {
+            json!({
+                "InstanceId": i.id,
+                "InstanceName": i.name,
+                "RegionId": i.region_id,
+                "Provider": i.provider.as_str(),
+                "Status": i.status.as_str(),
+                "OsType": i.os_type.as_str(),
+                "OsName": i.os_name,
+                "LoginUser": i.login_user,
+                "KeyPairName": i.key_pair_name.clone().unwrap_or_default(),
+                "BindingState": i.binding.state.as_str(),
+                "BindingError": i.binding.error,
+                "PasswordLogin": i.binding.effective_password_login,
+            })
+        })
+        .collect();
+    Ok(crate::aliyun::obj([("Instances", Value::Array(list))]))
 }

@@ -87,6 +87,43 @@ impl Binding {
         self.derive();
     }
 
+    /// A host's agent applied the desired state and reports what is now in effect (`key_pair_id`
+    /// is the key pair whose key it found, or a placeholder for a key it does not know), or why the
+    /// apply failed.
+    pub fn host_applied(
+        &mut self,
+        key_pair_id: Option<String>,
+        password_login: bool,
+        error: Option<String>,
+    ) {
+        if let Some(e) = error {
+            self.state = BindingState::Failed;
+            self.error = Some(e);
+            return;
+        }
+        self.effective_key_pair_id = key_pair_id;
+        self.effective_password_login = password_login;
+        self.error = None;
+        self.derive();
+    }
+
+    /// A periodic check: anything other than what the last apply confirmed is drift.
+    pub fn host_checked(&mut self, key_pair_id: Option<String>, password_login: bool) {
+        let same = key_pair_id == self.effective_key_pair_id
+            && password_login == self.effective_password_login;
+        if !same {
+            self.state = BindingState::Drifted;
+            self.error = Some(format!(
+                "the host has key {} and password login {} instead of what was applied",
+                key_pair_id.as_deref().unwrap_or("none"),
+                if password_login { "on" } else { "off" }
+            ));
+        } else if self.state == BindingState::Drifted {
+            self.error = None;
+            self.derive();
+        }
+    }
+
     fn derive(&mut self) {
         let in_effect = self.desired_key_pair_id == self.effective_key_pair_id
             && self.desired_password_login == self.effective_password_login;
@@ -185,6 +222,38 @@ mod tests {
         assert!(b.desired_password_login);
         b.boot();
         assert_eq!(b.state, BindingState::None);
+    }
+
+    #[test]
+    fn host_reports_confirm_fail_or_drift() {
+        let mut b = Binding::default();
+        b.bind("kp-1");
+        b.host_applied(None, true, Some("sshd -t failed".into()));
+        assert_eq!(
+            (b.state, b.error.as_deref()),
+            (BindingState::Failed, Some("sshd -t failed"))
+        );
+        b.host_applied(Some("kp-1".into()), false, None);
+        assert_eq!(b.state, BindingState::Applied);
+        b.host_checked(Some("kp-1".into()), false);
+        assert_eq!(b.state, BindingState::Applied);
+        b.host_checked(Some("unknown:SHA256:x".into()), false);
+        assert_eq!(b.state, BindingState::Drifted);
+        b.host_checked(Some("kp-1".into()), false);
+        assert_eq!(
+            b.state,
+            BindingState::Applied,
+            "drift that is undone by hand heals"
+        );
+        b.bind("kp-2");
+        b.host_checked(Some("kp-1".into()), false);
+        assert_eq!(
+            b.state,
+            BindingState::PendingRestart,
+            "not drift: the host still has what it applied"
+        );
+        b.host_applied(Some("kp-2".into()), false, None);
+        assert_eq!(b.state, BindingState::Applied);
     }
 
     #[test]

@@ -144,6 +144,41 @@ pub struct AuditFilter {
     pub since: Option<DateTime<Utc>>,
 }
 
+/// A one-time registration token, as stored (only its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationToken {
+    pub token_hash: String,
+    pub account_id: String,
+    pub region_id: String,
+    pub zone_id: String,
+    pub name: String,
+}
+
+/// What a host's agent needs to make the binding true.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentDesired {
+    pub instance_id: String,
+    pub login_user: String,
+    /// The bound key (OpenSSH line) and its SHA-256 fingerprint, if any.
+    pub public_key: Option<String>,
+    pub fingerprint: Option<String>,
+    pub password_login: bool,
+    /// Raised by every start or reboot: apply when it is newer than what was applied.
+    pub apply_seq: i64,
+}
+
+/// What an agent reports after an apply or a periodic check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentReport {
+    /// The apply sequence this report answers (an apply), or None (a periodic check).
+    pub applied_seq: Option<i64>,
+    /// SHA-256 fingerprints found in the managed section.
+    pub fingerprints: Vec<String>,
+    /// The effective `PasswordAuthentication` after the apply, as `sshd -T` reads it.
+    pub password_login: bool,
+    pub error: Option<String>,
+}
+
 /// What a ClientToken claim found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenClaim {
@@ -221,6 +256,26 @@ pub trait Store: Send + Sync + 'static {
         account: &str,
         user: &str,
     ) -> Result<Vec<(PolicyRecord, DateTime<Utc>)>>;
+
+    async fn create_registration_token(&self, token: &RegistrationToken) -> Result<()>;
+    /// Uses a token once: inserts the host instance (with the agent's credential hash) in the
+    /// token's account, region and zone. An unknown or used token is `None`.
+    async fn redeem_registration_token(
+        &self,
+        token_hash: &str,
+        instance: &Instance,
+        credential_hash: &str,
+    ) -> Result<Option<Instance>>;
+    /// The agent credential hash of a host instance.
+    async fn agent_credential(&self, instance_id: &str) -> Result<Option<(String, String)>>;
+    async fn agent_desired(&self, instance_id: &str) -> Result<Option<AgentDesired>>;
+    /// Applies a report to the binding: an apply confirms what is in effect (or fails); a check
+    /// that differs from what was confirmed is drift.
+    async fn record_agent_report(
+        &self,
+        instance_id: &str,
+        report: &AgentReport,
+    ) -> Result<Instance>;
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
     async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<Listing<AuditRecord>>;

@@ -363,6 +363,7 @@ pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Body200, CoreError> {
         .store
         .power(ctx.account(), id, op, done_at(ctx))
         .await?;
+    ctx.state.agents.notify([id]);
     Ok(Body200::new())
 }
 

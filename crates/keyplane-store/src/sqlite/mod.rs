@@ -4,6 +4,7 @@
 //! failing with `SQLITE_BUSY` when a deferred transaction tries to upgrade; reads use their own pool
 //! and never wait for a writer (WAL).
 
+mod agents;
 mod ram;
 mod rows;
 
@@ -20,9 +21,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    ts, AccessKeyInfo, AccessKeyRecord, AuditFilter, AuditRecord, BindOp, InstanceFilter,
-    InstanceOutcome, KeyPairFilter, Listing, Page, PolicyRecord, Result, Store, StoredResponse,
-    TokenClaim, User,
+    ts, AccessKeyInfo, AccessKeyRecord, AgentDesired, AgentReport, AuditFilter, AuditRecord,
+    BindOp, InstanceFilter, InstanceOutcome, KeyPairFilter, Listing, Page, PolicyRecord,
+    RegistrationToken, Result, Store, StoredResponse, TokenClaim, User,
 };
 use rows::{instance_from_row, key_pair_from_row};
 
@@ -257,7 +258,10 @@ fn push_page(qb: &mut QueryBuilder<'_, Sqlite>, page: Page) -> u64 {
     }
 }
 
-async fn write_binding(tx: &mut Transaction<'static, Sqlite>, i: &Instance) -> Result<()> {
+pub(super) async fn write_binding(
+    tx: &mut Transaction<'static, Sqlite>,
+    i: &Instance,
+) -> Result<()> {
     sqlx::query(
         "UPDATE instances SET key_pair_id = ?, key_pair_name = ?, desired_password_login = ?, \
          effective_key_pair_id = ?, effective_password_login = ?, binding_state = ?, \
@@ -349,6 +353,31 @@ impl Store for SqliteStore {
     }
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         self.append_audit_impl(record).await
+    }
+    async fn create_registration_token(&self, token: &RegistrationToken) -> Result<()> {
+        self.create_registration_token_impl(token).await
+    }
+    async fn redeem_registration_token(
+        &self,
+        token_hash: &str,
+        instance: &Instance,
+        credential_hash: &str,
+    ) -> Result<Option<Instance>> {
+        self.redeem_registration_token_impl(token_hash, instance, credential_hash)
+            .await
+    }
+    async fn agent_credential(&self, instance_id: &str) -> Result<Option<(String, String)>> {
+        self.agent_credential_impl(instance_id).await
+    }
+    async fn agent_desired(&self, instance_id: &str) -> Result<Option<AgentDesired>> {
+        self.agent_desired_impl(instance_id).await
+    }
+    async fn record_agent_report(
+        &self,
+        instance_id: &str,
+        report: &AgentReport,
+    ) -> Result<Instance> {
+        self.record_agent_report_impl(instance_id, report).await
     }
     async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<Listing<AuditRecord>> {
         self.list_audit_impl(filter, page).await
@@ -932,6 +961,20 @@ impl Store for SqliteStore {
         let mut inst = instance_from_row(&row)?;
         let (during, after) = transition(inst.status, op)?;
         let boots = op != Power::Stop;
+        if inst.provider == keyplane_core::model::Provider::Host {
+            // A real host: the status is bookkeeping, and a start or reboot asks the agent to
+            // apply; the binding changes only when the agent reports.
+            inst.status = after;
+            sqlx::query("UPDATE instances SET status = ?, apply_seq = apply_seq + ? WHERE id = ?")
+                .bind(after.as_str())
+                .bind(boots as i64)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            return Ok(inst);
+        }
         match done_at {
             None => {
                 inst.status = after;

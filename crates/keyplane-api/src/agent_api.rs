@@ -1,0 +1,302 @@
+//! The agent API (`/agent/v1`, JSON) for `host` instances.
+//!
+//! - `POST /agent/v1/register` `{"Token","OsType","OsName","LoginUser","HostName"}` → `{"InstanceId","Credential"}`:
+//!   a one-time registration token becomes a host instance and a per-instance credential (only its
+//!   SHA-256 is kept).
+//! - `GET /agent/v1/desired?wait=SECONDS` with `Authorization: Bearer <InstanceId>:<Credential>`
+//!   and `If-None-Match`: the desired state and its ETag; while nothing changed it waits (long poll,
+//!   at most 60 s) and then answers 304.
+//! - `POST /agent/v1/report` `{"AppliedSeq","Fingerprints","PasswordLogin","Error"}`: what is in
+//!   effect on the host; the server derives the binding state from it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keyplane_core::binding::Binding;
+use keyplane_core::ids;
+use keyplane_core::model::{Instance, InstanceStatus, OsType, Provider};
+use keyplane_store::AgentReport;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+
+/// Wakes the long polls of one instance when its desired state changes.
+#[derive(Default)]
+pub struct AgentHub {
+    waiters: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+impl AgentHub {
+    fn waiter(&self, instance_id: &str) -> Arc<tokio::sync::Notify> {
+        self.waiters
+            .lock()
+            .expect("hub lock")
+            .entry(instance_id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Tells the agents of these instances, if any are waiting, that something changed.
+    pub fn notify<'a>(&self, instance_ids: impl IntoIterator<Item = &'a str>) {
+        let waiters = self.waiters.lock().expect("hub lock");
+        for id in instance_ids {
+            if let Some(n) = waiters.get(id) {
+                n.notify_waiters();
+            }
+        }
+    }
+}
+
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"Code": code, "Message": message}))).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Registration {
+    token: String,
+    #[serde(default)]
+    os_type: String,
+    #[serde(default)]
+    os_name: String,
+    #[serde(default)]
+    login_user: String,
+    #[serde(default)]
+    host_name: String,
+}
+
+pub async fn register(State(state): State<Arc<AppState>>, Json(r): Json<Registration>) -> Response {
+    let os_type = match r.os_type.as_str() {
+        "" | "linux" => OsType::Linux,
+        "windows" => OsType::Windows,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameter",
+                "OsType is linux or windows.",
+            )
+        }
+    };
+    let login_user = if r.login_user.is_empty() {
+        "root".to_string()
+    } else {
+        r.login_user
+    };
+    let valid_user = login_user.len() <= 32
+        && login_user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid_user || r.host_name.len() > 255 || r.os_name.len() > 255 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "LoginUser, HostName or OsName is not valid.",
+        );
+    }
+    let id = ids::new_instance_id();
+    let credential = format!(
+        "{}{}",
+        ids::new_access_key_secret(),
+        ids::new_access_key_secret()
+    );
+    let now = keyplane_core::model::now();
+    let instance = Instance {
+        name: if r.host_name.is_empty() {
+            id.clone()
+        } else {
+            r.host_name.clone()
+        },
+        host_name: if r.host_name.is_empty() {
+            id.clone()
+        } else {
+            r.host_name
+        },
+        description: String::new(),
+        id: id.clone(),
+        account_id: String::new(),
+        region_id: String::new(),
+        zone_id: String::new(),
+        image_id: "host".into(),
+        instance_type: "host".into(),
+        os_type,
+        os_name: r.os_name,
+        status: InstanceStatus::Running,
+        io_optimized: true,
+        agent_installed: true,
+        login_user,
+        provider: Provider::Host,
+        has_password: true,
+        created_at: now,
+        started_at: Some(now),
+        key_pair_name: None,
+        binding: Binding::default(),
+        tags: vec![],
+    };
+    match state
+        .store
+        .redeem_registration_token(&sha256_hex(&r.token), &instance, &sha256_hex(&credential))
+        .await
+    {
+        Ok(Some(inst)) => {
+            tracing::info!(instance_id = %inst.id, account = %inst.account_id, "a host registered");
+            Json(json!({"InstanceId": inst.id, "RegionId": inst.region_id, "Credential": credential})).into_response()
+        }
+        Ok(None) => error(
+            StatusCode::FORBIDDEN,
+            "InvalidRegistrationToken",
+            "The registration token is unknown or was used.",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "registration failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "The registration failed.",
+            )
+        }
+    }
+}
+
+/// The instance whose credential the request carries.
+async fn agent(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+    let denied = || {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidCredential",
+            "The agent credential is not valid.",
+        )
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(denied)?;
+    let (id, credential) = bearer.split_once(':').ok_or_else(denied)?;
+    let stored = state
+        .store
+        .agent_credential(id)
+        .await
+        .map_err(|_| denied())?;
+    let Some((_, hash)) = stored else {
+        return Err(denied());
+    };
+    if bool::from(hash.as_bytes().ct_eq(sha256_hex(credential).as_bytes())) {
+        Ok(id.to_string())
+    } else {
+        Err(denied())
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Wait {
+    wait: Option<u64>,
+}
+
+pub async fn desired(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<Wait>,
+) -> Response {
+    let id = match agent(&state, &headers).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let seen = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait.unwrap_or(0).min(60));
+    let waiter = state.agents.waiter(&id);
+    loop {
+        // Register interest before reading, so a change between the read and the wait is not lost.
+        let notified = waiter.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let d = match state.store.agent_desired(&id).await {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "InvalidInstance.NotFound",
+                    "The instance no longer exists.",
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the desired state failed");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "Try again.",
+                );
+            }
+        };
+        let body = json!({
+            "InstanceId": d.instance_id,
+            "LoginUser": d.login_user,
+            "PublicKey": d.public_key,
+            "Fingerprint": d.fingerprint,
+            "PasswordLogin": d.password_login,
+            "ApplySeq": d.apply_seq,
+        });
+        let etag = format!("\"{}\"", &sha256_hex(&body.to_string())[..32]);
+        if seen.as_deref() != Some(etag.as_str()) {
+            return ([(header::ETAG, etag)], Json(body)).into_response();
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Report {
+    applied_seq: Option<i64>,
+    #[serde(default)]
+    fingerprints: Vec<String>,
+    password_login: bool,
+    error: Option<String>,
+}
+
+pub async fn report(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(r): Json<Report>,
+) -> Response {
+    let id = match agent(&state, &headers).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    if r.fingerprints.len() > 100 || r.error.as_ref().is_some_and(|e| e.len() > 4096) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "The report is too large.",
+        );
+    }
+    let report = AgentReport {
+        applied_seq: r.applied_seq,
+        fingerprints: r.fingerprints,
+        password_login: r.password_login,
+        error: r.error,
+    };
+    match state.store.record_agent_report(&id, &report).await {
+        Ok(inst) => Json(json!({"BindingState": inst.binding.state.as_str(), "BindingError": inst.binding.error})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "recording a report failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "Try again.")
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Host instances on SQLite: registration, the agent's credential, desired state and reports.
+
+use chrono::Utc;
+use keyplane_core::model::Instance;
+use keyplane_core::CoreError;
+use sqlx::Row;
+
+use super::rows::{insert_instance, instance_from_row};
+use super::{db, write_binding, SqliteStore};
+use crate::{ts, AgentDesired, AgentReport, RegistrationToken, Result};
+
+impl SqliteStore {
+    pub(super) async fn create_registration_token_impl(&self, t: &RegistrationToken) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO registration_tokens (token_hash, account_id, region_id, zone_id, name, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.token_hash)
+        .bind(&t.account_id)
+        .bind(&t.region_id)
+        .bind(&t.zone_id)
+        .bind(&t.name)
+        .bind(ts(Utc::now()))
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    pub(super) async fn redeem_registration_token_impl(
+        &self,
+        token_hash: &str,
+        instance: &Instance,
+        credential_hash: &str,
+    ) -> Result<Option<Instance>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "SELECT account_id, region_id, zone_id, name FROM registration_tokens WHERE token_hash = ? AND used_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut inst = instance.clone();
+        inst.account_id = row.get(0);
+        inst.region_id = row.get(1);
+        inst.zone_id = row.get(2);
+        let name: String = row.get(3);
+        if !name.is_empty() {
+            inst.name = name;
+        }
+        insert_instance(&mut tx, &inst, None).await?;
+        sqlx::query("UPDATE instances SET agent_credential_hash = ? WHERE id = ?")
+            .bind(credential_hash)
+            .bind(&inst.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "UPDATE registration_tokens SET used_at = ?, instance_id = ? WHERE token_hash = ?",
+        )
+        .bind(ts(Utc::now()))
+        .bind(&inst.id)
+        .bind(token_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(inst))
+    }
+
+    pub(super) async fn agent_credential_impl(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT account_id, agent_credential_hash FROM instances WHERE id = ? AND provider = 'host'")
+            .bind(instance_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
+        Ok(row.and_then(|r| Some((r.get(0), r.get::<Option<String>, _>(1)?))))
+    }
+
+    pub(super) async fn agent_desired_impl(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<AgentDesired>> {
+        let row = sqlx::query(
+            "SELECT i.id, i.login_user, i.desired_password_login, i.apply_seq, k.public_key, k.fingerprint_sha256 \
+             FROM instances i LEFT JOIN key_pairs k ON k.id = i.key_pair_id WHERE i.id = ? AND i.provider = 'host'",
+        )
+        .bind(instance_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(row.map(|r| AgentDesired {
+            instance_id: r.get(0),
+            login_user: r.get(1),
+            password_login: r.get(2),
+            apply_seq: r.get(3),
+            public_key: r.get(4),
+            fingerprint: r.get(5),
+        }))
+    }
+
+    pub(super) async fn record_agent_report_impl(
+        &self,
+        instance_id: &str,
+        report: &AgentReport,
+    ) -> Result<Instance> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT * FROM instances WHERE id = ? AND provider = 'host'")
+            .bind(instance_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| CoreError::InstanceNotFound(instance_id.to_string()))?;
+        let mut inst = instance_from_row(&row)?;
+        // Which key pair the reported fingerprint belongs to: the desired or the confirmed one,
+        // else a placeholder naming what was found.
+        let candidates = [
+            &inst.binding.desired_key_pair_id,
+            &inst.binding.effective_key_pair_id,
+        ];
+        let mut found: Option<String> = None;
+        if !report.fingerprints.is_empty() {
+            for kp in candidates.into_iter().flatten() {
+                let fp: Option<String> =
+                    sqlx::query_scalar("SELECT fingerprint_sha256 FROM key_pairs WHERE id = ?")
+                        .bind(kp)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                if report.fingerprints.len() == 1
+                    && fp.as_deref() == Some(report.fingerprints[0].as_str())
+                {
+                    found = Some(kp.clone());
+                    break;
+                }
+            }
+            if found.is_none() {
+                found = Some(format!("unknown:{}", report.fingerprints.join(",")));
+            }
+        }
+        match report.applied_seq {
+            Some(_) => {
+                inst.binding
+                    .host_applied(found, report.password_login, report.error.clone())
+            }
+            None if report.error.is_some() => {
+                inst.binding
+                    .host_applied(None, report.password_login, report.error.clone())
+            }
+            None => inst.binding.host_checked(found, report.password_login),
+        }
+        write_binding(&mut tx, &inst).await?;
+        sqlx::query("UPDATE instances SET reported_fingerprints = ?, reported_at = ? WHERE id = ?")
+            .bind(report.fingerprints.join(","))
+            .bind(ts(Utc::now()))
+            .bind(instance_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(inst)
+    }
+}

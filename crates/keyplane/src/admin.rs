@@ -16,6 +16,16 @@ enum AdminCommand {
     /// Accounts: `create NAME`, `list`.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Registration tokens for real hosts.
+    #[command(subcommand)]
+    RegistrationToken(TokenCommand),
+    /// Instances with their binding state (none, pending_restart, applied, failed, drifted).
+    Instances {
+        #[arg(long, default_value = "cn-hangzhou")]
+        region: String,
+        #[arg(long)]
+        instance: Option<String>,
+    },
     /// The audit log, newest filters first: `audit --action AttachKeyPair --result Forbidden.RAM`.
     Audit {
         #[arg(long)]
@@ -36,6 +46,19 @@ enum AdminCommand {
         max: u32,
         #[arg(long)]
         next_token: Option<String>,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum TokenCommand {
+    /// A one-time token for `keyplane agent --token`; prints `{"Token": …}`.
+    Create {
+        #[arg(long)]
+        region: String,
+        #[arg(long)]
+        zone: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -72,6 +95,32 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
                 return Ok(std::process::ExitCode::SUCCESS);
             }
             answer
+        }
+        AdminCommand::RegistrationToken(TokenCommand::Create { region, zone, name }) => {
+            let mut q: Vec<(String, String)> = vec![("Region".into(), region)];
+            q.extend(zone.map(|z| ("Zone".to_string(), z)));
+            q.extend(name.map(|n| ("Name".to_string(), n)));
+            let answer = client
+                .call(
+                    "POST",
+                    "/api/v1/registration-tokens",
+                    "CreateRegistrationToken",
+                    "v1",
+                    &q,
+                )
+                .await?;
+            if answer.status.is_success() {
+                println!("{}", serde_json::json!({"Token": answer.body["Token"]}));
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            answer
+        }
+        AdminCommand::Instances { region, instance } => {
+            let mut q: Vec<(String, String)> = vec![("RegionId".into(), region)];
+            q.extend(instance.map(|i| ("InstanceId".to_string(), i)));
+            client
+                .call("GET", "/api/v1/instances", "DescribeInstances", "v1", &q)
+                .await?
         }
         AdminCommand::Account(AccountCommand::List) => {
             client

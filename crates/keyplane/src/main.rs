@@ -3,6 +3,7 @@
 //! Thin by design: it parses arguments and calls into the crates.
 
 mod admin;
+mod agent;
 mod client;
 mod ecs;
 mod serve;
@@ -28,6 +29,8 @@ enum Command {
     Ecs(ecs::EcsArgs),
     /// Administer the server: accounts and the audit log.
     Admin(admin::AdminArgs),
+    /// The guest agent of a real Linux host.
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +47,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Ecs(args) => ecs::run(args).await,
             Command::Admin(args) => admin::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
         }
     });
     match result {

@@ -1,0 +1,119 @@
+//! One reconcile: make the desired binding true on this host, or say exactly why not.
+//!
+//! Order matters for never locking a host out: the key goes in first; password login goes off only
+//! when the key is in place; sshd's files change only if `sshd -t` accepts them, else the last good
+//! files are put back.
+
+use std::path::Path;
+
+use keyplane_core::pubkey::PublicKey;
+
+use crate::config::AgentConfig;
+use crate::files::{atomic_write, lookup_user, read_nofollow, ssh_dir, UserEntry};
+use crate::{sshd, transform};
+
+/// The desired state, as the server sends it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Desired {
+    pub login_user: String,
+    pub public_key: Option<String>,
+    pub password_login: bool,
+    pub apply_seq: i64,
+}
+
+/// What is in effect on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub fingerprints: Vec<String>,
+    pub password_login: bool,
+}
+
+fn user_for(cfg: &AgentConfig, desired_user: &str) -> Result<UserEntry, String> {
+    let name = cfg.login_user.as_deref().unwrap_or(desired_user);
+    lookup_user(&cfg.passwd_file, name)
+}
+
+/// Reads what is in effect, changing nothing.
+pub fn observe(cfg: &AgentConfig, login_user: &str) -> Result<Observed, String> {
+    let user = user_for(cfg, login_user)?;
+    let keys = read_nofollow(&user.home.join(".ssh").join("authorized_keys"))?;
+    Ok(Observed {
+        fingerprints: transform::managed_fingerprints(&keys),
+        password_login: sshd::password_login(&cfg.sshd_bin, &cfg.sshd_config, &user.name)?,
+    })
+}
+
+/// Applies `desired`; on success, what is now in effect.
+pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, String> {
+    let user = user_for(cfg, &desired.login_user)?;
+    let key = match &desired.public_key {
+        Some(k) => Some(
+            PublicKey::parse(k)
+                .map_err(|e| format!("the server sent a key that is not valid: {e}"))?,
+        ),
+        None => None,
+    };
+    let dir = ssh_dir(&user)?;
+    let path = dir.join("authorized_keys");
+    let old = read_nofollow(&path)?;
+    let line = key.as_ref().map(PublicKey::to_openssh);
+    let new = transform::authorized_keys(&old, line.as_deref());
+    if new != old || !path.exists() {
+        atomic_write(&path, new.as_bytes(), 0o600, Some((user.uid, user.gid)))?;
+    }
+    let key_in_place = match &key {
+        None => true,
+        Some(k) => transform::managed_fingerprints(&read_nofollow(&path)?)
+            .contains(&k.sha256_fingerprint()),
+    };
+    if cfg.manage_sshd {
+        // Never lock the host out: without the key in place, password login stays on.
+        let password_login = desired.password_login || !key_in_place;
+        set_password_login(cfg, password_login)?;
+    }
+    if !key_in_place {
+        return Err("the key could not be put in place; password login was left on".into());
+    }
+    observe(cfg, &desired.login_user)
+}
+
+/// Writes the drop-in (or the managed block of sshd_config), tests it, reloads; restores the last
+/// good file when sshd refuses it.
+fn set_password_login(cfg: &AgentConfig, password_login: bool) -> Result<(), String> {
+    let config = std::fs::read_to_string(&cfg.sshd_config)
+        .map_err(|e| format!("cannot read {}: {e}", cfg.sshd_config.display()))?;
+    let (path, new) = if transform::includes_dir(&config, &cfg.sshd_dropin_dir.to_string_lossy()) {
+        std::fs::create_dir_all(&cfg.sshd_dropin_dir).map_err(|e| e.to_string())?;
+        (cfg.dropin_path(), transform::dropin(password_login))
+    } else {
+        (
+            cfg.sshd_config.clone(),
+            transform::sshd_config_block(&config, password_login),
+        )
+    };
+    let old = match std::fs::read(&path) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    if old.as_deref() == Some(new.as_bytes()) {
+        // Unchanged bytes: no write, no reload. sshd must still accept what is there.
+        return sshd::test_config(&cfg.sshd_bin, &cfg.sshd_config);
+    }
+    atomic_write(&path, new.as_bytes(), 0o644, None)?;
+    if let Err(e) = sshd::test_config(&cfg.sshd_bin, &cfg.sshd_config) {
+        restore(&path, old.as_deref())?;
+        return Err(format!("{e}; the last good configuration was restored"));
+    }
+    sshd::reload(&cfg.reload_command)
+}
+
+fn restore(path: &Path, old: Option<&[u8]>) -> Result<(), String> {
+    match old {
+        Some(bytes) => atomic_write(path, bytes, 0o644, None),
+        None => {
+            std::fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The agent's side of `/agent/v1`: register, long-poll the desired state, report.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::apply::{Desired, Observed};
+
+/// Answers larger than this are not read (a server never sends one).
+pub const MAX_RESPONSE: usize = 64 * 1024;
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    bearer: Option<String>,
+}
+
+async fn read_json(resp: reqwest::Response) -> anyhow::Result<Value> {
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    if bytes.len() > MAX_RESPONSE {
+        bail!("the server's answer is larger than {MAX_RESPONSE} bytes; ignored");
+    }
+    let v: Value =
+        serde_json::from_slice(&bytes).context("the server's answer is not JSON; ignored")?;
+    if !status.is_success() {
+        bail!(
+            "the server answered {status}: {} {}",
+            v["Code"].as_str().unwrap_or(""),
+            v["Message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(v)
+}
+
+impl Client {
+    pub fn new(server: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .build()?;
+        Ok(Self {
+            base: server.trim_end_matches('/').to_string(),
+            http,
+            bearer: None,
+        })
+    }
+
+    pub fn authenticate(&mut self, instance_id: &str, credential: &str) {
+        self.bearer = Some(format!("Bearer {instance_id}:{credential}"));
+    }
+
+    /// Registers with a one-time token; returns the instance ID and the credential.
+    pub async fn register(
+        &self,
+        token: &str,
+        os_name: &str,
+        login_user: &str,
+        host_name: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let body = json!({"Token": token, "OsType": "linux", "OsName": os_name, "LoginUser": login_user, "HostName": host_name});
+        let resp = self
+            .http
+            .post(format!("{}/agent/v1/register", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let v = read_json(resp).await?;
+        match (v["InstanceId"].as_str(), v["Credential"].as_str()) {
+            (Some(i), Some(c)) => Ok((i.to_string(), c.to_string())),
+            _ => bail!("the registration answer lacks InstanceId or Credential"),
+        }
+    }
+
+    /// The desired state if it differs from `etag` (waiting up to `wait` for a change), with its
+    /// new ETag; `None` when nothing changed.
+    pub async fn desired(
+        &self,
+        etag: Option<&str>,
+        wait: u64,
+    ) -> anyhow::Result<Option<(Desired, String)>> {
+        let mut req = self
+            .http
+            .get(format!("{}/agent/v1/desired?wait={wait}", self.base));
+        if let Some(b) = &self.bearer {
+            req = req.header("authorization", b);
+        }
+        if let Some(e) = etag {
+            req = req.header("if-none-match", e);
+        }
+        let resp = req.send().await?;
+        if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let tag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let v = read_json(resp).await?;
+        let desired: Desired =
+            serde_json::from_value(v).context("the desired state is malformed; ignored")?;
+        Ok(Some((desired, tag)))
+    }
+
+    /// Reports what is in effect after an apply (`applied_seq`) or a check (`None`).
+    pub async fn report(
+        &self,
+        applied_seq: Option<i64>,
+        observed: Option<&Observed>,
+        error: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let body = json!({
+            "AppliedSeq": applied_seq,
+            "Fingerprints": observed.map(|o| o.fingerprints.clone()).unwrap_or_default(),
+            "PasswordLogin": observed.map(|o| o.password_login).unwrap_or(true),
+            "Error": error,
+        });
+        let mut req = self
+            .http
+            .post(format!("{}/agent/v1/report", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(b) = &self.bearer {
+            req = req.header("authorization", b);
+        }
+        read_json(req.send().await?).await
+    }
+}

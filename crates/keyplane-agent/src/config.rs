@@ -1,0 +1,62 @@
+//! The agent's configuration: a TOML file (`--config`) and flags, flags winning.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Everything the agent needs; see `docs/AGENT.md`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The keyplane server, e.g. `http://keyplane.internal:8080`.
+    pub server: String,
+    /// A one-time registration token (needed only until the agent has registered).
+    pub token: Option<String>,
+    /// Where the instance ID and the credential are kept (0700; the credential 0600).
+    pub state_dir: PathBuf,
+    /// The user whose `~/.ssh/authorized_keys` is managed; default: what the server says.
+    pub login_user: Option<String>,
+    pub passwd_file: PathBuf,
+    pub sshd_config: PathBuf,
+    pub sshd_dropin_dir: PathBuf,
+    pub sshd_bin: PathBuf,
+    /// Run after `sshd -t` passed and the sshd files changed.
+    pub reload_command: String,
+    /// false: manage keys only, never sshd's configuration.
+    pub manage_sshd: bool,
+    /// Apply a change as soon as it is seen instead of at the next start or reboot.
+    pub apply_online: bool,
+    /// Seconds between periodic checks of what is in effect.
+    pub check_interval_secs: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            server: "http://127.0.0.1:8080".into(),
+            token: None,
+            state_dir: "/var/lib/keyplane-agent".into(),
+            login_user: None,
+            passwd_file: "/etc/passwd".into(),
+            sshd_config: "/etc/ssh/sshd_config".into(),
+            sshd_dropin_dir: "/etc/ssh/sshd_config.d".into(),
+            sshd_bin: "/usr/sbin/sshd".into(),
+            reload_command: "systemctl reload ssh || systemctl reload sshd".into(),
+            manage_sshd: true,
+            apply_online: false,
+            check_interval_secs: 60,
+        }
+    }
+}
+
+impl AgentConfig {
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        Ok(toml::from_str(&text)?)
+    }
+
+    /// The drop-in that sorts first: sshd keeps the first value it reads.
+    pub fn dropin_path(&self) -> PathBuf {
+        self.sshd_dropin_dir.join("00-keyplane.conf")
+    }
+}

@@ -1,0 +1,145 @@
+//! The reconcile loop: register once, then long-poll; apply at start (boot) and when the server
+//! signals a start or reboot (or at once with `apply_online`); check periodically; keep going
+//! through any server outage with backoff and jitter, keeping the host as it is meanwhile.
+
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::Rng;
+
+use crate::apply::{self, Desired};
+use crate::client::Client;
+use crate::config::AgentConfig;
+
+fn os_name() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "Linux".into())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn write_state(path: &std::path::Path, text: &str, mode: u32) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The instance ID and credential: from the state directory, else by registering with the token.
+async fn identity(cfg: &AgentConfig, client: &Client) -> anyhow::Result<(String, String)> {
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("creating {}", cfg.state_dir.display()))?;
+    std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))?;
+    let id_path = cfg.state_dir.join("instance-id");
+    let cred_path = cfg.state_dir.join("credential");
+    if let (Ok(id), Ok(cred)) = (
+        std::fs::read_to_string(&id_path),
+        std::fs::read_to_string(&cred_path),
+    ) {
+        return Ok((id.trim().to_string(), cred.trim().to_string()));
+    }
+    let token = cfg
+        .token
+        .as_deref()
+        .context("not registered yet: give --token")?;
+    let user = cfg.login_user.clone().unwrap_or_else(|| "root".into());
+    let (id, credential) = client
+        .register(token, &os_name(), &user, &host_name())
+        .await?;
+    write_state(&cred_path, &credential, 0o600)?;
+    write_state(&id_path, &format!("{id}\n"), 0o644)?;
+    println!("{id}");
+    tracing::info!(instance_id = %id, "registered");
+    Ok((id, credential))
+}
+
+/// Applies and reports; errors are reported, never only logged.
+async fn apply_and_report(cfg: &AgentConfig, client: &Client, desired: &Desired) {
+    let outcome = apply::apply(cfg, desired);
+    let result = match &outcome {
+        Ok(observed) => {
+            client
+                .report(Some(desired.apply_seq), Some(observed), None)
+                .await
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "apply failed");
+            let observed = apply::observe(cfg, &desired.login_user).ok();
+            client
+                .report(Some(desired.apply_seq), observed.as_ref(), Some(e))
+                .await
+        }
+    };
+    match result {
+        Ok(v) => tracing::info!(state = %v["BindingState"], "reported the apply"),
+        Err(e) => tracing::warn!(error = %e, "reporting the apply failed"),
+    }
+}
+
+pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    let mut client = Client::new(&cfg.server)?;
+    let (id, credential) = identity(&cfg, &client).await?;
+    client.authenticate(&id, &credential);
+    let check_every = Duration::from_secs(cfg.check_interval_secs.max(1));
+    let wait = cfg.check_interval_secs.clamp(1, 30);
+    let (mut etag, mut applied_seq, mut current): (Option<String>, Option<i64>, Option<Desired>) =
+        (None, None, None);
+    let mut backoff = Duration::from_secs(1);
+    let mut last_check = Instant::now();
+    loop {
+        match client.desired(etag.as_deref(), wait).await {
+            Ok(Some((desired, tag))) => {
+                backoff = Duration::from_secs(1);
+                etag = Some(tag);
+                // First contact is the boot; later a newer ApplySeq is a start or reboot.
+                let due = applied_seq.is_none_or(|s| desired.apply_seq > s)
+                    || (cfg.apply_online && current.as_ref() != Some(&desired));
+                if due {
+                    apply_and_report(&cfg, &client, &desired).await;
+                    applied_seq = Some(desired.apply_seq);
+                }
+                current = Some(desired);
+            }
+            Ok(None) => backoff = Duration::from_secs(1),
+            Err(e) => {
+                let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 2);
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64 + jitter, "the server is unreachable or answered badly; keeping the host as it is");
+                tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        }
+        if let Some(d) = &current {
+            if last_check.elapsed() >= check_every {
+                last_check = Instant::now();
+                match apply::observe(&cfg, &d.login_user) {
+                    Ok(o) => {
+                        if let Err(e) = client.report(None, Some(&o), None).await {
+                            tracing::warn!(error = %e, "reporting a check failed");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "checking the host failed"),
+                }
+            }
+        }
+    }
+}

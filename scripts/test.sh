@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a Debian machine, installing what the tests need first:
-# Debian packages (ssh-keygen, Python venv, Node), the official Alibaba and Volcengine SDKs in
+# Debian packages (OpenSSH client and server, sshpass, Python venv, Node), the official SDKs in
 # ./.venv and ./tests/node,
 # then format and lint checks, the Rust tests (unit, conformance, integration), the end-to-end tests
 # with the official SDKs against the real binary, and the shared contract check.
@@ -13,6 +13,8 @@ step() { printf '\n== %s\n' "$*"; }
 step "system packages"
 need=()
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v sshpass >/dev/null || need+=(sshpass)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v cc >/dev/null || need+=(build-essential)

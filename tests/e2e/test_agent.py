@@ -145,6 +145,13 @@ def test_a_binding_becomes_true_on_a_real_sshd(server, host):
         wait_state(server, iid, "applied")
         assert host.key_logs_in(k1)
         assert not host.password_logs_in(), "binding turns password login off"
+
+        # The server goes away and comes back: the host keeps its state and the agent reconnects.
+        server.stop()
+        time.sleep(1.5)
+        assert agent.poll() is None, "the agent keeps running"
+        assert host.key_logs_in(k1) and not host.password_logs_in()
+        server.start()
         st = os.stat(f"{host.home}/.ssh")
         assert oct(st.st_mode & 0o777) == "0o700" and st.st_uid == int(subprocess.check_output(["id", "-u", host.user]))
         assert oct(os.stat(f"{host.home}/.ssh/authorized_keys").st_mode & 0o777) == "0o600"

@@ -60,3 +60,21 @@ impl AgentConfig {
         self.sshd_dropin_dir.join("00-keyplane.conf")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packaged_example_file_parses_and_unknown_keys_are_refused() {
+        let example = include_str!("../../../packaging/agent.toml");
+        let cfg: AgentConfig = toml::from_str(example).unwrap();
+        assert_eq!(cfg.server, "http://keyplane.internal:8080");
+        assert!(cfg.manage_sshd && !cfg.apply_online);
+        assert_eq!(
+            cfg.dropin_path(),
+            PathBuf::from("/etc/ssh/sshd_config.d/00-keyplane.conf")
+        );
+        assert!(toml::from_str::<AgentConfig>("sever = \"typo\"").is_err());
+    }
+}

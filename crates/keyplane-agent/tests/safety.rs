@@ -10,7 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn desired(user: &str) -> Desired {
     Desired {
         login_user: user.into(),
-        public_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f k".into()),
+        public_key: Some(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f k"
+                .into(),
+        ),
         password_login: false,
         apply_seq: 1,
     }
@@ -21,16 +24,28 @@ fn a_missing_user_or_home_fails_and_nothing_is_written() {
     let d = tempfile::tempdir().unwrap();
     let passwd = d.path().join("passwd");
     let ghost_home = d.path().join("ghost");
-    std::fs::write(&passwd, format!("ghost:x:4242:4242::{}:/bin/sh\n", ghost_home.display())).unwrap();
+    std::fs::write(
+        &passwd,
+        format!("ghost:x:4242:4242::{}:/bin/sh\n", ghost_home.display()),
+    )
+    .unwrap();
     let cfg = AgentConfig {
         passwd_file: passwd,
         sshd_config: d.path().join("sshd_config"),
         sshd_dropin_dir: d.path().join("sshd_config.d"),
         ..AgentConfig::default()
     };
-    assert!(apply(&cfg, &desired("nobody")).unwrap_err().contains("does not exist"));
-    assert!(apply(&cfg, &desired("ghost")).unwrap_err().contains("no home"));
-    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "only the passwd file: nothing written");
+    assert!(apply(&cfg, &desired("nobody"))
+        .unwrap_err()
+        .contains("does not exist"));
+    assert!(apply(&cfg, &desired("ghost"))
+        .unwrap_err()
+        .contains("no home"));
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "only the passwd file: nothing written"
+    );
 }
 
 /// A one-shot HTTP server answering `response` to the first request.

@@ -174,9 +174,11 @@ def test_a_binding_becomes_true_on_a_real_sshd(server, host):
         assert host.password_logs_in(), "detach turns password login on again"
         assert host.key_logs_in(hand)
 
-        # An edit by hand of the managed section is drift.
-        tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="second", instance_ids=ids_json([iid])))
-        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        # An edit by hand of the managed section is drift. (This time through the Volcengine SDK.)
+        v = volc(server, region=R)
+        v.attach_key_pair(ve.AttachKeyPairRequest(key_pair_name="second", instance_ids=[iid]))
+        wait_state(server, iid, "pending_restart")
+        v.reboot_instance(ve.RebootInstanceRequest(instance_id=iid))
         wait_state(server, iid, "applied")
         text = host.authorized_keys().replace(line2.split()[1], line1.split()[1])
         with open(f"{host.home}/.ssh/authorized_keys", "w") as f:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a Debian machine, installing what the tests need first:
-# Debian packages (OpenSSH client and server, sshpass, Python venv, Node), the official SDKs in
+# Debian packages (OpenSSH client and server, sshpass, Chromium, Python venv, Node), the official SDKs in
 # ./.venv and ./tests/node,
 # then format and lint checks, the Rust tests (unit, conformance, integration), the end-to-end tests
 # with the official SDKs against the real binary, and the shared contract check.
@@ -15,6 +15,7 @@ need=()
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v sshpass >/dev/null || need+=(sshpass)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v cc >/dev/null || need+=(build-essential)
@@ -48,7 +49,7 @@ export KEYPLANE_BIN="$root/target/debug/keyplane"
 step "end-to-end: official Python SDKs"
 .venv/bin/python -m pytest -q tests/e2e
 
-step "end-to-end: official Node SDK"
+step "end-to-end: official Node SDK, and the console in headless Chromium"
 (cd tests/node && node --test)
 
 step "contract check (SPEC section 11)"

@@ -25,6 +25,15 @@ async fn caller(
     key: keyplane_store::AccessKeyRecord,
     req: &WireRequest,
 ) -> Result<Caller, AuthError> {
+    caller_for(state, key, req.peer).await
+}
+
+/// The caller acting as `key` (the console builds one for a signed-in session).
+pub async fn caller_for(
+    state: &AppState,
+    key: keyplane_store::AccessKeyRecord,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Caller, AuthError> {
     let (principal, policies) = match key.user_name {
         None => (crate::authz::Principal::Root, Vec::new()),
         Some(user) => {
@@ -50,7 +59,7 @@ async fn caller(
         account_id: key.account_id,
         access_key_id: key.id,
         principal,
-        source_ip: req.peer.map(|p| p.ip()),
+        source_ip: peer.map(|p| p.ip()),
         policies,
     })
 }

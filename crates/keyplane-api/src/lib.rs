@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod config;
+pub mod console;
 pub mod idempotency;
 pub mod native;
 pub mod nonces;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub nonces: nonces::NonceCache,
     pub throttle: throttle::Throttle,
     pub agents: agent_api::AgentHub,
+    pub sessions: console::Sessions,
 }
 
 /// Which vendor dialect a request speaks (SPEC section 11): from `x-acs-version`, the signature
@@ -96,6 +98,7 @@ pub async fn serve(
         nonces,
         throttle,
         agents: agent_api::AgentHub::default(),
+        sessions: console::Sessions::default(),
     });
     let background = spawn_background(state.clone());
     let app = router(state.clone());
@@ -115,6 +118,18 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/", get(vendor_api).post(vendor_api))
+        .route("/console", get(console::index))
+        .route("/console/", get(console::index))
+        .route("/console/app.js", get(console::app_js))
+        .route("/console/app.css", get(console::app_css))
+        .route("/console/favicon.svg", get(console::favicon))
+        .route("/favicon.ico", get(console::favicon))
+        .route(
+            "/api/v1/session",
+            get(console::current)
+                .post(console::sign_in)
+                .delete(console::sign_out),
+        )
         .route("/api/v1/{*rest}", get(native::handle).post(native::handle))
         .route(
             "/agent/v1/register",

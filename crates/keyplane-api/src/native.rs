@@ -10,6 +10,8 @@
 //!   an Allow for `keyplane:DescribeAuditRecords`.
 //! - `POST /api/v1/registration-tokens?Region=&Zone=&Name=`: a one-time token for `keyplane agent`
 //!   (`keyplane:CreateRegistrationToken`); answers `{"Token"}`, shown once.
+//! - `POST /api/v1/ecs/{Action}` (form body): an Alibaba ECS action for the console's session,
+//!   with the same RAM checks and audit as a signed call.
 //! - `GET /api/v1/instances?RegionId=&InstanceId=`: instances with their binding state
 //!   (`none`, `pending_restart`, `applied`, `failed` with the reason, `drifted`).
 
@@ -39,11 +41,32 @@ pub async fn handle(
         Ok(w) => w,
         Err(e) => return render::error(&e.into(), &request_id, host, Format::Json),
     };
-    let caller = match auth::alibaba(&state, &wire).await {
-        Ok(c) => c,
-        Err(e) => return render::error(&AliError::from(e), &request_id, host, Format::Json),
+    // A browser session (the console) or a signed call (the CLI and tools).
+    let mutating = wire.method != "GET";
+    let session =
+        crate::console::session_caller(&state, &session_headers(&wire), wire.peer, mutating).await;
+    let caller = match session {
+        Some(Ok(c)) => c,
+        Some(Err(response)) => return response,
+        None => match auth::alibaba(&state, &wire).await {
+            Ok(c) => c,
+            Err(e) => return render::error(&AliError::from(e), &request_id, host, Format::Json),
+        },
     };
     let p = Params::new(&wire.query, &wire.form);
+    if let Some(action) = wire.path.strip_prefix("/api/v1/ecs/") {
+        if wire.method != "POST" {
+            return render::error(
+                &CoreError::invalid("method", "Use POST.").into(),
+                &request_id,
+                host,
+                Format::Json,
+            );
+        }
+        let mut params = wire.query.clone();
+        params.extend(wire.form.iter().cloned());
+        return crate::aliyun::console_call(&state, &caller, action, &params).await;
+    }
     let result = match (wire.method.as_str(), wire.path.as_str()) {
         ("POST", "/api/v1/accounts") => create_account(&state, &caller, &p).await,
         ("GET", "/api/v1/accounts") => list_accounts(&state, &caller).await,
@@ -59,6 +82,19 @@ pub async fn handle(
         Ok(body) => render::success("Native", &request_id, body, Format::Json),
         Err(e) => render::error(&AliError::from(e), &request_id, host, Format::Json),
     }
+}
+
+fn session_headers(wire: &WireRequest) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    for (k, v) in &wire.headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(k.as_bytes()),
+            axum::http::HeaderValue::from_str(v),
+        ) {
+            h.append(name, value);
+        }
+    }
+    h
 }
 
 /// The bootstrap account's root administers the server.
@@ -274,7 +310,8 @@ async fn instances(
                 "Provider": i.provider.as_str(),
                 "Status": i.status.as_str(),
                 "OsType": i.os_type.as_str(),
-                "OsName": i.os_name,
+                // The catalog's English name for images (the vendor dialect keeps the Chinese OSName).
+                "OsName": keyplane_core::catalog::image(&i.image_id).map(|im| im.name).unwrap_or(&i.os_name),
                 "LoginUser": i.login_user,
                 "KeyPairName": i.key_pair_name.clone().unwrap_or_default(),
                 "BindingState": i.binding.state.as_str(),

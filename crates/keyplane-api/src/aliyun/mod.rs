@@ -95,6 +95,33 @@ pub async fn handle(
     response
 }
 
+/// An action on behalf of a console session: the same checks, dispatch and audit as a signed call.
+pub async fn console_call(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    query: &[(String, String)],
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let ctx = Ctx {
+        state,
+        caller,
+        p: Params::new(query, &[]),
+    };
+    let call = audit::Call {
+        dialect: "console",
+        action,
+        mutating: MUTATING.contains(&action),
+        caller,
+        region: ctx.p.opt("RegionId"),
+        request_id: &request_id,
+        params: &ctx.p,
+    };
+    let (response, result) = answer(&ctx, action, &request_id, "console", Format::Json).await;
+    audit::record(state, &call, &result, response.status().as_u16()).await;
+    response
+}
+
 /// The response to an authenticated call, and its result code for the audit log.
 async fn answer(
     ctx: &Ctx<'_>,

@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// Burst size of the throttle.
     #[arg(long, env = "KEYPLANE_THROTTLE_BURST", default_value_t = 2000)]
     throttle_burst: u32,
+    /// SQLite durability: `full` (every commit fsynced: survives a power cut) or `normal` (survives
+    /// a crash of the process; a power cut can lose the last commits).
+    #[arg(long, env = "KEYPLANE_SQLITE_SYNCHRONOUS", default_value = "full", value_parser = ["full", "normal"])]
+    sqlite_synchronous: String,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "KEYPLANE_LOG_JSON")]
     log_json: bool,
@@ -61,9 +65,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     init_logging(args.log_json);
     let path = sqlite_path(&args.db)?;
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(path.to_str().context("database path is not UTF-8")?)
-            .await
-            .with_context(|| format!("opening {}", path.display()))?,
+        SqliteStore::open_with(
+            path.to_str().context("database path is not UTF-8")?,
+            args.sqlite_synchronous == "full",
+        )
+        .await
+        .with_context(|| format!("opening {}", path.display()))?,
     );
     let server_key = load_server_key(&path)?;
     let account = bootstrap(store.as_ref(), &path, &server_key).await?;

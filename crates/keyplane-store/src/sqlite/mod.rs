@@ -37,8 +37,16 @@ pub(crate) fn db(e: sqlx::Error) -> CoreError {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path` and runs the migrations.
+    /// Opens (creating if needed) the database file at `path` and runs the migrations, with
+    /// `synchronous=FULL`.
     pub async fn open(path: &str) -> Result<Self> {
+        Self::open_with(path, true).await
+    }
+
+    /// As [`SqliteStore::open`]; `full_sync` false uses `synchronous=NORMAL`: in WAL mode a commit
+    /// then survives a crash of the process but not of the machine (a power cut can lose the last
+    /// commits, never corrupt the file).
+    pub async fn open_with(path: &str, full_sync: bool) -> Result<Self> {
         if let Some(dir) = std::path::Path::new(path).parent() {
             if !dir.as_os_str().is_empty() && !dir.exists() {
                 // The database holds AccessKeys: only its owner may enter the directory.
@@ -55,7 +63,11 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: an acknowledged call survives a power cut, not only a process crash.
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(if full_sync {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new()

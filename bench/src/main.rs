@@ -1,0 +1,41 @@
+//! `keyplane-bench`: starts a release `keyplane serve` on a fresh SQLite store, loads it, and drives
+//! each scenario of docs/BENCHMARKS.md with a load generator that signs every request as the SDKs do
+//! (Alibaba V3, V1, Volcengine), over kept-alive connections. It prints one line per scenario:
+//! throughput and latency percentiles. No pass/fail: the numbers go into docs/BENCHMARKS.md.
+
+mod load;
+mod scenarios;
+
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    /// The keyplane binary to measure (build it with `cargo build --release`).
+    #[arg(long, default_value = "target/release/keyplane")]
+    keyplane: String,
+    /// Seconds per scenario.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Instances in the big store (0 skips the big-store scenarios).
+    #[arg(long, default_value_t = 1_000_000)]
+    big_instances: usize,
+    /// A moto server to compare with (e.g. http://127.0.0.1:5000); skipped when absent.
+    #[arg(long)]
+    moto: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    scenarios::run_all(
+        &args.keyplane,
+        args.seconds,
+        args.concurrency,
+        args.big_instances,
+        args.moto.as_deref(),
+    )
+    .await
+}

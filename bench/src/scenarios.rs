@@ -1,0 +1,450 @@
+//! The scenarios of docs/BENCHMARKS.md, in the order they are printed.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keyplane_sig::SecretKey;
+use keyplane_store::{sqlite::SqliteStore, BindOp, Store};
+use serde_json::Value;
+
+use crate::load::{run, Signer};
+
+const AK: &str = "LTAI5tBenchmark000001";
+const SK: &str = "benchmark-secret";
+const REGION: &str = "cn-hangzhou";
+const LINUX: &str = "aliyun_3_x64_20G_alibase_20240819.vhd";
+
+fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    signer: Signer,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start(bin: &str, db: &str) -> anyhow::Result<Server> {
+    start_with(bin, db, "full").await
+}
+
+async fn start_with(bin: &str, db: &str, sync: &str) -> anyhow::Result<Server> {
+    let port = free_port();
+    let child = Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+            &format!("sqlite://{db}"),
+            "--throttle-per-second",
+            "0",
+            "--sqlite-synchronous",
+            sync,
+        ])
+        .env("KEYPLANE_ROOT_ACCESS_KEY_ID", AK)
+        .env("KEYPLANE_ROOT_ACCESS_KEY_SECRET", SK)
+        .env("KEYPLANE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if reqwest::get(format!("{base}/healthz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            let signer = Signer {
+                base,
+                host: format!("127.0.0.1:{port}"),
+                ak: AK.into(),
+                secret: SecretKey::new(SK),
+            };
+            return Ok(Server { child, signer });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("keyplane did not start")
+}
+
+async fn call(s: &Signer, action: &str, params: &[(String, String)]) -> anyhow::Result<Value> {
+    let req = s.v3(action, params);
+    let mut b = reqwest::Client::new().post(&req.url);
+    for (k, v) in &req.headers {
+        b = b.header(k, v);
+    }
+    let r = b.send().await?;
+    let status = r.status();
+    let v: Value = serde_json::from_str(&r.text().await?)?;
+    anyhow::ensure!(status.is_success(), "{action}: {v}");
+    Ok(v)
+}
+
+/// 1,000 instances in 20 groups of 50, and the key pair `bench-kp`.
+async fn seed(s: &Signer) -> anyhow::Result<Vec<Vec<String>>> {
+    let key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f bench";
+    call(
+        s,
+        "ImportKeyPair",
+        &p(&[
+            ("RegionId", REGION),
+            ("KeyPairName", "bench-kp"),
+            ("PublicKeyBody", key),
+        ]),
+    )
+    .await?;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let v = call(
+            s,
+            "RunInstances",
+            &p(&[
+                ("RegionId", REGION),
+                ("ImageId", LINUX),
+                ("InstanceType", "ecs.g7.large"),
+                ("Amount", "100"),
+            ]),
+        )
+        .await?;
+        ids.extend(
+            v["InstanceIdSets"]["InstanceIdSet"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_str().unwrap().to_string()),
+        );
+    }
+    Ok(ids.chunks(50).map(|c| c.to_vec()).collect())
+}
+
+fn line(name: &str, r: impl std::fmt::Display) {
+    println!("{name:<46} {r}");
+}
+
+async fn api_scenarios(s: &Signer, groups: &[Vec<String>], seconds: u64, c: usize, label: &str) {
+    let d = Duration::from_secs(seconds);
+    let sig = || Signer {
+        base: s.base.clone(),
+        host: s.host.clone(),
+        ak: s.ak.clone(),
+        secret: SecretKey::new(SK),
+    };
+    let g = sig();
+    line(
+        &format!("{label}DescribeKeyPairs (V3)"),
+        run(c, d, move |_, _| {
+            g.v3(
+                "DescribeKeyPairs",
+                &p(&[("RegionId", REGION), ("PageSize", "50")]),
+            )
+        })
+        .await,
+    );
+    let g = sig();
+    line(
+        &format!("{label}DescribeKeyPairs (Volcengine)"),
+        run(c, d, move |_, _| g.volc("DescribeKeyPairs", &[], REGION)).await,
+    );
+    let g = sig();
+    line(
+        &format!("{label}DescribeInstances, 100 per page (V1)"),
+        run(c, d, move |_, _| {
+            g.v1(
+                "DescribeInstances",
+                &p(&[("RegionId", REGION), ("PageSize", "100")]),
+            )
+        })
+        .await,
+    );
+    let (g, groups2) = (sig(), groups.to_vec());
+    line(
+        &format!("{label}AttachKeyPair, 50 instances (V3)"),
+        run(c, d, move |w, i| {
+            let ids = serde_json::to_string(&groups2[(w + i) % groups2.len()]).unwrap();
+            g.v3(
+                "AttachKeyPair",
+                &p(&[
+                    ("RegionId", REGION),
+                    ("KeyPairName", "bench-kp"),
+                    ("InstanceIds", &ids),
+                ]),
+            )
+        })
+        .await,
+    );
+    let (g, groups2) = (sig(), groups.to_vec());
+    line(
+        &format!("{label}DetachKeyPair, 50 instances (V3)"),
+        run(c, d, move |w, i| {
+            let ids = serde_json::to_string(&groups2[(w + i) % groups2.len()]).unwrap();
+            g.v3(
+                "DetachKeyPair",
+                &p(&[
+                    ("RegionId", REGION),
+                    ("KeyPairName", "bench-kp"),
+                    ("InstanceIds", &ids),
+                ]),
+            )
+        })
+        .await,
+    );
+}
+
+async fn ceiling(seconds: u64, c: usize) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().route("/", axum::routing::post(|| async { "{}" }));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = format!("http://{addr}");
+    line(
+        "ceiling: trivial HTTP handler, same generator",
+        run(c, Duration::from_secs(seconds), move |_, _| {
+            crate::load::Req {
+                url: format!("{base}/"),
+                headers: vec![],
+            }
+        })
+        .await,
+    );
+    server.abort();
+    Ok(())
+}
+
+/// The store's own transaction rate for the same write (a 50-instance bind), no HTTP.
+async fn raw_store(db: &str, seconds: u64) -> anyhow::Result<()> {
+    let store = SqliteStore::open(db).await?;
+    let account = store.default_account().await?.unwrap();
+    let kp = store
+        .key_pair_by_name(&account, REGION, "bench-kp")
+        .await?
+        .unwrap();
+    let listing = store
+        .list_instances(
+            &keyplane_store::InstanceFilter {
+                account_id: account.clone(),
+                region_id: REGION.into(),
+                ..Default::default()
+            },
+            keyplane_store::Page::Offset {
+                offset: 0,
+                limit: 1000,
+            },
+        )
+        .await?;
+    let ids: Vec<String> = listing.items.iter().map(|i| i.id.clone()).collect();
+    let groups: Vec<&[String]> = ids.chunks(50).collect();
+    let (start, mut n) = (Instant::now(), 0usize);
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let op = if n % 2 == 0 {
+            BindOp::Attach
+        } else {
+            BindOp::Detach
+        };
+        store
+            .bind(&account, REGION, &kp, groups[n % groups.len()], op)
+            .await?;
+        n += 1;
+    }
+    line(
+        "ceiling: store.bind(50 instances), one writer",
+        format!(
+            "{:>9.0} transactions/s",
+            n as f64 / start.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+/// Grows the store with rows of other accounts: `instances` instances and 100,000 key pairs.
+async fn load_big(db: &str, instances: usize) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{db}")).await?;
+    let mut tx = pool.begin().await?;
+    let accounts = 200;
+    for a in 0..accounts {
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES (?, 'filler', '2026-01-01T00:00:00.000000Z')")
+            .bind(format!("9{a:015}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    for k in 0..100_000usize {
+        sqlx::query(
+            "INSERT INTO key_pairs (id, account_id, region_id, name, public_key, fingerprint_sha256, fingerprint_md5, created_at) \
+             VALUES (?, ?, 'cn-hangzhou', ?, 'ssh-ed25519 AAAA', ?, ?, '2026-01-01T00:00:00.000000Z')",
+        )
+        .bind(format!("kp-filler{k:012}"))
+        .bind(format!("9{:015}", k % accounts))
+        .bind(format!("filler-{k}"))
+        .bind(format!("SHA256:filler{k}"))
+        .bind(format!("00:{k:08}"))
+        .execute(&mut *tx)
+        .await?;
+    }
+    for i in 0..instances {
+        sqlx::query(
+            "INSERT INTO instances (id, account_id, region_id, zone_id, name, host_name, image_id, instance_type, os_type, os_name, \
+             status, io_optimized, agent_installed, login_user, provider, has_password, created_at, desired_password_login, \
+             effective_password_login, binding_state) VALUES (?, ?, 'cn-hangzhou', 'cn-hangzhou-h', 'filler', 'filler', ?, 't', \
+             'linux', 'Linux', 'Running', 1, 1, 'root', 'sim', 0, '2026-01-01T00:00:00.000000Z', 1, 1, 'none')",
+        )
+        .bind(format!("i-filler{i:013}"))
+        .bind(format!("9{:015}", i % accounts))
+        .bind(LINUX)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    println!(
+        "loaded {instances} instances and 100000 key pairs of 200 other accounts in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub async fn run_all(
+    bin: &str,
+    seconds: u64,
+    c: usize,
+    big: usize,
+    moto: Option<&str>,
+) -> anyhow::Result<()> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "keyplane-bench {} · {} cores · {} · {}s per scenario · {} connections",
+        chrono::Utc::now().format("%Y-%m-%d"),
+        std::thread::available_parallelism()?.get(),
+        cpu,
+        seconds,
+        c
+    );
+    ceiling(seconds, c).await?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("bench.db").to_string_lossy().to_string();
+    let groups = {
+        let server = start(bin, &db).await?;
+        let groups = seed(&server.signer).await?;
+        api_scenarios(&server.signer, &groups, seconds, c, "").await;
+        let s = &server.signer;
+        let g = Signer {
+            base: s.base.clone(),
+            host: s.host.clone(),
+            ak: s.ak.clone(),
+            secret: SecretKey::new(SK),
+        };
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f bench";
+        line(
+            "ImportKeyPair / DeleteKeyPairs alternating (V3)",
+            run(c, Duration::from_secs(seconds), move |w, i| {
+                let name = format!("imp-{w}-{}", i / 2);
+                if i % 2 == 0 {
+                    g.v3(
+                        "ImportKeyPair",
+                        &p(&[
+                            ("RegionId", REGION),
+                            ("KeyPairName", &name),
+                            ("PublicKeyBody", key),
+                        ]),
+                    )
+                } else {
+                    g.v3(
+                        "DeleteKeyPairs",
+                        &p(&[
+                            ("RegionId", REGION),
+                            ("KeyPairNames", &format!("[\"{name}\"]")),
+                        ]),
+                    )
+                }
+            })
+            .await,
+        );
+        if let Some(m) = moto {
+            crate::scenarios::moto(m, s, seconds, c).await;
+        }
+        groups
+    };
+    {
+        // The same writes without an fsync per commit, to show what durability costs.
+        let server = start_with(bin, &db, "normal").await?;
+        let s = &server.signer;
+        let (g, groups2) = (
+            Signer {
+                base: s.base.clone(),
+                host: s.host.clone(),
+                ak: s.ak.clone(),
+                secret: SecretKey::new(SK),
+            },
+            groups.clone(),
+        );
+        line(
+            "AttachKeyPair, 50 instances, synchronous=NORMAL",
+            run(c, Duration::from_secs(seconds), move |w, i| {
+                let ids = serde_json::to_string(&groups2[(w + i) % groups2.len()]).unwrap();
+                g.v3(
+                    "AttachKeyPair",
+                    &p(&[
+                        ("RegionId", REGION),
+                        ("KeyPairName", "bench-kp"),
+                        ("InstanceIds", &ids),
+                    ]),
+                )
+            })
+            .await,
+        );
+    }
+    raw_store(&db, seconds).await?;
+    if big > 0 {
+        load_big(&db, big).await?;
+        let server = start(bin, &db).await?;
+        api_scenarios(&server.signer, &groups, seconds, c, "big store: ").await;
+    }
+    Ok(())
+}
+
+/// The calls moto's EC2 server and keyplane both have, with the same generator.
+pub async fn moto(base: &str, s: &Signer, seconds: u64, c: usize) {
+    let d = Duration::from_secs(seconds);
+    let m = base.to_string();
+    line(
+        "moto: DescribeKeyPairs (EC2 query API)",
+        run(c, d, move |_, _| crate::load::Req { url: format!("{m}/?Action=DescribeKeyPairs&Version=2016-11-15"), headers: vec![("authorization".into(), "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0".into())] }).await,
+    );
+    let g = Signer {
+        base: s.base.clone(),
+        host: s.host.clone(),
+        ak: s.ak.clone(),
+        secret: SecretKey::new(SK),
+    };
+    line(
+        "keyplane: DescribeKeyPairs (V3), same run",
+        run(c, d, move |_, _| {
+            g.v3("DescribeKeyPairs", &p(&[("RegionId", REGION)]))
+        })
+        .await,
+    );
+}

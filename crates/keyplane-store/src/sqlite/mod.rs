@@ -270,6 +270,44 @@ fn push_page(qb: &mut QueryBuilder<'_, Sqlite>, page: Page) -> u64 {
     }
 }
 
+/// Writes the desired side of many bindings with one UPDATE per group of instances that end with
+/// the same values (a batch is usually one or two groups): the per-statement cost, not the disk,
+/// is what limits a 50-instance AttachKeyPair on SQLite (docs/BENCHMARKS.md).
+async fn write_desired_bindings(tx: &mut Transaction<'static, Sqlite>, items: &[Instance]) -> Result<()> {
+    type Key<'a> = (&'a Option<String>, &'a Option<String>, bool, &'static str, &'a Option<String>);
+    let mut groups: Vec<(Key<'_>, Vec<&str>)> = Vec::new();
+    for i in items {
+        let key: Key<'_> = (
+            &i.binding.desired_key_pair_id,
+            &i.key_pair_name,
+            i.binding.desired_password_login,
+            i.binding.state.as_str(),
+            &i.binding.error,
+        );
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, ids)) => ids.push(&i.id),
+            None => groups.push((key, vec![&i.id])),
+        }
+    }
+    for ((kp, name, password, state, error), ids) in groups {
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE instances SET key_pair_id = ");
+        qb.push_bind(kp.clone())
+            .push(", key_pair_name = ")
+            .push_bind(name.clone())
+            .push(", desired_password_login = ")
+            .push_bind(password)
+            .push(", binding_state = ")
+            .push_bind(state)
+            .push(", binding_error = ")
+            .push_bind(error.clone())
+            .push(" WHERE 1");
+        let ids: Vec<String> = ids.into_iter().map(str::to_string).collect();
+        push_in(&mut qb, "id", &ids);
+        qb.build().execute(&mut **tx).await.map_err(db)?;
+    }
+    Ok(())
+}
+
 pub(super) async fn write_binding(
     tx: &mut Transaction<'static, Sqlite>,
     i: &Instance,
@@ -925,6 +963,7 @@ impl Store for SqliteStore {
             found.insert(i.id.clone(), i);
         }
         let mut outcomes = Vec::with_capacity(instance_ids.len());
+        let mut changed: Vec<Instance> = Vec::new();
         for id in instance_ids {
             let Some(mut inst) = found.remove(id).filter(|i| i.region_id == region) else {
                 outcomes.push((id.clone(), Err(InstanceFailure::NotFound)));
@@ -938,6 +977,7 @@ impl Store for SqliteStore {
                 BindOp::Attach => {
                     inst.binding.bind(&key_pair.id);
                     inst.key_pair_name = Some(key_pair.name.clone());
+                    changed.push(inst);
                 }
                 // Detaching a key pair the instance does not have changes nothing.
                 BindOp::Detach
@@ -945,12 +985,13 @@ impl Store for SqliteStore {
                 {
                     inst.binding.unbind();
                     inst.key_pair_name = None;
+                    changed.push(inst);
                 }
                 BindOp::Detach => {}
             }
-            write_binding(&mut tx, &inst).await?;
             outcomes.push((id.clone(), Ok(())));
         }
+        write_desired_bindings(&mut tx, &changed).await?;
         tx.commit().await.map_err(db)?;
         Ok(outcomes)
     }

@@ -261,7 +261,7 @@ async fn raw_store(db: &str, seconds: u64) -> anyhow::Result<()> {
             BindOp::Detach
         };
         store
-            .bind(&account, REGION, &kp, groups[n % groups.len()], op)
+            .bind(&account, REGION, &kp, groups[n % groups.len()], op, None)
             .await?;
         n += 1;
     }

@@ -24,6 +24,8 @@ pub struct Call<'a> {
     pub region: Option<&'a str>,
     pub request_id: &'a str,
     pub params: &'a Params<'a>,
+    /// Set when the call's own transaction wrote its record (AttachKeyPair, DetachKeyPair).
+    pub recorded: &'a std::sync::atomic::AtomicBool,
 }
 
 /// The ARNs a call names: key pairs and instances, by every parameter spelling of both dialects.
@@ -63,13 +65,9 @@ pub fn resources(call: &Call<'_>) -> Vec<String> {
     out
 }
 
-/// Records the call if it changes something or was denied. A failure to write is logged: the
-/// response has already been decided.
-pub async fn record(state: &AppState, call: &Call<'_>, result: &str, status: u16) {
-    if !call.mutating && !DENIALS.contains(&result) {
-        return;
-    }
-    let rec = AuditRecord {
+/// The record of a call with its result.
+pub fn build(call: &Call<'_>, result: &str, status: u16) -> AuditRecord {
+    AuditRecord {
         seq: 0,
         at: keyplane_core::model::now(),
         account_id: call.caller.account_id.clone(),
@@ -91,8 +89,19 @@ pub async fn record(state: &AppState, call: &Call<'_>, result: &str, status: u16
             .get("ClientToken")
             .unwrap_or_default()
             .to_string(),
-    };
-    if let Err(e) = state.store.append_audit(&rec).await {
+    }
+}
+
+/// Records the call if it changes something or was denied, unless its own transaction already
+/// did. A failure to write is logged: the response has already been decided.
+pub async fn record(state: &AppState, call: &Call<'_>, result: &str, status: u16) {
+    if !call.mutating && !DENIALS.contains(&result) {
+        return;
+    }
+    if result == "OK" && call.recorded.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = state.store.append_audit(&build(call, result, status)).await {
         tracing::error!(error = %e, request_id = call.request_id, "writing the audit record failed");
     }
 }

@@ -116,15 +116,30 @@ pub const FILTER_SCAN_LIMIT: u64 = 100_000;
 
 /// Attach/detach with per-instance authorization: instances the caller may not touch fail as
 /// `Forbidden` in the results and are left out of the batch; the rest go through in one transaction.
+/// One attach or detach batch.
+pub struct Batch<'a> {
+    pub action: &'a str,
+    pub region: &'a str,
+    pub key_pair: &'a KeyPair,
+    pub ids: &'a [String],
+    pub op: BindOp,
+    /// The call's audit record, written in the batch's own transaction.
+    pub audit: Option<&'a keyplane_store::AuditRecord>,
+}
+
 pub async fn bind_allowed(
     state: &AppState,
     caller: &Caller,
-    action: &str,
-    region: &str,
-    key_pair: &KeyPair,
-    ids: &[String],
-    op: BindOp,
+    batch: Batch<'_>,
 ) -> Result<Vec<InstanceOutcome>, CoreError> {
+    let Batch {
+        action,
+        region,
+        key_pair,
+        ids,
+        op,
+        audit,
+    } = batch;
     let (allowed, denied): (Vec<&String>, Vec<&String>) = ids
         .iter()
         .partition(|id| caller.allowed(action, &caller.instance_arn(region, id)));
@@ -134,7 +149,7 @@ pub async fn bind_allowed(
     } else {
         state
             .store
-            .bind(&caller.account_id, region, key_pair, &allowed, op)
+            .bind(&caller.account_id, region, key_pair, &allowed, op, audit)
             .await?
     };
     state.agents.notify(allowed.iter().map(String::as_str));

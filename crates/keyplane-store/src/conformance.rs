@@ -287,7 +287,7 @@ pub async fn bindings(store: &dyn Store) {
         .chain(["i-doesnotexist".to_string()])
         .collect();
     let outcomes = store
-        .bind(&account, REGION, &kp, &ids, BindOp::Attach)
+        .bind(&account, REGION, &kp, &ids, BindOp::Attach, None)
         .await
         .unwrap();
     let results: Vec<_> = outcomes.iter().map(|(_, r)| *r).collect();
@@ -374,6 +374,7 @@ pub async fn bindings(store: &dyn Store) {
             &kp,
             std::slice::from_ref(&running.id),
             BindOp::Detach,
+            None,
         )
         .await
         .unwrap();

@@ -352,8 +352,8 @@ pub trait Store: Send + Sync + 'static {
         filter: &InstanceFilter,
         page: Page,
     ) -> Result<Listing<Instance>>;
-    /// Applies attach or detach of `key_pair` to each instance in one transaction; instances that
-    /// fail a rule are reported and left unchanged.
+    /// Applies attach or detach of `key_pair` to each instance in one transaction, with the call's
+    /// audit record when given; instances that fail a rule are reported and left unchanged.
     async fn bind(
         &self,
         account: &str,
@@ -361,6 +361,7 @@ pub trait Store: Send + Sync + 'static {
         key_pair: &KeyPair,
         instance_ids: &[String],
         op: BindOp,
+        audit: Option<&AuditRecord>,
     ) -> Result<Vec<InstanceOutcome>>;
     /// Starts a power operation. With `done_at` None it completes at once (a start or reboot then
     /// boots the instance); else the instance stays in its transitional status until

@@ -216,16 +216,33 @@ async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Body200, CoreError> {
         .key_pair_by_name(ctx.account(), region.id, name)
         .await?
         .ok_or_else(|| CoreError::KeyPairNotFound(name.to_string()))?;
+    // The record goes into the bind's own transaction (SPEC section 3).
+    let call = crate::audit::Call {
+        dialect: ctx.dialect,
+        action: action.trim_start_matches("ecs:"),
+        mutating: true,
+        caller: ctx.caller,
+        region: Some(region.id),
+        request_id: ctx.request_id,
+        params: &ctx.p,
+        recorded: &ctx.recorded,
+    };
+    let record = crate::audit::build(&call, "OK", 200);
     let outcomes = authz::bind_allowed(
         ctx.state,
         ctx.caller,
-        action,
-        region.id,
-        &key_pair,
-        &instance_ids,
-        op,
+        authz::Batch {
+            action,
+            region: region.id,
+            key_pair: &key_pair,
+            ids: &instance_ids,
+            op,
+            audit: Some(&record),
+        },
     )
     .await?;
+    ctx.recorded
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let fail_count = outcomes.iter().filter(|(_, r)| r.is_err()).count();
     let results: Vec<Value> = outcomes
         .iter()

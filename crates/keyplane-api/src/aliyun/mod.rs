@@ -32,6 +32,10 @@ pub struct Ctx<'a> {
     pub state: &'a AppState,
     pub caller: &'a Caller,
     pub p: Params<'a>,
+    pub request_id: &'a str,
+    pub dialect: &'static str,
+    /// Set by a handler whose own transaction wrote the audit record.
+    pub recorded: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx<'_> {
@@ -80,8 +84,12 @@ pub async fn handle(
         state,
         caller: &caller,
         p: Params::new(&wire.query, &wire.form),
+        request_id: &request_id,
+        dialect: "aliyun",
+        recorded: Default::default(),
     };
     let call = audit::Call {
+        recorded: &ctx.recorded,
         dialect: "aliyun",
         action,
         mutating: MUTATING.contains(&action),
@@ -107,8 +115,12 @@ pub async fn console_call(
         state,
         caller,
         p: Params::new(query, &[]),
+        request_id: &request_id,
+        dialect: "console",
+        recorded: Default::default(),
     };
     let call = audit::Call {
+        recorded: &ctx.recorded,
         dialect: "console",
         action,
         mutating: MUTATING.contains(&action),

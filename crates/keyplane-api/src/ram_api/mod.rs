@@ -76,8 +76,12 @@ pub async fn handle(
         state,
         caller: &caller,
         p: Params::new(&wire.query, &wire.form),
+        request_id: &request_id,
+        dialect: "ram",
+        recorded: Default::default(),
     };
     let call = audit::Call {
+        recorded: &ctx.recorded,
         dialect: "ram",
         action,
         mutating: !READS.contains(&action),

@@ -258,8 +258,32 @@ pub async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Output, CoreError> {
         BindOp::Detach => "ecs:DetachKeyPair",
     };
     let kp = resolve(ctx, action).await?;
-    let outcomes =
-        authz::bind_allowed(ctx.state, ctx.caller, action, ctx.region.id, &kp, &ids, op).await?;
+    let call = crate::audit::Call {
+        dialect: "volc",
+        action: action.trim_start_matches("ecs:"),
+        mutating: true,
+        caller: ctx.caller,
+        region: Some(ctx.region.id),
+        request_id: ctx.request_id,
+        params: &ctx.p,
+        recorded: &ctx.recorded,
+    };
+    let record = crate::audit::build(&call, "OK", 200);
+    let outcomes = authz::bind_allowed(
+        ctx.state,
+        ctx.caller,
+        authz::Batch {
+            action,
+            region: ctx.region.id,
+            key_pair: &kp,
+            ids: &ids,
+            op,
+            audit: Some(&record),
+        },
+    )
+    .await?;
+    ctx.recorded
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let details: Vec<Value> = outcomes
         .iter()
         .map(|(id, r)| match r {

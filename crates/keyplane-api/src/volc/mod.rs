@@ -32,6 +32,9 @@ pub struct Ctx<'a> {
     pub caller: &'a Caller,
     pub region: &'static Region,
     pub p: Params<'a>,
+    pub request_id: &'a str,
+    /// Set by a handler whose own transaction wrote the audit record.
+    pub recorded: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx<'_> {
@@ -169,8 +172,11 @@ pub async fn handle(state: &AppState, wire: Result<WireRequest, WireError>) -> R
         caller: &caller,
         region: region_def,
         p: Params::new(&wire.query, &wire.form),
+        request_id: &request_id,
+        recorded: Default::default(),
     };
     let call = audit::Call {
+        recorded: &ctx.recorded,
         dialect: "volc",
         action: &action,
         mutating: MUTATING.contains(&action.as_str()),

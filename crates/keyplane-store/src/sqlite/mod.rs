@@ -273,8 +273,17 @@ fn push_page(qb: &mut QueryBuilder<'_, Sqlite>, page: Page) -> u64 {
 /// Writes the desired side of many bindings with one UPDATE per group of instances that end with
 /// the same values (a batch is usually one or two groups): the per-statement cost, not the disk,
 /// is what limits a 50-instance AttachKeyPair on SQLite (docs/BENCHMARKS.md).
-async fn write_desired_bindings(tx: &mut Transaction<'static, Sqlite>, items: &[Instance]) -> Result<()> {
-    type Key<'a> = (&'a Option<String>, &'a Option<String>, bool, &'static str, &'a Option<String>);
+async fn write_desired_bindings(
+    tx: &mut Transaction<'static, Sqlite>,
+    items: &[Instance],
+) -> Result<()> {
+    type Key<'a> = (
+        &'a Option<String>,
+        &'a Option<String>,
+        bool,
+        &'static str,
+        &'a Option<String>,
+    );
     let mut groups: Vec<(Key<'_>, Vec<&str>)> = Vec::new();
     for i in items {
         let key: Key<'_> = (
@@ -951,6 +960,7 @@ impl Store for SqliteStore {
         key_pair: &KeyPair,
         instance_ids: &[String],
         op: BindOp,
+        audit: Option<&AuditRecord>,
     ) -> Result<Vec<InstanceOutcome>> {
         let mut tx = self.begin().await?;
         let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM instances WHERE account_id = ");
@@ -992,6 +1002,9 @@ impl Store for SqliteStore {
             outcomes.push((id.clone(), Ok(())));
         }
         write_desired_bindings(&mut tx, &changed).await?;
+        if let Some(a) = audit {
+            ram::insert_audit(&mut *tx, a).await?;
+        }
         tx.commit().await.map_err(db)?;
         Ok(outcomes)
     }

@@ -456,26 +456,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn append_audit_impl(&self, a: &AuditRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit (at, account_id, principal, access_key_id, source_ip, dialect, action, resources, \
-             result, status, request_id, client_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(ts(a.at))
-        .bind(&a.account_id)
-        .bind(&a.principal)
-        .bind(&a.access_key_id)
-        .bind(&a.source_ip)
-        .bind(&a.dialect)
-        .bind(&a.action)
-        .bind(serde_json::to_string(&a.resources).unwrap_or_else(|_| "[]".into()))
-        .bind(&a.result)
-        .bind(a.status as i64)
-        .bind(&a.request_id)
-        .bind(&a.client_token)
-        .execute(&self.writer)
-        .await
-        .map_err(db)?;
-        Ok(())
+        insert_audit(&self.writer, a).await
     }
 
     pub(super) async fn list_audit_impl(
@@ -521,4 +502,31 @@ impl SqliteStore {
             next_seq,
         })
     }
+}
+
+/// Appends an audit record through `executor`: the writer pool, or a transaction it belongs to.
+pub(super) async fn insert_audit<'e, E>(executor: E, a: &AuditRecord) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO audit (at, account_id, principal, access_key_id, source_ip, dialect, action, resources, \
+         result, status, request_id, client_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(ts(a.at))
+    .bind(&a.account_id)
+    .bind(&a.principal)
+    .bind(&a.access_key_id)
+    .bind(&a.source_ip)
+    .bind(&a.dialect)
+    .bind(&a.action)
+    .bind(serde_json::to_string(&a.resources).unwrap_or_else(|_| "[]".into()))
+    .bind(&a.result)
+    .bind(a.status as i64)
+    .bind(&a.request_id)
+    .bind(&a.client_token)
+    .execute(executor)
+    .await
+    .map_err(db)?;
+    Ok(())
 }

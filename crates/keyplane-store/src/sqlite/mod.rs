@@ -91,6 +91,35 @@ impl SqliteStore {
         self.writer.begin().await.map_err(db)
     }
 
+    /// `COUNT(*)` and one page of `table` under the filter `push_filter` writes.
+    async fn list_page<T>(
+        &self,
+        table: &str,
+        push_filter: impl Fn(&mut QueryBuilder<'_, Sqlite>),
+        from_row: fn(&sqlx::sqlite::SqliteRow) -> Result<T>,
+        page: Page,
+    ) -> Result<Listing<T>> {
+        let mut count = QueryBuilder::<Sqlite>::new(format!("SELECT COUNT(*) FROM {table}"));
+        push_filter(&mut count);
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db)?;
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT * FROM {table}"));
+        push_filter(&mut qb);
+        let limit = push_page(&mut qb, page);
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(db)?;
+        let mut seqs: Vec<i64> = rows.iter().map(|r| r.get("seq")).collect();
+        let mut items: Vec<T> = rows.iter().map(from_row).collect::<Result<_>>()?;
+        let next_seq = trim_keyset(&mut items, &mut seqs, page, limit);
+        Ok(Listing {
+            items,
+            total: total as u64,
+            next_seq,
+        })
+    }
+
     /// Tags of the given resources from `table` (`key_pair_tags` or `instance_tags`), by ID.
     async fn load_tags(
         &self,
@@ -631,26 +660,16 @@ impl Store for SqliteStore {
     }
 
     async fn list_key_pairs(&self, filter: &KeyPairFilter, page: Page) -> Result<Listing<KeyPair>> {
-        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM key_pairs");
-        push_key_pair_filter(&mut count, filter);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&self.reader)
-            .await
-            .map_err(db)?;
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM key_pairs");
-        push_key_pair_filter(&mut qb, filter);
-        let limit = push_page(&mut qb, page);
-        let rows = qb.build().fetch_all(&self.reader).await.map_err(db)?;
-        let mut seqs: Vec<i64> = rows.iter().map(|r| r.get("seq")).collect();
-        let mut items: Vec<KeyPair> = rows.iter().map(key_pair_from_row).collect::<Result<_>>()?;
-        let next_seq = trim_keyset(&mut items, &mut seqs, page, limit);
-        self.load_key_pair_tags(&mut items).await?;
-        Ok(Listing {
-            items,
-            total: total as u64,
-            next_seq,
-        })
+        let mut listing = self
+            .list_page(
+                "key_pairs",
+                |qb| push_key_pair_filter(qb, filter),
+                key_pair_from_row,
+                page,
+            )
+            .await?;
+        self.load_key_pair_tags(&mut listing.items).await?;
+        Ok(listing)
     }
 
     async fn delete_key_pairs(&self, account: &str, region: &str, names: &[String]) -> Result<()> {
@@ -931,26 +950,16 @@ impl Store for SqliteStore {
         filter: &InstanceFilter,
         page: Page,
     ) -> Result<Listing<Instance>> {
-        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM instances");
-        push_instance_filter(&mut count, filter);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&self.reader)
-            .await
-            .map_err(db)?;
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM instances");
-        push_instance_filter(&mut qb, filter);
-        let limit = push_page(&mut qb, page);
-        let rows = qb.build().fetch_all(&self.reader).await.map_err(db)?;
-        let mut seqs: Vec<i64> = rows.iter().map(|r| r.get("seq")).collect();
-        let mut items: Vec<Instance> = rows.iter().map(instance_from_row).collect::<Result<_>>()?;
-        let next_seq = trim_keyset(&mut items, &mut seqs, page, limit);
-        self.load_instance_tags(&mut items).await?;
-        Ok(Listing {
-            items,
-            total: total as u64,
-            next_seq,
-        })
+        let mut listing = self
+            .list_page(
+                "instances",
+                |qb| push_instance_filter(qb, filter),
+                instance_from_row,
+                page,
+            )
+            .await?;
+        self.load_instance_tags(&mut listing.items).await?;
+        Ok(listing)
     }
 
     async fn bind(

@@ -482,25 +482,7 @@ impl SqliteStore {
                 qb.push(" AND at >= ").push_bind(ts(t));
             }
         };
-        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM audit");
-        filter(&mut count);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&self.reader)
-            .await
-            .map_err(db)?;
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM audit");
-        filter(&mut qb);
-        let limit = super::push_page(&mut qb, page);
-        let rows = qb.build().fetch_all(&self.reader).await.map_err(db)?;
-        let mut seqs: Vec<i64> = rows.iter().map(|r| r.get("seq")).collect();
-        let mut items: Vec<AuditRecord> = rows.iter().map(audit_from_row).collect::<Result<_>>()?;
-        let next_seq = super::trim_keyset(&mut items, &mut seqs, page, limit);
-        Ok(Listing {
-            items,
-            total: total as u64,
-            next_seq,
-        })
+        self.list_page("audit", filter, audit_from_row, page).await
     }
 }
 

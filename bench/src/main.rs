@@ -3,6 +3,7 @@
 //! (Alibaba V3, V1, Volcengine), over kept-alive connections. It prints one line per scenario:
 //! throughput and latency percentiles. No pass/fail: the numbers go into docs/BENCHMARKS.md.
 
+mod agents;
 mod load;
 mod scenarios;
 
@@ -22,6 +23,9 @@ struct Args {
     /// Instances in the big store (0 skips the big-store scenarios).
     #[arg(long, default_value_t = 1_000_000)]
     big_instances: usize,
+    /// Simulated agents long-polling (0 skips the scenario).
+    #[arg(long, default_value_t = 10_000)]
+    agents: usize,
     /// A moto server to compare with (e.g. http://127.0.0.1:5000); skipped when absent.
     #[arg(long)]
     moto: Option<String>,
@@ -35,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         args.seconds,
         args.concurrency,
         args.big_instances,
+        args.agents,
         args.moto.as_deref(),
     )
     .await

@@ -326,6 +326,7 @@ pub async fn run_all(
     seconds: u64,
     c: usize,
     big: usize,
+    agents: usize,
     moto: Option<&str>,
 ) -> anyhow::Result<()> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")?
@@ -418,6 +419,16 @@ pub async fn run_all(
         );
     }
     raw_store(&db, seconds).await?;
+    if agents > 0 {
+        let account = SqliteStore::open(&db)
+            .await?
+            .default_account()
+            .await?
+            .unwrap_or_default();
+        let tokens = crate::agents::tokens(&db, &account, agents).await?;
+        let server = start(bin, &db).await?;
+        crate::agents::run(&server.signer, server.child.id(), tokens, 200).await?;
+    }
     if big > 0 {
         load_big(&db, big).await?;
         let server = start(bin, &db).await?;

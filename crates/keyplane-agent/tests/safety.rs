@@ -80,3 +80,57 @@ async fn malformed_or_oversized_answers_are_ignored() {
         assert!(err.contains("ignored"), "{what}: {err}");
     }
 }
+
+#[test]
+fn password_login_is_never_touched_when_the_key_cannot_be_put_in_place() {
+    use std::os::unix::fs::MetadataExt;
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let secret = d.path().join("shadow");
+    std::fs::write(&secret, "root:hash\n").unwrap();
+    // authorized_keys is a symlink to a sensitive file: the key cannot be put in place.
+    std::os::unix::fs::symlink(&secret, home.join(".ssh/authorized_keys")).unwrap();
+    let m = std::fs::metadata(&home).unwrap();
+    let passwd = d.path().join("passwd");
+    std::fs::write(
+        &passwd,
+        format!(
+            "alice:x:{}:{}::{}:/bin/sh\n",
+            m.uid(),
+            m.gid(),
+            home.display()
+        ),
+    )
+    .unwrap();
+    let dropins = d.path().join("sshd_config.d");
+    let sshd_config = d.path().join("sshd_config");
+    std::fs::write(
+        &sshd_config,
+        format!("Include {}/*.conf\n", dropins.display()),
+    )
+    .unwrap();
+    let cfg = AgentConfig {
+        passwd_file: passwd,
+        sshd_config: sshd_config.clone(),
+        sshd_dropin_dir: dropins.clone(),
+        sshd_bin: "/bin/false".into(),
+        reload_command: "false".into(),
+        ..AgentConfig::default()
+    };
+    let err = apply(&cfg, &desired("alice")).unwrap_err();
+    assert!(err.contains("symlink"), "{err}");
+    assert!(
+        !dropins.exists(),
+        "no sshd drop-in was written: password login stays as it was"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&sshd_config).unwrap(),
+        format!("Include {}/*.conf\n", dropins.display())
+    );
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "root:hash\n",
+        "never written through"
+    );
+}

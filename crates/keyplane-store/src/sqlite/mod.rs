@@ -36,6 +36,16 @@ pub(crate) fn db(e: sqlx::Error) -> CoreError {
     CoreError::Internal(format!("sqlite: {e}"))
 }
 
+/// The outcome of an INSERT whose unique constraint means "already exists": that becomes
+/// `exists`, any other failure an internal error.
+pub(crate) fn unique<T>(r: std::result::Result<T, sqlx::Error>, exists: CoreError) -> Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(exists),
+        Err(e) => Err(db(e)),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and runs the migrations, with
     /// `synchronous=FULL`.
@@ -609,12 +619,7 @@ impl Store for SqliteStore {
         .bind(ts(kp.created_at))
         .execute(&mut *tx)
         .await;
-        match inserted {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(CoreError::KeyPairAlreadyExists(kp.name.clone()))
-            }
-            other => other.map_err(db)?,
-        };
+        unique(inserted, CoreError::KeyPairAlreadyExists(kp.name.clone()))?;
         for t in &kp.tags {
             sqlx::query("INSERT INTO key_pair_tags (key_pair_id, key, value) VALUES (?, ?, ?)")
                 .bind(&kp.id)

@@ -5,7 +5,7 @@ use keyplane_core::CoreError;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{db, SqliteStore};
+use super::{db, unique, SqliteStore};
 use crate::{
     parse_ts, ts, AccessKeyInfo, AccessKeyRecord, AuditFilter, AuditRecord, Listing, Page,
     PolicyRecord, Result, User,
@@ -104,12 +104,7 @@ impl SqliteStore {
         .bind(ts(u.created_at))
         .execute(&self.writer)
         .await;
-        match r {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(CoreError::UserAlreadyExists(u.name.clone()))
-            }
-            other => other.map(|_| ()).map_err(db),
-        }
+        unique(r, CoreError::UserAlreadyExists(u.name.clone()))
     }
 
     pub(super) async fn user_impl(&self, account: &str, name: &str) -> Result<Option<User>> {
@@ -324,12 +319,7 @@ impl SqliteStore {
         .bind(ts(p.created_at))
         .execute(&self.writer)
         .await;
-        match r {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(CoreError::PolicyAlreadyExists(p.name.clone()))
-            }
-            other => other.map(|_| ()).map_err(db),
-        }
+        unique(r, CoreError::PolicyAlreadyExists(p.name.clone()))
     }
 
     pub(super) async fn policy_impl(
@@ -403,12 +393,7 @@ impl SqliteStore {
             .bind(ts(Utc::now()))
             .execute(&self.writer)
             .await;
-        match r {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(CoreError::PolicyAlreadyAttached(policy.to_string()))
-            }
-            other => other.map(|_| ()).map_err(db),
-        }
+        unique(r, CoreError::PolicyAlreadyAttached(policy.to_string()))
     }
 
     pub(super) async fn detach_policy_impl(

@@ -90,6 +90,9 @@ pub enum CoreError {
     InvalidPassword(String),
     #[error("dry run passed")]
     DryRunOperation,
+    /// The database is out of reach; nothing was written and the call may be retried.
+    #[error("the service is temporarily unavailable")]
+    ServiceUnavailable,
     #[error("internal error: {0}")]
     Internal(String),
 }

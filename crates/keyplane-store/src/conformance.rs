@@ -1,5 +1,5 @@
 //! The story every backend must pass: the same calls, the same results. Backends run it from their
-//! own tests (`tests/sqlite.rs`); a PostgreSQL backend runs the very same functions.
+//! own tests (`tests/sqlite.rs`, `tests/postgres.rs`) through `tests/common/mod.rs`.
 
 use chrono::Utc;
 use keyplane_core::binding::{Binding, BindingState, Power};
@@ -162,6 +162,20 @@ pub async fn key_pairs(store: &dyn Store) {
             .collect::<Vec<_>>(),
         ["alpha-kp", "beta-kp"]
     );
+    // Only `*` is a wildcard: the pattern characters of GLOB and LIKE match themselves.
+    for pattern in ["alpha_kp", "alpha%", "alph?-kp", "[a]lpha-kp", "alpha\\*"] {
+        let none = store
+            .list_key_pairs(
+                &filter(KeyPairFilter {
+                    name: Some(pattern.into()),
+                    ..Default::default()
+                }),
+                all,
+            )
+            .await
+            .unwrap();
+        assert_eq!(none.total, 0, "{pattern} matched {:?}", none.items);
+    }
     let by_fp = store
         .list_key_pairs(
             &filter(KeyPairFilter {
@@ -528,6 +542,18 @@ pub async fn nonces(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A nonce claimed once is refused until the window has passed (every server of a shared store
+/// claims here).
+pub async fn nonce_claims(store: &dyn Store) {
+    let now = Utc::now();
+    assert!(store.claim_nonce("ak", "c1", now).await.unwrap());
+    assert!(!store.claim_nonce("ak", "c1", now).await.unwrap());
+    assert!(store.claim_nonce("other-ak", "c1", now).await.unwrap());
+    let later = now + chrono::Duration::minutes(crate::NONCE_WINDOW_MINUTES + 1);
+    assert!(store.claim_nonce("ak", "c1", later).await.unwrap());
+    assert!(!store.claim_nonce("ak", "c1", later).await.unwrap());
 }
 
 /// ClientTokens: first claim runs, a retry gets the stored response, other parameters mismatch,

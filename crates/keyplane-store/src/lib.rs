@@ -6,6 +6,7 @@
 //! that was acknowledged.
 
 pub mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -13,6 +14,9 @@ use chrono::{DateTime, Utc};
 use keyplane_core::binding::Power;
 use keyplane_core::model::{FingerprintQuery, Instance, InstanceStatus, KeyPair, Tag};
 use keyplane_core::{CoreError, InstanceFailure};
+
+/// A signature nonce may not be used twice within this many minutes.
+pub const NONCE_WINDOW_MINUTES: i64 = 15;
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 
@@ -212,6 +216,31 @@ pub type InstanceOutcome = (String, Result<(), InstanceFailure>);
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Whether several servers may share this store (PostgreSQL): then nonces and throttles are
+    /// checked in the store on every call, and agent wake-ups go through it.
+    fn shared(&self) -> bool;
+    /// Marks a signature nonce used at `at`; false if it already was.
+    async fn claim_nonce(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// A shared throttle bucket per AccessKey and action; always true where the store is not
+    /// shared (the server throttles in memory).
+    async fn throttle(
+        &self,
+        access_key_id: &str,
+        action: &str,
+        per_second: u32,
+        burst: u32,
+    ) -> Result<bool>;
+    /// Tells every server on this store that these instances' desired state changed.
+    async fn announce(&self, instance_ids: &[String]) -> Result<()>;
+    /// Instance IDs announced by any server (`"*"`: some may have been missed, wake all); `None`
+    /// where the store is not shared.
+    async fn announcements(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>;
+
     /// Creates the default account and its root AccessKey if the store has no account yet.
     /// Returns the default account's ID either way.
     async fn bootstrap(&self, root_key: &AccessKeyRecord) -> Result<String>;

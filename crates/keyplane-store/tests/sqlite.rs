@@ -1,5 +1,7 @@
 //! The conformance story on the embedded SQLite backend, each on a fresh database file.
 
+mod common;
+
 use keyplane_store::{conformance, sqlite::SqliteStore};
 
 async fn fresh() -> (tempfile::TempDir, SqliteStore) {
@@ -9,29 +11,7 @@ async fn fresh() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-#[tokio::test]
-async fn key_pairs_behave_as_the_conformance_story_says() {
-    let (_d, s) = fresh().await;
-    conformance::key_pairs(&s).await;
-}
-
-#[tokio::test]
-async fn bindings_and_power_behave_as_the_conformance_story_says() {
-    let (_d, s) = fresh().await;
-    conformance::bindings(&s).await;
-}
-
-#[tokio::test]
-async fn instance_listing_pages_without_gaps() {
-    let (_d, s) = fresh().await;
-    conformance::instance_listing(&s).await;
-}
-
-#[tokio::test]
-async fn nonces_are_kept_until_purged() {
-    let (_d, s) = fresh().await;
-    conformance::nonces(&s).await;
-}
+conformance_tests!(fresh);
 
 #[tokio::test]
 async fn reopening_the_file_keeps_everything() {
@@ -53,30 +33,6 @@ async fn reopening_the_file_keeps_everything() {
             .unwrap()
             .is_some()
     );
-}
-
-#[tokio::test]
-async fn client_tokens_behave_as_the_conformance_story_says() {
-    let (_d, s) = fresh().await;
-    conformance::client_tokens(&s).await;
-}
-
-#[tokio::test]
-async fn descriptions_change_and_say_when() {
-    let (_d, s) = fresh().await;
-    conformance::descriptions(&s).await;
-}
-
-#[tokio::test]
-async fn ram_objects_behave_as_the_conformance_story_says() {
-    let (_d, s) = fresh().await;
-    conformance::ram(&s).await;
-}
-
-#[tokio::test]
-async fn the_audit_log_appends_filters_and_pages() {
-    let (_d, s) = fresh().await;
-    conformance::audit(&s).await;
 }
 
 #[tokio::test]

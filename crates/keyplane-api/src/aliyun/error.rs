@@ -243,6 +243,11 @@ impl From<CoreError> for AliError {
                 "InvalidParameter.Password",
                 format!("The password does not meet the rules: {reason}."),
             ),
+            CoreError::ServiceUnavailable => e(
+                503,
+                "ServiceUnavailable",
+                "The request has failed due to a temporary failure of the server.",
+            ),
             CoreError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 internal()

@@ -164,6 +164,11 @@ impl From<CoreError> for VolcError {
                 let ali = crate::aliyun::error::AliError::from(other);
                 e(ali.status.as_u16(), ali.code, ali.message)
             }
+            CoreError::ServiceUnavailable => e(
+                503,
+                "ServiceUnavailable",
+                "The service is temporarily unavailable. Please try again later.",
+            ),
             CoreError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 e(500, "InternalError", "An internal error has occurred.")

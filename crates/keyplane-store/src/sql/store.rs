@@ -1,44 +1,45 @@
-//! The embedded SQLite backend (the default): WAL, migrations at open, and two pools.
-//!
-//! All writes go through a one-connection pool, so write transactions queue in the pool instead of
-//! failing with `SQLITE_BUSY` when a deferred transaction tries to upgrade; reads use their own pool
-//! and never wait for a writer (WAL).
-
-mod agents;
-mod ram;
-mod rows;
+//! The Store implementation shared by the SQL backends. This file is compiled once per backend
+//! (`#[path]` modules of `sqlite.rs` and `postgres.rs`): `super` gives the concrete database type
+//! `Db`, its row type `DbRow`, the store `SqlStore` with its `writer` and `reader` pools and
+//! `begin()`, and the few pieces of SQL that differ (`push_name_pattern`). The SQL here is the
+//! common subset: `$N` parameters, `ON CONFLICT`, `TRUE`/`FALSE`, timestamps as fixed-width text.
 
 use std::collections::HashMap;
-use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keyplane_core::binding::{check_bindable, transition, Power};
 use keyplane_core::model::{FingerprintQuery, Instance, InstanceStatus, KeyPair, Tag, MAX_TAGS};
 use keyplane_core::{CoreError, InstanceFailure};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Row, Transaction};
 
+use super::rows::{self, instance_from_row, key_pair_from_row};
+use super::{push_name_pattern, ram, Db, DbRow, SqlStore, BACKEND};
 use crate::{
     ts, AccessKeyInfo, AccessKeyRecord, AgentDesired, AgentReport, AuditFilter, AuditRecord,
     BindOp, InstanceFilter, InstanceOutcome, KeyPairFilter, Listing, Page, PolicyRecord,
     RegistrationToken, Result, Store, StoredResponse, TokenClaim, User,
 };
-use rows::{instance_from_row, key_pair_from_row};
 
-pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
-}
-
-pub(crate) fn db(e: sqlx::Error) -> CoreError {
-    CoreError::Internal(format!("sqlite: {e}"))
+/// A database error as the API sees it: the database being out of reach is `ServiceUnavailable`
+/// (the caller may retry; nothing was written), anything else an internal error.
+pub(super) fn db(e: sqlx::Error) -> CoreError {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => {
+            tracing::warn!(backend = BACKEND, error = %e, "database unreachable");
+            CoreError::ServiceUnavailable
+        }
+        e => CoreError::Internal(format!("{BACKEND}: {e}")),
+    }
 }
 
 /// The outcome of an INSERT whose unique constraint means "already exists": that becomes
-/// `exists`, any other failure an internal error.
-pub(crate) fn unique<T>(r: std::result::Result<T, sqlx::Error>, exists: CoreError) -> Result<()> {
+/// `exists`, any other failure goes through [`db`].
+pub(super) fn unique<T>(r: std::result::Result<T, sqlx::Error>, exists: CoreError) -> Result<()> {
     match r {
         Ok(_) => Ok(()),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(exists),
@@ -46,77 +47,23 @@ pub(crate) fn unique<T>(r: std::result::Result<T, sqlx::Error>, exists: CoreErro
     }
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path` and runs the migrations, with
-    /// `synchronous=FULL`.
-    pub async fn open(path: &str) -> Result<Self> {
-        Self::open_with(path, true).await
-    }
-
-    /// As [`SqliteStore::open`]; `full_sync` false uses `synchronous=NORMAL`: in WAL mode a commit
-    /// then survives a crash of the process but not of the machine (a power cut can lose the last
-    /// commits, never corrupt the file).
-    pub async fn open_with(path: &str, full_sync: bool) -> Result<Self> {
-        if let Some(dir) = std::path::Path::new(path).parent() {
-            if !dir.as_os_str().is_empty() && !dir.exists() {
-                // The database holds AccessKeys: only its owner may enter the directory.
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| CoreError::Internal(format!("create {dir:?}: {e}")))?;
-            }
-        }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
-            .map_err(db)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: an acknowledged call survives a power cut, not only a process crash.
-            .synchronous(if full_sync {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Normal
-            })
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(db)?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
-            .await
-            .map_err(|e| CoreError::Internal(format!("migrations: {e}")))?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await
-            .map_err(db)?;
-        Ok(Self { writer, reader })
-    }
-
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
-        self.writer.begin().await.map_err(db)
-    }
-
+impl SqlStore {
     /// `COUNT(*)` and one page of `table` under the filter `push_filter` writes.
-    async fn list_page<T>(
+    pub(super) async fn list_page<T>(
         &self,
         table: &str,
-        push_filter: impl Fn(&mut QueryBuilder<'_, Sqlite>),
-        from_row: fn(&sqlx::sqlite::SqliteRow) -> Result<T>,
+        push_filter: impl Fn(&mut QueryBuilder<'_, Db>),
+        from_row: fn(&DbRow) -> Result<T>,
         page: Page,
     ) -> Result<Listing<T>> {
-        let mut count = QueryBuilder::<Sqlite>::new(format!("SELECT COUNT(*) FROM {table}"));
+        let mut count = QueryBuilder::<Db>::new(format!("SELECT COUNT(*) FROM {table}"));
         push_filter(&mut count);
         let total: i64 = count
             .build_query_scalar()
             .fetch_one(&self.reader)
             .await
             .map_err(db)?;
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT * FROM {table}"));
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT * FROM {table}"));
         push_filter(&mut qb);
         let limit = push_page(&mut qb, page);
         let rows = qb.build().fetch_all(&self.reader).await.map_err(db)?;
@@ -141,7 +88,7 @@ impl SqliteStore {
         if ids.is_empty() {
             return Ok(by_id);
         }
-        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+        let mut qb = QueryBuilder::<Db>::new(format!(
             "SELECT {id_column}, key, value FROM {table} WHERE {id_column} IN ("
         ));
         let mut sep = qb.separated(", ");
@@ -177,21 +124,9 @@ impl SqliteStore {
     }
 }
 
-/// `*` becomes GLOB's `*`; GLOB's other specials are made literal.
-fn glob(pattern: &str) -> String {
-    pattern
-        .chars()
-        .map(|c| match c {
-            '?' => "[?]".to_string(),
-            '[' => "[[]".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-fn push_in(qb: &mut QueryBuilder<'_, Sqlite>, column: &str, values: &[String]) {
+fn push_in(qb: &mut QueryBuilder<'_, Db>, column: &str, values: &[String]) {
     if values.is_empty() {
-        qb.push(" AND 0");
+        qb.push(" AND FALSE");
         return;
     }
     qb.push(format!(" AND {column} IN ("));
@@ -202,17 +137,13 @@ fn push_in(qb: &mut QueryBuilder<'_, Sqlite>, column: &str, values: &[String]) {
     qb.push(")");
 }
 
-fn push_key_pair_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &KeyPairFilter) {
+fn push_key_pair_filter(qb: &mut QueryBuilder<'_, Db>, f: &KeyPairFilter) {
     qb.push(" WHERE account_id = ")
         .push_bind(f.account_id.clone())
         .push(" AND region_id = ")
         .push_bind(f.region_id.clone());
     if let Some(name) = &f.name {
-        if name.contains('*') {
-            qb.push(" AND name GLOB ").push_bind(glob(name));
-        } else {
-            qb.push(" AND name = ").push_bind(name.clone());
-        }
+        push_name_pattern(qb, name);
     }
     if !f.names.is_empty() {
         push_in(qb, "name", &f.names);
@@ -228,7 +159,7 @@ fn push_key_pair_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &KeyPairFilter) {
             qb.push(" AND fingerprint_md5 = ").push_bind(s.clone());
         }
         Some(FingerprintQuery::Unmatchable) => {
-            qb.push(" AND 0");
+            qb.push(" AND FALSE");
         }
         None => {}
     }
@@ -244,7 +175,7 @@ fn push_key_pair_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &KeyPairFilter) {
     }
 }
 
-fn push_instance_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &InstanceFilter) {
+fn push_instance_filter(qb: &mut QueryBuilder<'_, Db>, f: &InstanceFilter) {
     qb.push(" WHERE account_id = ")
         .push_bind(f.account_id.clone())
         .push(" AND region_id = ")
@@ -253,11 +184,7 @@ fn push_instance_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &InstanceFilter) {
         push_in(qb, "id", ids);
     }
     if let Some(name) = &f.name {
-        if name.contains('*') {
-            qb.push(" AND name GLOB ").push_bind(glob(name));
-        } else {
-            qb.push(" AND name = ").push_bind(name.clone());
-        }
+        push_name_pattern(qb, name);
     }
     if let Some(kp) = &f.key_pair_name {
         qb.push(" AND key_pair_name = ").push_bind(kp.clone());
@@ -290,7 +217,7 @@ fn push_instance_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &InstanceFilter) {
 }
 
 /// Appends ordering and the page; returns the limit asked for.
-fn push_page(qb: &mut QueryBuilder<'_, Sqlite>, page: Page) -> u64 {
+fn push_page(qb: &mut QueryBuilder<'_, Db>, page: Page) -> u64 {
     match page {
         Page::Offset { offset, limit } => {
             qb.push(" ORDER BY seq LIMIT ")
@@ -313,7 +240,7 @@ fn push_page(qb: &mut QueryBuilder<'_, Sqlite>, page: Page) -> u64 {
 /// the same values (a batch is usually one or two groups): the per-statement cost, not the disk,
 /// is what limits a 50-instance AttachKeyPair on SQLite (docs/BENCHMARKS.md).
 async fn write_desired_bindings(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Db>,
     items: &[Instance],
 ) -> Result<()> {
     type Key<'a> = (
@@ -338,7 +265,7 @@ async fn write_desired_bindings(
         }
     }
     for ((kp, name, password, state, error), ids) in groups {
-        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE instances SET key_pair_id = ");
+        let mut qb = QueryBuilder::<Db>::new("UPDATE instances SET key_pair_id = ");
         qb.push_bind(kp.clone())
             .push(", key_pair_name = ")
             .push_bind(name.clone())
@@ -348,7 +275,7 @@ async fn write_desired_bindings(
             .push_bind(state)
             .push(", binding_error = ")
             .push_bind(error.clone())
-            .push(" WHERE 1");
+            .push(" WHERE TRUE");
         let ids: Vec<String> = ids.into_iter().map(str::to_string).collect();
         push_in(&mut qb, "id", &ids);
         qb.build().execute(&mut **tx).await.map_err(db)?;
@@ -356,15 +283,12 @@ async fn write_desired_bindings(
     Ok(())
 }
 
-pub(super) async fn write_binding(
-    tx: &mut Transaction<'static, Sqlite>,
-    i: &Instance,
-) -> Result<()> {
+pub(super) async fn write_binding(tx: &mut Transaction<'static, Db>, i: &Instance) -> Result<()> {
     sqlx::query(
-        "UPDATE instances SET key_pair_id = ?, key_pair_name = ?, desired_password_login = ?, \
-         effective_key_pair_id = ?, effective_password_login = ?, binding_state = ?, \
-         binding_error = ?, status = ?, started_at = ?, transition_target = NULL, \
-         transition_at = NULL, transition_boots = 0 WHERE id = ?",
+        "UPDATE instances SET key_pair_id = $1, key_pair_name = $2, desired_password_login = $3, \
+         effective_key_pair_id = $4, effective_password_login = $5, binding_state = $6, \
+         binding_error = $7, status = $8, started_at = $9, transition_target = NULL, \
+         transition_at = NULL, transition_boots = FALSE WHERE id = $10",
     )
     .bind(&i.binding.desired_key_pair_id)
     .bind(&i.key_pair_name)
@@ -383,7 +307,49 @@ pub(super) async fn write_binding(
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
+    fn shared(&self) -> bool {
+        self.shared_impl()
+    }
+    async fn claim_nonce(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        // A use older than the window is forgotten even before the purge removes it.
+        let r = sqlx::query(
+            "INSERT INTO nonces (access_key_id, nonce, seen_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (access_key_id, nonce) DO UPDATE SET seen_at = excluded.seen_at \
+             WHERE nonces.seen_at < $4",
+        )
+        .bind(access_key_id)
+        .bind(nonce)
+        .bind(ts(at))
+        .bind(ts(
+            at - chrono::Duration::minutes(crate::NONCE_WINDOW_MINUTES)
+        ))
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+    async fn throttle(
+        &self,
+        access_key_id: &str,
+        action: &str,
+        per_second: u32,
+        burst: u32,
+    ) -> Result<bool> {
+        self.throttle_impl(access_key_id, action, per_second, burst)
+            .await
+    }
+    async fn announce(&self, instance_ids: &[String]) -> Result<()> {
+        self.announce_impl(instance_ids).await
+    }
+    async fn announcements(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>> {
+        self.announcements_impl().await
+    }
     async fn create_account(&self, name: &str, root_key: &AccessKeyRecord) -> Result<()> {
         self.create_account_impl(name, root_key).await
     }
@@ -492,7 +458,7 @@ impl Store for SqliteStore {
             return Ok(id);
         }
         let now = ts(Utc::now());
-        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES (?, 'default', ?)")
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, 'default', $2)")
             .bind(&root_key.account_id)
             .bind(&now)
             .execute(&mut *tx)
@@ -500,7 +466,7 @@ impl Store for SqliteStore {
             .map_err(db)?;
         sqlx::query(
             "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) \
-             VALUES (?, ?, NULL, ?, 'Active', ?)",
+             VALUES ($1, $2, NULL, $3, 'Active', $4)",
         )
         .bind(&root_key.id)
         .bind(&root_key.account_id)
@@ -522,7 +488,7 @@ impl Store for SqliteStore {
 
     async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
         let row = sqlx::query(
-            "SELECT id, account_id, user_name, secret, status FROM access_keys WHERE id = ?",
+            "SELECT id, account_id, user_name, secret, status FROM access_keys WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.reader)
@@ -540,7 +506,7 @@ impl Store for SqliteStore {
     async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET secret = excluded.secret, \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT(id) DO UPDATE SET secret = excluded.secret, \
              status = excluded.status",
         )
         .bind(&key.id)
@@ -556,7 +522,7 @@ impl Store for SqliteStore {
     }
 
     async fn recent_nonces(&self, since: DateTime<Utc>) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query("SELECT access_key_id, nonce FROM nonces WHERE seen_at >= ?")
+        let rows = sqlx::query("SELECT access_key_id, nonce FROM nonces WHERE seen_at >= $1")
             .bind(ts(since))
             .fetch_all(&self.reader)
             .await
@@ -568,7 +534,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         for (ak, nonce, at) in batch {
             sqlx::query(
-                "INSERT OR IGNORE INTO nonces (access_key_id, nonce, seen_at) VALUES (?, ?, ?)",
+                "INSERT INTO nonces (access_key_id, nonce, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )
             .bind(ak)
             .bind(nonce)
@@ -581,7 +547,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM nonces WHERE seen_at < ?")
+        let r = sqlx::query("DELETE FROM nonces WHERE seen_at < $1")
             .bind(ts(before))
             .execute(&self.writer)
             .await
@@ -592,7 +558,7 @@ impl Store for SqliteStore {
     async fn create_key_pair(&self, kp: &KeyPair, quota: usize) -> Result<()> {
         let mut tx = self.begin().await?;
         let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM key_pairs WHERE account_id = ? AND region_id = ?",
+            "SELECT COUNT(*) FROM key_pairs WHERE account_id = $1 AND region_id = $2",
         )
         .bind(&kp.account_id)
         .bind(&kp.region_id)
@@ -605,7 +571,7 @@ impl Store for SqliteStore {
         let inserted = sqlx::query(
             "INSERT INTO key_pairs (id, account_id, region_id, name, public_key, fingerprint_sha256, \
              fingerprint_md5, resource_group_id, description, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&kp.id)
         .bind(&kp.account_id)
@@ -621,7 +587,7 @@ impl Store for SqliteStore {
         .await;
         unique(inserted, CoreError::KeyPairAlreadyExists(kp.name.clone()))?;
         for t in &kp.tags {
-            sqlx::query("INSERT INTO key_pair_tags (key_pair_id, key, value) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO key_pair_tags (key_pair_id, key, value) VALUES ($1, $2, $3)")
                 .bind(&kp.id)
                 .bind(&t.key)
                 .bind(&t.value)
@@ -639,7 +605,7 @@ impl Store for SqliteStore {
         name: &str,
     ) -> Result<Option<KeyPair>> {
         let row = sqlx::query(
-            "SELECT * FROM key_pairs WHERE account_id = ? AND region_id = ? AND name = ?",
+            "SELECT * FROM key_pairs WHERE account_id = $1 AND region_id = $2 AND name = $3",
         )
         .bind(account)
         .bind(region)
@@ -653,7 +619,7 @@ impl Store for SqliteStore {
     }
 
     async fn key_pair_by_id(&self, account: &str, id: &str) -> Result<Option<KeyPair>> {
-        let row = sqlx::query("SELECT * FROM key_pairs WHERE account_id = ? AND id = ?")
+        let row = sqlx::query("SELECT * FROM key_pairs WHERE account_id = $1 AND id = $2")
             .bind(account)
             .bind(id)
             .fetch_optional(&self.reader)
@@ -681,7 +647,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         for name in names {
             let id: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM key_pairs WHERE account_id = ? AND region_id = ? AND name = ?",
+                "SELECT id FROM key_pairs WHERE account_id = $1 AND region_id = $2 AND name = $3",
             )
             .bind(account)
             .bind(region)
@@ -692,7 +658,7 @@ impl Store for SqliteStore {
             // Deleting a key pair that is not there is not an error, as with the vendor.
             let Some(id) = id else { continue };
             let bound: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM instances WHERE account_id = ? AND (key_pair_id = ? OR effective_key_pair_id = ?)",
+                "SELECT COUNT(*) FROM instances WHERE account_id = $1 AND (key_pair_id = $2 OR effective_key_pair_id = $3)",
             )
             .bind(account)
             .bind(&id)
@@ -703,7 +669,7 @@ impl Store for SqliteStore {
             if bound > 0 {
                 return Err(CoreError::KeyPairInUse(name.clone()));
             }
-            sqlx::query("DELETE FROM key_pairs WHERE id = ?")
+            sqlx::query("DELETE FROM key_pairs WHERE id = $1")
                 .bind(&id)
                 .execute(&mut *tx)
                 .await
@@ -714,7 +680,7 @@ impl Store for SqliteStore {
 
     async fn key_pair_usage(&self, account: &str, key_pair_id: &str) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM instances WHERE account_id = ? AND key_pair_id = ?",
+            "SELECT COUNT(*) FROM instances WHERE account_id = $1 AND key_pair_id = $2",
         )
         .bind(account)
         .bind(key_pair_id)
@@ -728,7 +694,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         for id in ids {
             let exists: Option<String> =
-                sqlx::query_scalar("SELECT id FROM key_pairs WHERE account_id = ? AND id = ?")
+                sqlx::query_scalar("SELECT id FROM key_pairs WHERE account_id = $1 AND id = $2")
                     .bind(account)
                     .bind(id)
                     .fetch_optional(&mut *tx)
@@ -739,7 +705,7 @@ impl Store for SqliteStore {
             }
             for t in tags {
                 sqlx::query(
-                    "INSERT INTO key_pair_tags (key_pair_id, key, value) VALUES (?, ?, ?) \
+                    "INSERT INTO key_pair_tags (key_pair_id, key, value) VALUES ($1, $2, $3) \
                      ON CONFLICT(key_pair_id, key) DO UPDATE SET value = excluded.value",
                 )
                 .bind(id)
@@ -750,7 +716,7 @@ impl Store for SqliteStore {
                 .map_err(db)?;
             }
             let n: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM key_pair_tags WHERE key_pair_id = ?")
+                sqlx::query_scalar("SELECT COUNT(*) FROM key_pair_tags WHERE key_pair_id = $1")
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await
@@ -771,7 +737,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         for id in ids {
             let exists: Option<String> =
-                sqlx::query_scalar("SELECT id FROM key_pairs WHERE account_id = ? AND id = ?")
+                sqlx::query_scalar("SELECT id FROM key_pairs WHERE account_id = $1 AND id = $2")
                     .bind(account)
                     .bind(id)
                     .fetch_optional(&mut *tx)
@@ -782,7 +748,7 @@ impl Store for SqliteStore {
             }
             match keys {
                 None => {
-                    sqlx::query("DELETE FROM key_pair_tags WHERE key_pair_id = ?")
+                    sqlx::query("DELETE FROM key_pair_tags WHERE key_pair_id = $1")
                         .bind(id)
                         .execute(&mut *tx)
                         .await
@@ -790,12 +756,14 @@ impl Store for SqliteStore {
                 }
                 Some(keys) => {
                     for k in keys {
-                        sqlx::query("DELETE FROM key_pair_tags WHERE key_pair_id = ? AND key = ?")
-                            .bind(id)
-                            .bind(k)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db)?;
+                        sqlx::query(
+                            "DELETE FROM key_pair_tags WHERE key_pair_id = $1 AND key = $2",
+                        )
+                        .bind(id)
+                        .bind(k)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
                     }
                 }
             }
@@ -810,7 +778,7 @@ impl Store for SqliteStore {
         description: &str,
     ) -> Result<()> {
         let r = sqlx::query(
-            "UPDATE key_pairs SET description = ?, updated_at = ? WHERE account_id = ? AND id = ?",
+            "UPDATE key_pairs SET description = $1, updated_at = $2 WHERE account_id = $3 AND id = $4",
         )
         .bind(description)
         .bind(ts(Utc::now()))
@@ -837,7 +805,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         let row = sqlx::query(
             "SELECT request_hash, state, status, content_type, body, created_at FROM client_tokens \
-             WHERE account_id = ? AND action = ? AND token = ?",
+             WHERE account_id = $1 AND action = $2 AND token = $3",
         )
         .bind(account)
         .bind(action)
@@ -863,7 +831,7 @@ impl Store for SqliteStore {
                 }
                 sqlx::query(
                     "INSERT INTO client_tokens (account_id, action, token, request_hash, state, created_at) \
-                     VALUES (?, ?, ?, ?, 'processing', ?) ON CONFLICT(account_id, action, token) \
+                     VALUES ($1, $2, $3, $4, 'processing', $5) ON CONFLICT(account_id, action, token) \
                      DO UPDATE SET state = 'processing', created_at = excluded.created_at",
                 )
                 .bind(account)
@@ -889,8 +857,8 @@ impl Store for SqliteStore {
         response: &StoredResponse,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE client_tokens SET state = 'done', status = ?, content_type = ?, body = ? \
-             WHERE account_id = ? AND action = ? AND token = ?",
+            "UPDATE client_tokens SET state = 'done', status = $1, content_type = $2, body = $3 \
+             WHERE account_id = $4 AND action = $5 AND token = $6",
         )
         .bind(response.status as i64)
         .bind(&response.content_type)
@@ -906,7 +874,7 @@ impl Store for SqliteStore {
 
     async fn release_token(&self, account: &str, action: &str, token: &str) -> Result<()> {
         sqlx::query(
-            "DELETE FROM client_tokens WHERE account_id = ? AND action = ? AND token = ? AND state = 'processing'",
+            "DELETE FROM client_tokens WHERE account_id = $1 AND action = $2 AND token = $3 AND state = 'processing'",
         )
         .bind(account)
         .bind(action)
@@ -918,7 +886,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_tokens(&self, before: DateTime<Utc>) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM client_tokens WHERE created_at < ?")
+        let r = sqlx::query("DELETE FROM client_tokens WHERE created_at < $1")
             .bind(ts(before))
             .execute(&self.writer)
             .await
@@ -939,7 +907,7 @@ impl Store for SqliteStore {
     }
 
     async fn instance(&self, account: &str, id: &str) -> Result<Option<Instance>> {
-        let row = sqlx::query("SELECT * FROM instances WHERE account_id = ? AND id = ?")
+        let row = sqlx::query("SELECT * FROM instances WHERE account_id = $1 AND id = $2")
             .bind(account)
             .bind(id)
             .fetch_optional(&self.reader)
@@ -977,7 +945,7 @@ impl Store for SqliteStore {
         audit: Option<&AuditRecord>,
     ) -> Result<Vec<InstanceOutcome>> {
         let mut tx = self.begin().await?;
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM instances WHERE account_id = ");
+        let mut qb = QueryBuilder::<Db>::new("SELECT * FROM instances WHERE account_id = ");
         qb.push_bind(account.to_string());
         push_in(&mut qb, "id", instance_ids);
         let rows = qb.build().fetch_all(&mut *tx).await.map_err(db)?;
@@ -1031,7 +999,7 @@ impl Store for SqliteStore {
         done_at: Option<DateTime<Utc>>,
     ) -> Result<Instance> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query("SELECT * FROM instances WHERE account_id = ? AND id = ?")
+        let row = sqlx::query("SELECT * FROM instances WHERE account_id = $1 AND id = $2")
             .bind(account)
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -1045,13 +1013,15 @@ impl Store for SqliteStore {
             // A real host: the status is bookkeeping, and a start or reboot asks the agent to
             // apply; the binding changes only when the agent reports.
             inst.status = after;
-            sqlx::query("UPDATE instances SET status = ?, apply_seq = apply_seq + ? WHERE id = ?")
-                .bind(after.as_str())
-                .bind(boots as i64)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            sqlx::query(
+                "UPDATE instances SET status = $1, apply_seq = apply_seq + $2 WHERE id = $3",
+            )
+            .bind(after.as_str())
+            .bind(boots as i64)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
             tx.commit().await.map_err(db)?;
             return Ok(inst);
         }
@@ -1067,8 +1037,8 @@ impl Store for SqliteStore {
             Some(at) => {
                 inst.status = during;
                 sqlx::query(
-                    "UPDATE instances SET status = ?, transition_target = ?, transition_at = ?, \
-                     transition_boots = ? WHERE id = ?",
+                    "UPDATE instances SET status = $1, transition_target = $2, transition_at = $3, \
+                     transition_boots = $4 WHERE id = $5",
                 )
                 .bind(during.as_str())
                 .bind(after.as_str())
@@ -1087,7 +1057,7 @@ impl Store for SqliteStore {
     async fn complete_transitions(&self, now: DateTime<Utc>) -> Result<u64> {
         let mut tx = self.begin().await?;
         let rows = sqlx::query(
-            "SELECT * FROM instances WHERE transition_at IS NOT NULL AND transition_at <= ?",
+            "SELECT * FROM instances WHERE transition_at IS NOT NULL AND transition_at <= $1",
         )
         .bind(ts(now))
         .fetch_all(&mut *tx)
@@ -1110,7 +1080,7 @@ impl Store for SqliteStore {
 
     async fn delete_instance(&self, account: &str, id: &str, force: bool) -> Result<()> {
         let mut tx = self.begin().await?;
-        let inst = sqlx::query("SELECT * FROM instances WHERE account_id = ? AND id = ?")
+        let inst = sqlx::query("SELECT * FROM instances WHERE account_id = $1 AND id = $2")
             .bind(account)
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -1126,7 +1096,7 @@ impl Store for SqliteStore {
         if !deletable {
             return Err(CoreError::IncorrectInstanceStatus);
         }
-        sqlx::query("DELETE FROM instances WHERE id = ?")
+        sqlx::query("DELETE FROM instances WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await

@@ -1,4 +1,4 @@
-//! Host instances on SQLite: registration, the agent's credential, desired state and reports.
+//! Host instances, for both SQL backends: registration, the agent's credential, desired state and reports.
 
 use chrono::Utc;
 use keyplane_core::model::Instance;
@@ -6,13 +6,14 @@ use keyplane_core::CoreError;
 use sqlx::Row;
 
 use super::rows::{insert_instance, instance_from_row};
-use super::{db, write_binding, SqliteStore};
+use super::store::{db, write_binding};
+use super::SqlStore;
 use crate::{ts, AgentDesired, AgentReport, RegistrationToken, Result};
 
-impl SqliteStore {
+impl SqlStore {
     pub(super) async fn create_registration_token_impl(&self, t: &RegistrationToken) -> Result<()> {
         sqlx::query(
-            "INSERT INTO registration_tokens (token_hash, account_id, region_id, zone_id, name, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO registration_tokens (token_hash, account_id, region_id, zone_id, name, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&t.token_hash)
         .bind(&t.account_id)
@@ -34,7 +35,7 @@ impl SqliteStore {
     ) -> Result<Option<Instance>> {
         let mut tx = self.begin().await?;
         let row = sqlx::query(
-            "SELECT account_id, region_id, zone_id, name FROM registration_tokens WHERE token_hash = ? AND used_at IS NULL",
+            "SELECT account_id, region_id, zone_id, name FROM registration_tokens WHERE token_hash = $1 AND used_at IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&mut *tx)
@@ -50,14 +51,14 @@ impl SqliteStore {
             inst.name = name;
         }
         insert_instance(&mut tx, &inst, None).await?;
-        sqlx::query("UPDATE instances SET agent_credential_hash = ? WHERE id = ?")
+        sqlx::query("UPDATE instances SET agent_credential_hash = $1 WHERE id = $2")
             .bind(credential_hash)
             .bind(&inst.id)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
         sqlx::query(
-            "UPDATE registration_tokens SET used_at = ?, instance_id = ? WHERE token_hash = ?",
+            "UPDATE registration_tokens SET used_at = $1, instance_id = $2 WHERE token_hash = $3",
         )
         .bind(ts(Utc::now()))
         .bind(&inst.id)
@@ -73,7 +74,7 @@ impl SqliteStore {
         &self,
         instance_id: &str,
     ) -> Result<Option<(String, String)>> {
-        let row = sqlx::query("SELECT account_id, agent_credential_hash FROM instances WHERE id = ? AND provider = 'host'")
+        let row = sqlx::query("SELECT account_id, agent_credential_hash FROM instances WHERE id = $1 AND provider = 'host'")
             .bind(instance_id)
             .fetch_optional(&self.reader)
             .await
@@ -87,7 +88,7 @@ impl SqliteStore {
     ) -> Result<Option<AgentDesired>> {
         let row = sqlx::query(
             "SELECT i.id, i.login_user, i.desired_password_login, i.apply_seq, k.public_key, k.fingerprint_sha256 \
-             FROM instances i LEFT JOIN key_pairs k ON k.id = i.key_pair_id WHERE i.id = ? AND i.provider = 'host'",
+             FROM instances i LEFT JOIN key_pairs k ON k.id = i.key_pair_id WHERE i.id = $1 AND i.provider = 'host'",
         )
         .bind(instance_id)
         .fetch_optional(&self.reader)
@@ -109,7 +110,7 @@ impl SqliteStore {
         report: &AgentReport,
     ) -> Result<Instance> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query("SELECT * FROM instances WHERE id = ? AND provider = 'host'")
+        let row = sqlx::query("SELECT * FROM instances WHERE id = $1 AND provider = 'host'")
             .bind(instance_id)
             .fetch_optional(&mut *tx)
             .await
@@ -126,7 +127,7 @@ impl SqliteStore {
         if !report.fingerprints.is_empty() {
             for kp in candidates.into_iter().flatten() {
                 let fp: Option<String> =
-                    sqlx::query_scalar("SELECT fingerprint_sha256 FROM key_pairs WHERE id = ?")
+                    sqlx::query_scalar("SELECT fingerprint_sha256 FROM key_pairs WHERE id = $1")
                         .bind(kp)
                         .fetch_optional(&mut *tx)
                         .await
@@ -154,13 +155,15 @@ impl SqliteStore {
             None => inst.binding.host_checked(found, report.password_login),
         }
         write_binding(&mut tx, &inst).await?;
-        sqlx::query("UPDATE instances SET reported_fingerprints = ?, reported_at = ? WHERE id = ?")
-            .bind(report.fingerprints.join(","))
-            .bind(ts(Utc::now()))
-            .bind(instance_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        sqlx::query(
+            "UPDATE instances SET reported_fingerprints = $1, reported_at = $2 WHERE id = $3",
+        )
+        .bind(report.fingerprints.join(","))
+        .bind(ts(Utc::now()))
+        .bind(instance_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(inst)
     }

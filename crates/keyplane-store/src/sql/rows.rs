@@ -1,20 +1,20 @@
-//! Mapping between SQLite rows and the core types.
+//! Mapping between database rows and the core types, for both SQL backends.
 
 use chrono::{DateTime, Utc};
 use keyplane_core::binding::{Binding, BindingState};
 use keyplane_core::model::{Instance, InstanceStatus, KeyPair, OsType, Provider};
 use keyplane_core::CoreError;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Transaction};
 
-use super::db;
+use super::store::db;
+use super::{Db, DbRow};
 use crate::{parse_ts, ts, Result};
 
 fn corrupt(what: &str, value: &str) -> CoreError {
     CoreError::Internal(format!("stored {what} {value:?} is not valid"))
 }
 
-pub fn key_pair_from_row(r: &SqliteRow) -> Result<KeyPair> {
+pub fn key_pair_from_row(r: &DbRow) -> Result<KeyPair> {
     Ok(KeyPair {
         id: r.get("id"),
         account_id: r.get("account_id"),
@@ -35,7 +35,7 @@ pub fn key_pair_from_row(r: &SqliteRow) -> Result<KeyPair> {
     })
 }
 
-pub fn instance_from_row(r: &SqliteRow) -> Result<Instance> {
+pub fn instance_from_row(r: &DbRow) -> Result<Instance> {
     let os: String = r.get("os_type");
     let status: String = r.get("status");
     let provider: String = r.get("provider");
@@ -75,7 +75,7 @@ pub fn instance_from_row(r: &SqliteRow) -> Result<Instance> {
 }
 
 pub async fn insert_instance(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Db>,
     i: &Instance,
     done_at: Option<DateTime<Utc>>,
 ) -> Result<()> {
@@ -94,7 +94,7 @@ pub async fn insert_instance(
          login_user, provider, has_password, created_at, started_at, key_pair_id, key_pair_name, \
          desired_password_login, effective_key_pair_id, effective_password_login, binding_state, \
          binding_error, transition_target, transition_at, transition_boots) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)",
     )
     .bind(&i.id)
     .bind(&i.account_id)
@@ -129,7 +129,7 @@ pub async fn insert_instance(
     .await
     .map_err(db)?;
     for t in &i.tags {
-        sqlx::query("INSERT INTO instance_tags (instance_id, key, value) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO instance_tags (instance_id, key, value) VALUES ($1, $2, $3)")
             .bind(&i.id)
             .bind(&t.key)
             .bind(&t.value)

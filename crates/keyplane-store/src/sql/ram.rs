@@ -1,17 +1,17 @@
-//! Accounts, RAM users, AccessKeys, policies and the audit log on SQLite.
+//! Accounts, RAM users, AccessKeys, policies and the audit log, for both SQL backends.
 
 use chrono::{DateTime, Utc};
 use keyplane_core::CoreError;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row};
 
-use super::{db, unique, SqliteStore};
+use super::store::{db, unique};
+use super::{Db, DbRow, SqlStore};
 use crate::{
     parse_ts, ts, AccessKeyInfo, AccessKeyRecord, AuditFilter, AuditRecord, Listing, Page,
     PolicyRecord, Result, User,
 };
 
-fn user_from_row(r: &SqliteRow) -> Result<User> {
+fn user_from_row(r: &DbRow) -> Result<User> {
     Ok(User {
         account_id: r.get("account_id"),
         name: r.get("name"),
@@ -22,7 +22,7 @@ fn user_from_row(r: &SqliteRow) -> Result<User> {
     })
 }
 
-fn policy_from_row(r: &SqliteRow) -> Result<PolicyRecord> {
+fn policy_from_row(r: &DbRow) -> Result<PolicyRecord> {
     Ok(PolicyRecord {
         account_id: r.get("account_id"),
         name: r.get("name"),
@@ -33,7 +33,7 @@ fn policy_from_row(r: &SqliteRow) -> Result<PolicyRecord> {
     })
 }
 
-fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord> {
+fn audit_from_row(r: &DbRow) -> Result<AuditRecord> {
     Ok(AuditRecord {
         seq: r.get("seq"),
         at: parse_ts(r.get("at"))?,
@@ -54,7 +54,7 @@ fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord> {
 const POLICY_SELECT: &str = "SELECT p.*, (SELECT COUNT(*) FROM user_policies u \
      WHERE u.account_id = p.account_id AND u.policy_name = p.name) AS attachments FROM policies p";
 
-impl SqliteStore {
+impl SqlStore {
     pub(super) async fn create_account_impl(
         &self,
         name: &str,
@@ -62,7 +62,7 @@ impl SqliteStore {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let now = ts(Utc::now());
-        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&root.account_id)
             .bind(name)
             .bind(&now)
@@ -70,7 +70,7 @@ impl SqliteStore {
             .await
             .map_err(db)?;
         sqlx::query(
-            "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) VALUES (?, ?, NULL, ?, 'Active', ?)",
+            "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) VALUES ($1, $2, NULL, $3, 'Active', $4)",
         )
         .bind(&root.id)
         .bind(&root.account_id)
@@ -94,7 +94,7 @@ impl SqliteStore {
 
     pub(super) async fn create_user_impl(&self, u: &User) -> Result<()> {
         let r = sqlx::query(
-            "INSERT INTO users (account_id, name, id, display_name, comments, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO users (account_id, name, id, display_name, comments, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&u.account_id)
         .bind(&u.name)
@@ -108,7 +108,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn user_impl(&self, account: &str, name: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE account_id = ? AND name = ?")
+        let row = sqlx::query("SELECT * FROM users WHERE account_id = $1 AND name = $2")
             .bind(account)
             .bind(name)
             .fetch_optional(&self.reader)
@@ -118,7 +118,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn list_users_impl(&self, account: &str) -> Result<Vec<User>> {
-        let rows = sqlx::query("SELECT * FROM users WHERE account_id = ? ORDER BY name")
+        let rows = sqlx::query("SELECT * FROM users WHERE account_id = $1 ORDER BY name")
             .bind(account)
             .fetch_all(&self.reader)
             .await
@@ -129,7 +129,7 @@ impl SqliteStore {
     pub(super) async fn delete_user_impl(&self, account: &str, name: &str) -> Result<()> {
         let mut tx = self.begin().await?;
         let exists: Option<String> =
-            sqlx::query_scalar("SELECT name FROM users WHERE account_id = ? AND name = ?")
+            sqlx::query_scalar("SELECT name FROM users WHERE account_id = $1 AND name = $2")
                 .bind(account)
                 .bind(name)
                 .fetch_optional(&mut *tx)
@@ -139,7 +139,7 @@ impl SqliteStore {
             return Err(CoreError::UserNotFound(name.to_string()));
         }
         let keys: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM access_keys WHERE account_id = ? AND user_name = ?",
+            "SELECT COUNT(*) FROM access_keys WHERE account_id = $1 AND user_name = $2",
         )
         .bind(account)
         .bind(name)
@@ -150,7 +150,7 @@ impl SqliteStore {
             return Err(CoreError::UserHasAccessKeys(name.to_string()));
         }
         let policies: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM user_policies WHERE account_id = ? AND user_name = ?",
+            "SELECT COUNT(*) FROM user_policies WHERE account_id = $1 AND user_name = $2",
         )
         .bind(account)
         .bind(name)
@@ -160,7 +160,7 @@ impl SqliteStore {
         if policies > 0 {
             return Err(CoreError::UserHasPolicies(name.to_string()));
         }
-        sqlx::query("DELETE FROM users WHERE account_id = ? AND name = ?")
+        sqlx::query("DELETE FROM users WHERE account_id = $1 AND name = $2")
             .bind(account)
             .bind(name)
             .execute(&mut *tx)
@@ -179,7 +179,7 @@ impl SqliteStore {
             return Err(CoreError::UserNotFound(user.to_string()));
         }
         sqlx::query(
-            "INSERT INTO login_profiles (account_id, user_name, password_hash, created_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO login_profiles (account_id, user_name, password_hash, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT(account_id, user_name) DO UPDATE SET password_hash = excluded.password_hash",
         )
         .bind(account)
@@ -198,7 +198,7 @@ impl SqliteStore {
         user: &str,
     ) -> Result<Option<String>> {
         sqlx::query_scalar(
-            "SELECT password_hash FROM login_profiles WHERE account_id = ? AND user_name = ?",
+            "SELECT password_hash FROM login_profiles WHERE account_id = $1 AND user_name = $2",
         )
         .bind(account)
         .bind(user)
@@ -215,7 +215,7 @@ impl SqliteStore {
         let mut tx = self.begin().await?;
         if let Some(user) = &key.user_name {
             let exists: Option<String> =
-                sqlx::query_scalar("SELECT name FROM users WHERE account_id = ? AND name = ?")
+                sqlx::query_scalar("SELECT name FROM users WHERE account_id = $1 AND name = $2")
                     .bind(&key.account_id)
                     .bind(user)
                     .fetch_optional(&mut *tx)
@@ -226,7 +226,7 @@ impl SqliteStore {
             }
         }
         let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM access_keys WHERE account_id = ? AND user_name IS ?",
+            "SELECT COUNT(*) FROM access_keys WHERE account_id = $1 AND user_name IS NOT DISTINCT FROM $2",
         )
         .bind(&key.account_id)
         .bind(&key.user_name)
@@ -237,7 +237,7 @@ impl SqliteStore {
             return Err(CoreError::AccessKeyLimit(max));
         }
         sqlx::query(
-            "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&key.id)
         .bind(&key.account_id)
@@ -257,7 +257,7 @@ impl SqliteStore {
         user: Option<&str>,
     ) -> Result<Vec<AccessKeyInfo>> {
         let rows = sqlx::query(
-            "SELECT id, user_name, status, created_at FROM access_keys WHERE account_id = ? AND user_name IS ? ORDER BY created_at, id",
+            "SELECT id, user_name, status, created_at FROM access_keys WHERE account_id = $1 AND user_name IS NOT DISTINCT FROM $2 ORDER BY created_at, id",
         )
         .bind(account)
         .bind(user)
@@ -282,7 +282,7 @@ impl SqliteStore {
         id: &str,
         active: bool,
     ) -> Result<()> {
-        let r = sqlx::query("UPDATE access_keys SET status = ? WHERE account_id = ? AND id = ?")
+        let r = sqlx::query("UPDATE access_keys SET status = $1 WHERE account_id = $2 AND id = $3")
             .bind(if active { "Active" } else { "Inactive" })
             .bind(account)
             .bind(id)
@@ -296,7 +296,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn delete_access_key_impl(&self, account: &str, id: &str) -> Result<()> {
-        let r = sqlx::query("DELETE FROM access_keys WHERE account_id = ? AND id = ?")
+        let r = sqlx::query("DELETE FROM access_keys WHERE account_id = $1 AND id = $2")
             .bind(account)
             .bind(id)
             .execute(&self.writer)
@@ -310,7 +310,7 @@ impl SqliteStore {
 
     pub(super) async fn create_policy_impl(&self, p: &PolicyRecord) -> Result<()> {
         let r = sqlx::query(
-            "INSERT INTO policies (account_id, name, document, description, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO policies (account_id, name, document, description, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&p.account_id)
         .bind(&p.name)
@@ -328,7 +328,7 @@ impl SqliteStore {
         name: &str,
     ) -> Result<Option<PolicyRecord>> {
         let row = sqlx::query(&format!(
-            "{POLICY_SELECT} WHERE p.account_id = ? AND p.name = ?"
+            "{POLICY_SELECT} WHERE p.account_id = $1 AND p.name = $2"
         ))
         .bind(account)
         .bind(name)
@@ -340,7 +340,7 @@ impl SqliteStore {
 
     pub(super) async fn list_policies_impl(&self, account: &str) -> Result<Vec<PolicyRecord>> {
         let rows = sqlx::query(&format!(
-            "{POLICY_SELECT} WHERE p.account_id = ? ORDER BY p.name"
+            "{POLICY_SELECT} WHERE p.account_id = $1 ORDER BY p.name"
         ))
         .bind(account)
         .fetch_all(&self.reader)
@@ -352,7 +352,7 @@ impl SqliteStore {
     pub(super) async fn delete_policy_impl(&self, account: &str, name: &str) -> Result<()> {
         let mut tx = self.begin().await?;
         let attached: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM user_policies WHERE account_id = ? AND policy_name = ?",
+            "SELECT COUNT(*) FROM user_policies WHERE account_id = $1 AND policy_name = $2",
         )
         .bind(account)
         .bind(name)
@@ -362,7 +362,7 @@ impl SqliteStore {
         if attached > 0 {
             return Err(CoreError::PolicyInUse(name.to_string()));
         }
-        let r = sqlx::query("DELETE FROM policies WHERE account_id = ? AND name = ?")
+        let r = sqlx::query("DELETE FROM policies WHERE account_id = $1 AND name = $2")
             .bind(account)
             .bind(name)
             .execute(&mut *tx)
@@ -386,7 +386,7 @@ impl SqliteStore {
         if self.policy_impl(account, policy).await?.is_none() {
             return Err(CoreError::PolicyNotFound(policy.to_string()));
         }
-        let r = sqlx::query("INSERT INTO user_policies (account_id, user_name, policy_name, attached_at) VALUES (?, ?, ?, ?)")
+        let r = sqlx::query("INSERT INTO user_policies (account_id, user_name, policy_name, attached_at) VALUES ($1, $2, $3, $4)")
             .bind(account)
             .bind(user)
             .bind(policy)
@@ -406,7 +406,7 @@ impl SqliteStore {
             return Err(CoreError::UserNotFound(user.to_string()));
         }
         let r = sqlx::query(
-            "DELETE FROM user_policies WHERE account_id = ? AND user_name = ? AND policy_name = ?",
+            "DELETE FROM user_policies WHERE account_id = $1 AND user_name = $2 AND policy_name = $3",
         )
         .bind(account)
         .bind(user)
@@ -428,7 +428,7 @@ impl SqliteStore {
         let rows = sqlx::query(&format!(
             "SELECT q.*, up.attached_at FROM ({POLICY_SELECT}) q JOIN user_policies up \
              ON up.account_id = q.account_id AND up.policy_name = q.name \
-             WHERE up.account_id = ? AND up.user_name = ? ORDER BY q.name"
+             WHERE up.account_id = $1 AND up.user_name = $2 ORDER BY q.name"
         ))
         .bind(account)
         .bind(user)
@@ -449,8 +449,8 @@ impl SqliteStore {
         f: &AuditFilter,
         page: Page,
     ) -> Result<Listing<AuditRecord>> {
-        let filter = |qb: &mut QueryBuilder<'_, Sqlite>| {
-            qb.push(" WHERE 1");
+        let filter = |qb: &mut QueryBuilder<'_, Db>| {
+            qb.push(" WHERE TRUE");
             if let Some(a) = &f.account_id {
                 qb.push(" AND account_id = ").push_bind(a.clone());
             }
@@ -474,11 +474,11 @@ impl SqliteStore {
 /// Appends an audit record through `executor`: the writer pool, or a transaction it belongs to.
 pub(super) async fn insert_audit<'e, E>(executor: E, a: &AuditRecord) -> Result<()>
 where
-    E: sqlx::Executor<'e, Database = Sqlite>,
+    E: sqlx::Executor<'e, Database = Db>,
 {
     sqlx::query(
         "INSERT INTO audit (at, account_id, principal, access_key_id, source_ip, dialect, action, resources, \
-         result, status, request_id, client_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         result, status, request_id, client_token) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(ts(a.at))
     .bind(&a.account_id)

@@ -1,0 +1,174 @@
+//! The PostgreSQL backend, for several stateless servers over one database.
+//!
+//! The queries are the ones SQLite runs (`sql/`). What differs is how servers stay consistent:
+//! every write transaction first takes one transaction-scoped advisory lock, so writes from all
+//! servers are applied one after another, as SQLite's single writer applies them, and any
+//! interleaving of concurrent calls equals some serial order. Reads take no lock. Nonces and
+//! throttle buckets are checked in the database on every call, and a change to an agent's desired
+//! state is announced with `NOTIFY`, so the agent hears it whichever server it long-polls.
+
+#[path = "sql/agents.rs"]
+mod agents;
+#[path = "sql/ram.rs"]
+mod ram;
+#[path = "sql/rows.rs"]
+mod rows;
+#[path = "sql/store.rs"]
+mod store;
+
+use std::time::Duration;
+
+use keyplane_core::CoreError;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
+use tokio::sync::mpsc;
+
+use crate::Result;
+use store::db;
+
+type Db = Postgres;
+type DbRow = sqlx::postgres::PgRow;
+type SqlStore = PgStore;
+const BACKEND: &str = "postgres";
+
+/// The advisory lock every write transaction holds (any constant: keyplane owns the database).
+const WRITE_LOCK: i64 = 0x6b65_7970_6c61_6e65; // "keyplane"
+/// The channel that carries instance IDs whose desired state changed.
+const AGENT_CHANNEL: &str = "keyplane_agents";
+
+pub struct PgStore {
+    writer: PgPool,
+    reader: PgPool,
+    url: String,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and runs the migrations;
+    /// several servers may do this at once (the migrator takes its own lock).
+    pub async fn open(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            // An unreachable database must answer ServiceUnavailable soon, not hang the call.
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(db)?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| CoreError::Internal(format!("migrations: {e}")))?;
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+            url: url.to_string(),
+        })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITE_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        Ok(tx)
+    }
+
+    fn shared_impl(&self) -> bool {
+        true
+    }
+
+    /// A shared GCRA bucket: one statement moves the bucket's theoretical arrival time forward by
+    /// one emission interval unless that would exceed the burst, on the database's clock so that
+    /// servers with different clocks agree.
+    async fn throttle_impl(
+        &self,
+        access_key_id: &str,
+        action: &str,
+        per_second: u32,
+        burst: u32,
+    ) -> Result<bool> {
+        let interval = 1_000_000 / i64::from(per_second.max(1));
+        let tolerance = interval * i64::from(burst.max(1));
+        let allowed: Option<i64> = sqlx::query_scalar(
+            "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT AS us) \
+             INSERT INTO throttle (access_key_id, action, tat_us) \
+             SELECT $1, $2, now.us + $3 FROM now \
+             ON CONFLICT (access_key_id, action) DO UPDATE \
+             SET tat_us = GREATEST(throttle.tat_us, (SELECT us FROM now)) + $3 \
+             WHERE GREATEST(throttle.tat_us, (SELECT us FROM now)) + $3 - (SELECT us FROM now) <= $4 \
+             RETURNING tat_us",
+        )
+        .bind(access_key_id)
+        .bind(action)
+        .bind(interval)
+        .bind(tolerance)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(allowed.is_some())
+    }
+
+    async fn announce_impl(&self, instance_ids: &[String]) -> Result<()> {
+        for id in instance_ids {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(AGENT_CHANNEL)
+                .bind(id)
+                .execute(&self.writer)
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// Listens on its own connection; after a lost connection it reconnects and, since changes
+    /// may have been missed meanwhile, sends `"*"` (wake every waiting agent to re-read).
+    async fn announcements_impl(&self) -> Result<Option<mpsc::UnboundedReceiver<String>>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut listener = PgListener::connect(&self.url).await.map_err(db)?;
+        listener.listen(AGENT_CHANNEL).await.map_err(db)?;
+        tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(n)) => {
+                        if tx.send(n.payload().to_string()).is_err() {
+                            return;
+                        }
+                    }
+                    // The connection was lost; `try_recv` reconnects on the next call.
+                    Ok(None) => {
+                        if tx.send("*".to_string()).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "agent notifications: listener failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+}
+
+/// A key pair or instance name: exact, or with `*` as LIKE's `%` and LIKE's own specials escaped.
+fn push_name_pattern(qb: &mut QueryBuilder<'_, Postgres>, name: &str) {
+    if !name.contains('*') {
+        qb.push(" AND name = ").push_bind(name.to_string());
+        return;
+    }
+    let like: String = name
+        .chars()
+        .map(|c| match c {
+            '\\' => "\\\\".to_string(),
+            '%' => "\\%".to_string(),
+            '_' => "\\_".to_string(),
+            '*' => "%".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    qb.push(" AND name LIKE ")
+        .push_bind(like)
+        .push(" ESCAPE '\\'");
+}

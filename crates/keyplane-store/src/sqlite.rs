@@ -1,0 +1,126 @@
+//! The embedded SQLite backend (the default): WAL, migrations at open, and two pools.
+//!
+//! All writes go through a one-connection pool, so write transactions queue in the pool instead of
+//! failing with `SQLITE_BUSY` when a deferred transaction tries to upgrade; reads use their own pool
+//! and never wait for a writer (WAL). The queries themselves are shared with PostgreSQL (`sql/`).
+
+#[path = "sql/agents.rs"]
+mod agents;
+#[path = "sql/ram.rs"]
+mod ram;
+#[path = "sql/rows.rs"]
+mod rows;
+#[path = "sql/store.rs"]
+mod store;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use keyplane_core::CoreError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+use tokio::sync::mpsc;
+
+use crate::Result;
+use store::db;
+
+type Db = Sqlite;
+type DbRow = sqlx::sqlite::SqliteRow;
+type SqlStore = SqliteStore;
+const BACKEND: &str = "sqlite";
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and runs the migrations, with
+    /// `synchronous=FULL`.
+    pub async fn open(path: &str) -> Result<Self> {
+        Self::open_with(path, true).await
+    }
+
+    /// As [`SqliteStore::open`]; `full_sync` false uses `synchronous=NORMAL`: in WAL mode a commit
+    /// then survives a crash of the process but not of the machine (a power cut can lose the last
+    /// commits, never corrupt the file).
+    pub async fn open_with(path: &str, full_sync: bool) -> Result<Self> {
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                // The database holds AccessKeys: only its owner may enter the directory.
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| CoreError::Internal(format!("create {dir:?}: {e}")))?;
+            }
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .map_err(db)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an acknowledged call survives a power cut, not only a process crash.
+            .synchronous(if full_sync {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(db)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| CoreError::Internal(format!("migrations: {e}")))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(db)?;
+        Ok(Self { writer, reader })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.writer.begin().await.map_err(db)
+    }
+
+    /// One process owns the file: nonces, throttles and agent wake-ups stay in its memory.
+    fn shared_impl(&self) -> bool {
+        false
+    }
+
+    async fn throttle_impl(&self, _: &str, _: &str, _: u32, _: u32) -> Result<bool> {
+        Ok(true)
+    }
+
+    async fn announce_impl(&self, _: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    async fn announcements_impl(&self) -> Result<Option<mpsc::UnboundedReceiver<String>>> {
+        Ok(None)
+    }
+}
+
+/// A key pair or instance name: exact, or with `*` as GLOB's wildcard and GLOB's other specials
+/// made literal.
+fn push_name_pattern(qb: &mut QueryBuilder<'_, Sqlite>, name: &str) {
+    if !name.contains('*') {
+        qb.push(" AND name = ").push_bind(name.to_string());
+        return;
+    }
+    let glob: String = name
+        .chars()
+        .map(|c| match c {
+            '?' => "[?]".to_string(),
+            '[' => "[[]".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    qb.push(" AND name GLOB ").push_bind(glob);
+}

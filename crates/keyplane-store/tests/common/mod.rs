@@ -1,0 +1,61 @@
+//! The conformance story as tests, for any backend: `conformance_tests!(fresh)` where `fresh()`
+//! returns a guard that must outlive the test and a store on an empty database.
+
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        #[tokio::test]
+        async fn key_pairs_behave_as_the_conformance_story_says() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::key_pairs(&s).await;
+        }
+
+        #[tokio::test]
+        async fn bindings_and_power_behave_as_the_conformance_story_says() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::bindings(&s).await;
+        }
+
+        #[tokio::test]
+        async fn instance_listing_pages_without_gaps() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::instance_listing(&s).await;
+        }
+
+        #[tokio::test]
+        async fn nonces_are_kept_until_purged() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::nonces(&s).await;
+        }
+
+        #[tokio::test]
+        async fn a_nonce_is_claimed_once_per_window() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::nonce_claims(&s).await;
+        }
+
+        #[tokio::test]
+        async fn client_tokens_behave_as_the_conformance_story_says() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::client_tokens(&s).await;
+        }
+
+        #[tokio::test]
+        async fn descriptions_change_and_say_when() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::descriptions(&s).await;
+        }
+
+        #[tokio::test]
+        async fn ram_objects_behave_as_the_conformance_story_says() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::ram(&s).await;
+        }
+
+        #[tokio::test]
+        async fn the_audit_log_appends_filters_and_pages() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::audit(&s).await;
+        }
+    };
+}

@@ -11,7 +11,7 @@ start)
   port=$3
   mkdir -p "$dir"
   [ "$(id -u)" = 0 ] && chown postgres: "$dir"
-  as_owner "$bin/initdb" -D "$dir/data" -U keyplane --auth=trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
+  [ -d "$dir/data" ] || as_owner "$bin/initdb" -D "$dir/data" -U keyplane --auth=trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
   # fsync off: a test cluster is thrown away; the durability of a real deployment is the operator's
   # PostgreSQL configuration (docs/DEPLOYMENT.md).
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o "-k $dir -h 127.0.0.1 -p $port -c fsync=off -c max_connections=300" start >/dev/null

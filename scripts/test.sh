@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a Debian machine, installing what the tests need first:
-# Debian packages (OpenSSH client and server, sshpass, Chromium, Python venv, Node), the official SDKs in
-# ./.venv and ./tests/node,
+# Debian packages (OpenSSH client and server, sshpass, Chromium, PostgreSQL, Python venv, Node), the
+# official SDKs in ./.venv and ./tests/node,
 # then format and lint checks, the Rust tests (unit, conformance, integration), the end-to-end tests
-# with the official SDKs against the real binary, and the shared contract check.
+# with the official SDKs against the real binary, and the shared contract check. The storage tests,
+# the API integration tests and the end-to-end tests run twice: on SQLite and on PostgreSQL (a
+# throwaway cluster on a loopback port, in a temporary directory, as a non-root user).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -20,6 +22,8 @@ command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v cc >/dev/null || need+=(build-essential)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v pg_dump >/dev/null || need+=(postgresql-client)
 if ((${#need[@]})); then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -q
@@ -32,25 +36,40 @@ step "test dependencies (official SDKs)"
 .venv/bin/pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 
+step "PostgreSQL for the tests"
+pg_dir=$(mktemp -d /tmp/keyplane-pg.XXXXXX)
+pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+trap 'scripts/postgres.sh stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
+pg_url=$(scripts/postgres.sh start "$pg_dir" "$pg_port")
+echo "cluster at $pg_url"
+
 step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 
 step "Rust tests"
 cargo build --locked --bins
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
-else
-  cargo test --workspace --locked --no-fail-fast
-fi
+test_cmd=(cargo test)
+cargo nextest --version >/dev/null 2>&1 && test_cmd=(cargo nextest run)
+# Every crate's tests; the storage conformance suite runs on both backends here.
+KEYPLANE_TEST_POSTGRES="$pg_url" "${test_cmd[@]}" --workspace --locked --no-fail-fast
+
+step "Rust API integration tests on PostgreSQL"
+KEYPLANE_API_TEST_POSTGRES="$pg_url" "${test_cmd[@]}" -p keyplane-api --locked --no-fail-fast
 
 export KEYPLANE_BIN="$root/target/debug/keyplane"
 
-step "end-to-end: official Python SDKs"
+step "end-to-end: official Python SDKs, on SQLite"
 .venv/bin/python -m pytest -q tests/e2e
 
-step "end-to-end: official Node SDK, and the console in headless Chromium"
+step "end-to-end: official Node SDK, and the console in headless Chromium, on SQLite"
 (cd tests/node && node --test)
+
+step "end-to-end: official Python SDKs, on PostgreSQL (and several servers on one database)"
+KEYPLANE_E2E_POSTGRES="$pg_url" .venv/bin/python -m pytest -q tests/e2e
+
+step "end-to-end: official Node SDK, and the console in headless Chromium, on PostgreSQL"
+(cd tests/node && KEYPLANE_E2E_POSTGRES="$pg_url" node --test)
 
 step "contract check (SPEC section 11)"
 if [ -x ../shared/tools/contract-check ]; then

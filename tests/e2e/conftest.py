@@ -1,7 +1,11 @@
-"""Fixtures for the end-to-end tests: the real keyplane binary on a free port with a fresh SQLite
-store, and clients built from the vendors' official SDKs pointed at it (nothing is mocked)."""
+"""Fixtures for the end-to-end tests: the real keyplane binary on a free port with a fresh store,
+and clients built from the vendors' official SDKs pointed at it (nothing is mocked).
+
+The store is SQLite, or, when KEYPLANE_E2E_POSTGRES names a PostgreSQL superuser URL, a fresh
+PostgreSQL database per server (scripts/test.sh runs the suite both ways)."""
 
 import os
+import secrets
 import socket
 import subprocess
 import tempfile
@@ -20,6 +24,17 @@ WINDOWS = "win2022_21H2_x64_dtc_en-us_40G_alibase_20240816.vhd"
 NO_AGENT = "centos_7_9_x64_20G_noagent_20200101.vhd"
 
 
+POSTGRES = os.environ.get("KEYPLANE_E2E_POSTGRES")
+
+
+def new_postgres_database():
+    """A fresh database on the test cluster; returns its URL."""
+    name = "kp_e2e_" + secrets.token_hex(6)
+    subprocess.run(["psql", "-q", POSTGRES, "-c", f"CREATE DATABASE {name}"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return POSTGRES.rsplit("/", 1)[0] + "/" + name
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -31,9 +46,12 @@ def free_port():
 class Server:
     """A keyplane process; restart() stops it (SIGTERM) and starts it again on the same store."""
 
-    def __init__(self, env_extra=None, root_env=True):
+    def __init__(self, env_extra=None, root_env=True, db=None):
         self.root_env = root_env
         self.dir = tempfile.mkdtemp(prefix="kp-e2e-")
+        if db is None:
+            db = new_postgres_database() if POSTGRES else f"sqlite://{self.dir}/keyplane.db"
+        self.db = db
         self.port = free_port()
         self.env_extra = env_extra or {}
         self.proc = None
@@ -50,7 +68,7 @@ class Server:
         env.update(self.env_extra)
         log = open(os.path.join(self.dir, "server.log"), "ab")
         self.proc = subprocess.Popen(
-            [BINARY, "serve", "--listen", self.endpoint, "--db", f"sqlite://{self.dir}/keyplane.db"],
+            [BINARY, "serve", "--listen", self.endpoint, "--db", self.db, "--data-dir", self.dir],
             env=env, stdout=log, stderr=subprocess.STDOUT)
         for _ in range(200):
             try:
@@ -73,6 +91,30 @@ class Server:
     def restart(self):
         self.stop()
         self.start()
+
+    def query(self, sql):
+        """Rows of a query run directly on the store, as text."""
+        if self.db.startswith("sqlite://"):
+            import sqlite3
+            db = sqlite3.connect(self.db[len("sqlite://"):])
+            try:
+                return [tuple(str(v) for v in row) for row in db.execute(sql).fetchall()]
+            finally:
+                db.close()
+        out = subprocess.run(["psql", "-At", "-F", "\x1f", self.db, "-c", sql], check=True,
+                             capture_output=True, text=True).stdout
+        return [tuple(line.split("\x1f")) for line in out.splitlines()]
+
+    def dump(self):
+        """Every byte the store keeps: the SQLite files, or a dump of the PostgreSQL database."""
+        if self.db.startswith("sqlite://"):
+            data = b""
+            for name in os.listdir(self.dir):
+                if name.startswith("keyplane.db"):
+                    with open(os.path.join(self.dir, name), "rb") as f:
+                        data += f.read()
+            return data
+        return subprocess.run(["pg_dump", self.db], check=True, capture_output=True).stdout
 
     def log(self):
         with open(os.path.join(self.dir, "server.log"), encoding="utf-8", errors="replace") as f:

@@ -3,7 +3,6 @@ and one key pair, and an AccessKey; the user's calls in both ECS dialects do exa
 policy allows, everything else gets the vendor's refusal, and the audit log shows each call."""
 
 import json
-import sqlite3
 
 import pytest
 import volcenginesdkecs as ve
@@ -136,8 +135,7 @@ def test_the_audit_log_shows_each_call(server, world):
     alice.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="kp-ok", instance_ids=ids_json([world["a"]])))
     sdk_error(lambda: alice.delete_key_pairs(m.DeleteKeyPairsRequest(region_id=R, key_pair_names='["kp-no"]')))
     server.stop()
-    db = sqlite3.connect(f"{server.dir}/keyplane.db")
-    rows = db.execute("SELECT principal, access_key_id, source_ip, action, result, resources, request_id FROM audit ORDER BY seq").fetchall()
+    rows = server.query("SELECT principal, access_key_id, source_ip, action, result, resources, request_id FROM audit ORDER BY seq")
     mine = [r for r in rows if r[0] == "user/alice"]
     assert [(r[3], r[4]) for r in mine] == [("AttachKeyPair", "OK"), ("DeleteKeyPairs", "Forbidden.RAM")]
     assert all(r[1] == world["ak"] and r[2] == "127.0.0.1" and r[6] for r in mine)

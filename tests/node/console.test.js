@@ -4,9 +4,8 @@
 
 const test = require('node:test');
 const assert = require('node:assert');
-const { spawn, execFileSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
@@ -14,33 +13,13 @@ const Ecs = require('@alicloud/ecs20140526');
 const Ram = require('@alicloud/ram20150501');
 const { $OpenApiUtil } = require('@alicloud/openapi-core');
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const BIN = process.env.KEYPLANE_BIN || path.join(ROOT, 'target', 'debug', 'keyplane');
+const { ROOT, startServer: start } = require('./server');
 const SHOTS = path.join(ROOT, 'docs', 'screenshots');
 const AK = 'LTAI5tConsoleTest001';
 const SK = 'console-test-secret';
 const LINUX = 'aliyun_3_x64_20G_alibase_20240819.vhd';
 const WINDOWS = 'win2022_21H2_x64_dtc_en-us_40G_alibase_20240816.vhd';
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
-
-async function startServer() {
-  const port = await freePort();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kp-console-'));
-  const proc = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--db', `sqlite://${dir}/k.db`], {
-    env: { ...process.env, KEYPLANE_ROOT_ACCESS_KEY_ID: AK, KEYPLANE_ROOT_ACCESS_KEY_SECRET: SK }, stdio: 'ignore',
-  });
-  for (let i = 0; i < 200; i++) {
-    try { if ((await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200) return { port, proc }; } catch (_) { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('keyplane did not start');
-}
 
 function config(port) {
   return new $OpenApiUtil.Config({ accessKeyId: AK, accessKeySecret: SK, regionId: 'cn-hangzhou', endpoint: `127.0.0.1:${port}`, protocol: 'http' });
@@ -56,7 +35,7 @@ async function launch() {
 }
 
 test('the console guide workflow, from sign-in to restart', async () => {
-  const { port, proc } = await startServer();
+  const { port, proc } = await start(AK, SK);
   const browser = await launch();
   const errors = [];
   try {
@@ -197,7 +176,7 @@ test('the console guide workflow, from sign-in to restart', async () => {
 });
 
 test('a RAM user signs in with a password and sees only what its policy allows', async () => {
-  const { port, proc } = await startServer();
+  const { port, proc } = await start(AK, SK);
   const browser = await launch();
   try {
     const ecs = new Ecs.default(config(port));

@@ -4,45 +4,17 @@
 
 const test = require('node:test');
 const assert = require('node:assert');
-const { spawn, execFileSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const Ecs = require('@alicloud/ecs20140526');
 const { $OpenApiUtil } = require('@alicloud/openapi-core');
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const BIN = process.env.KEYPLANE_BIN || path.join(ROOT, 'target', 'debug', 'keyplane');
+const { startServer: start } = require('./server');
 const AK = 'LTAI5tNodeEndToEnd01';
 const SK = 'node-end-to-end-secret';
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startServer() {
-  const port = await freePort();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kp-node-'));
-  const proc = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--db', `sqlite://${dir}/k.db`], {
-    env: { ...process.env, KEYPLANE_ROOT_ACCESS_KEY_ID: AK, KEYPLANE_ROOT_ACCESS_KEY_SECRET: SK },
-    stdio: 'ignore',
-  });
-  for (let i = 0; i < 200; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
-      if (r.status === 200) return { port, proc };
-    } catch (_) { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('keyplane did not become healthy');
-}
 
 function client(port, v1) {
   const config = new $OpenApiUtil.Config({
@@ -62,7 +34,7 @@ function sshKey() {
 
 for (const v1 of [false, true]) {
   test(`import, attach, describe and detach with the Node SDK (${v1 ? 'V1' : 'V3'})`, async () => {
-    const { port, proc } = await startServer();
+    const { port, proc } = await start(AK, SK);
     try {
       const c = client(port, v1);
       const key = sshKey();

@@ -44,6 +44,13 @@ impl AgentHub {
             .clone()
     }
 
+    /// Wakes every waiting agent (some changes may have been missed).
+    pub fn notify_all(&self) {
+        for n in self.waiters.lock().expect("hub lock").values() {
+            n.notify_waiters();
+        }
+    }
+
     /// Tells the agents of these instances, if any are waiting, that something changed.
     pub fn notify<'a>(&self, instance_ids: impl IntoIterator<Item = &'a str>) {
         let waiters = self.waiters.lock().expect("hub lock");
@@ -53,6 +60,34 @@ impl AgentHub {
             }
         }
     }
+}
+
+/// Wakes the agents of these instances long-polling this server and, through the store, every
+/// other server sharing it. A lost announcement costs the agent at most one long-poll period.
+pub async fn changed(state: &AppState, instance_ids: &[String]) {
+    state.agents.notify(instance_ids.iter().map(String::as_str));
+    if state.store.shared() && !instance_ids.is_empty() {
+        if let Err(e) = state.store.announce(instance_ids).await {
+            tracing::warn!(error = %e, "announcing a desired-state change failed");
+        }
+    }
+}
+
+/// Forwards the store's announcements (other servers' changes) to this server's long polls.
+pub async fn forward_announcements(state: Arc<AppState>) -> anyhow::Result<()> {
+    let Some(mut rx) = state.store.announcements().await? else {
+        return Ok(());
+    };
+    tokio::spawn(async move {
+        while let Some(id) = rx.recv().await {
+            if id == "*" {
+                state.agents.notify_all();
+            } else {
+                state.agents.notify([id.as_str()]);
+            }
+        }
+    });
+    Ok(())
 }
 
 pub fn sha256_hex(s: &str) -> String {
@@ -98,7 +133,8 @@ pub async fn register(State(state): State<Arc<AppState>>, Json(r): Json<Registra
         && login_user
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !valid_user || r.host_name.len() > 255 || r.os_name.len() > 255 {
+    let valid_text = |s: &str| s.len() <= 255 && !s.chars().any(char::is_control);
+    if !valid_user || !valid_text(&r.host_name) || !valid_text(&r.os_name) {
         return error(
             StatusCode::BAD_REQUEST,
             "InvalidParameter",

@@ -140,7 +140,12 @@ pub async fn alibaba(state: &AppState, req: &WireRequest) -> Result<Caller, Auth
         .as_deref()
         .filter(|n| !n.is_empty())
         .ok_or(AuthError::MissingNonce)?;
-    if !state.nonces.use_once(&claim.access_key_id, nonce) {
+    if !state
+        .nonces
+        .use_once(&claim.access_key_id, nonce)
+        .await
+        .map_err(AuthError::Store)?
+    {
         return Err(AuthError::NonceUsed);
     }
     caller(state, key, req).await

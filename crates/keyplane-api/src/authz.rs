@@ -152,7 +152,7 @@ pub async fn bind_allowed(
             .bind(&caller.account_id, region, key_pair, &allowed, op, audit)
             .await?
     };
-    state.agents.notify(allowed.iter().map(String::as_str));
+    crate::agent_api::changed(state, &allowed).await;
     if denied.is_empty() {
         return Ok(done);
     }

@@ -91,7 +91,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     store.complete_transitions(chrono::Utc::now()).await?;
     let nonces = nonces::NonceCache::load(store.clone()).await?;
-    let throttle = throttle::Throttle::new(config.throttle_per_second, config.throttle_burst);
+    let throttle =
+        throttle::Throttle::new(config.throttle_per_second, config.throttle_burst, &store);
     let state = Arc::new(AppState {
         store: store.clone(),
         config,
@@ -100,6 +101,7 @@ pub async fn serve(
         agents: agent_api::AgentHub::default(),
         sessions: console::Sessions::default(),
     });
+    agent_api::forward_announcements(state.clone()).await?;
     let background = spawn_background(state.clone());
     let app = router(state.clone());
     axum::serve(

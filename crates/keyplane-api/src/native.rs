@@ -54,6 +54,9 @@ pub async fn handle(
         },
     };
     let p = Params::new(&wire.query, &wire.form);
+    if let Err(e) = p.nul_free() {
+        return render::error(&e.into(), &request_id, host, Format::Json);
+    }
     if let Some(action) = wire.path.strip_prefix("/api/v1/ecs/") {
         if wire.method != "POST" {
             return render::error(

@@ -23,6 +23,15 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// No parameter may carry a NUL character: no vendor value has one, and PostgreSQL text
+    /// cannot store one, so it is refused up front, the same on every backend.
+    pub fn nul_free(&self) -> Result<(), CoreError> {
+        match self.pairs.iter().find(|(_, v)| v.contains('\0')) {
+            Some((k, _)) => Err(CoreError::invalid(k, "contains a NUL character")),
+            None => Ok(()),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&'a str> {
         self.pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }

@@ -1,38 +1,72 @@
-//! Throttling per AccessKey and action, a token bucket (GCRA) kept in memory per server.
+//! Throttling per AccessKey and action, a token bucket (GCRA). One server keeps its buckets in
+//! memory; servers that share a store (PostgreSQL) keep them in the store, so a caller gets the
+//! same allowance however a load balancer spreads its calls.
 //! Each dialect renders a refusal its own way (Alibaba `Throttling`, Volcengine 429
 //! `FlowLimitExceeded`, which the Volcengine SDK backs off on).
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use governor::{DefaultKeyedRateLimiter, Quota};
+use keyplane_core::CoreError;
+use keyplane_store::Store;
 
 pub struct Throttle {
-    limiter: Option<DefaultKeyedRateLimiter<(String, String)>>,
+    rate: Option<(u32, u32)>,
+    local: Option<DefaultKeyedRateLimiter<(String, String)>>,
+    shared: Option<Arc<dyn Store>>,
 }
 
 impl Throttle {
     /// `per_second` calls per AccessKey and action, bursts of `burst`; 0 turns throttling off.
-    pub fn new(per_second: u32, burst: u32) -> Self {
-        let limiter = NonZeroU32::new(per_second).map(|rate| {
-            let burst = NonZeroU32::new(burst.max(1)).expect("at least one");
-            governor::RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-        });
-        Self { limiter }
+    pub fn new(per_second: u32, burst: u32, store: &Arc<dyn Store>) -> Self {
+        let Some(rate) = NonZeroU32::new(per_second) else {
+            return Self {
+                rate: None,
+                local: None,
+                shared: None,
+            };
+        };
+        let burst = burst.max(1);
+        if store.shared() {
+            return Self {
+                rate: Some((per_second, burst)),
+                local: None,
+                shared: Some(store.clone()),
+            };
+        }
+        let quota = Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).expect("nonzero"));
+        Self {
+            rate: Some((per_second, burst)),
+            local: Some(governor::RateLimiter::keyed(quota)),
+            shared: None,
+        }
     }
 
-    /// Whether the call may go ahead.
-    pub fn allow(&self, access_key_id: &str, action: &str) -> bool {
-        match &self.limiter {
-            None => true,
-            Some(l) => l
+    /// `Throttled` when the call must wait; `ServiceUnavailable` when shared buckets are out of
+    /// reach.
+    pub async fn check(&self, access_key_id: &str, action: &str) -> Result<(), CoreError> {
+        let allowed = match (&self.local, &self.shared, self.rate) {
+            (Some(l), _, _) => l
                 .check_key(&(access_key_id.to_string(), action.to_string()))
                 .is_ok(),
+            (None, Some(store), Some((per_second, burst))) => {
+                store
+                    .throttle(access_key_id, action, per_second, burst)
+                    .await?
+            }
+            _ => true,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(CoreError::Throttled)
         }
     }
 
     /// Drops the state of idle keys so memory follows the active callers, not all callers ever.
     pub fn forget_idle(&self) {
-        if let Some(l) = &self.limiter {
+        if let Some(l) = &self.local {
             l.retain_recent();
         }
     }

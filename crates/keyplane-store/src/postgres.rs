@@ -109,11 +109,24 @@ impl PgStore {
         Ok(allowed.is_some())
     }
 
+    /// IDs go comma-separated, as few notifications as the 8,000-byte payload limit allows.
     async fn announce_impl(&self, instance_ids: &[String]) -> Result<()> {
+        let mut payloads = vec![String::new()];
         for id in instance_ids {
+            let last = payloads.last_mut().expect("one at least");
+            if last.len() + id.len() + 1 > 7000 {
+                payloads.push(id.clone());
+            } else {
+                if !last.is_empty() {
+                    last.push(',');
+                }
+                last.push_str(id);
+            }
+        }
+        for payload in payloads.iter().filter(|p| !p.is_empty()) {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(AGENT_CHANNEL)
-                .bind(id)
+                .bind(payload)
                 .execute(&self.writer)
                 .await
                 .map_err(db)?;
@@ -131,8 +144,10 @@ impl PgStore {
             loop {
                 match listener.try_recv().await {
                     Ok(Some(n)) => {
-                        if tx.send(n.payload().to_string()).is_err() {
-                            return;
+                        for id in n.payload().split(',') {
+                            if tx.send(id.to_string()).is_err() {
+                                return;
+                            }
                         }
                     }
                     // The connection was lost; `try_recv` reconnects on the next call.

@@ -9,20 +9,24 @@ use anyhow::{bail, Context};
 use keyplane_api::ServerConfig;
 use keyplane_core::ids;
 use keyplane_core::secretbox::ServerKey;
-use keyplane_store::{sqlite::SqliteStore, AccessKeyRecord, Store};
+use keyplane_store::{postgres::PgStore, sqlite::SqliteStore, AccessKeyRecord, Store};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "KEYPLANE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
-    /// Database URL: sqlite://PATH.
+    /// Database URL: sqlite://PATH, or postgres://USER:PASSWORD@HOST:PORT/DATABASE.
     #[arg(
         long,
         env = "KEYPLANE_DB",
         default_value = "sqlite://keyplane-data/keyplane.db"
     )]
     db: String,
+    /// Where `server.key` and `root-access-key.json` live with PostgreSQL (with SQLite they live
+    /// beside the database file).
+    #[arg(long, env = "KEYPLANE_DATA_DIR", default_value = "keyplane-data")]
+    data_dir: PathBuf,
     /// How long simulated instances stay Starting/Stopping/Pending, in milliseconds.
     #[arg(long, env = "KEYPLANE_TRANSITION_DELAY_MS", default_value_t = 0)]
     transition_delay_ms: u64,
@@ -54,30 +58,63 @@ fn init_logging(json: bool) {
     }
 }
 
-fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
-    match url.strip_prefix("sqlite://") {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => bail!("unsupported --db {url:?}: expected sqlite://PATH"),
+/// Opens the store `--db` names; returns it with the directory for the server's own files and
+/// the URL as it may be logged (without a password).
+async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Store>, PathBuf, String)> {
+    if let Some(path) = args.db.strip_prefix("sqlite://").filter(|p| !p.is_empty()) {
+        let store = SqliteStore::open_with(path, args.sqlite_synchronous == "full")
+            .await
+            .with_context(|| format!("opening {path}"))?;
+        let dir = Path::new(path)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        return Ok((Arc::new(store), dir, args.db.clone()));
     }
+    if args.db.starts_with("postgres://") || args.db.starts_with("postgresql://") {
+        let shown = without_password(&args.db);
+        let store = PgStore::open(&args.db)
+            .await
+            .with_context(|| format!("opening {shown}"))?;
+        create_private_dir(&args.data_dir)?;
+        return Ok((Arc::new(store), args.data_dir.clone(), shown.to_string()));
+    }
+    bail!("unsupported --db: expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")
+}
+
+/// The URL with the password of its user part masked, for logs and errors.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:****@{host}{}", &rest[authority_end..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     init_logging(args.log_json);
-    let path = sqlite_path(&args.db)?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_with(
-            path.to_str().context("database path is not UTF-8")?,
-            args.sqlite_synchronous == "full",
-        )
-        .await
-        .with_context(|| format!("opening {}", path.display()))?,
-    );
-    let server_key = load_server_key(&path)?;
-    let account = bootstrap(store.as_ref(), &path, &server_key).await?;
+    let (store, dir, shown) = open_store(&args).await?;
+    let server_key = load_server_key(&dir)?;
+    let account = bootstrap(store.as_ref(), &dir, &server_key).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, db = %path.display(), %account, "keyplane serving");
+    tracing::info!(listen = %listener.local_addr()?, db = %shown, %account, "keyplane serving");
     let config = ServerConfig {
         transition_delay: Duration::from_millis(args.transition_delay_ms),
         throttle_per_second: args.throttle_per_second,
@@ -94,13 +131,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
 /// `KEYPLANE_ROOT_ACCESS_KEY_ID`/`_SECRET`, else is generated and written once, mode 0600, to
 /// `root-access-key.json` beside the database.
 /// The key that seals AccessKey secrets: `KEYPLANE_SERVER_KEY` (base64, 32 bytes), else the file
-/// `server.key` beside the database, created (mode 0600) on first start. Losing it makes every
-/// stored AccessKey unusable, so back it up with the database, but not in the same place.
-fn load_server_key(db_path: &Path) -> anyhow::Result<ServerKey> {
+/// `server.key` in `dir`, created (mode 0600) on first start. Losing it makes every stored
+/// AccessKey unusable, so back it up with the database, but not in the same place. Servers that
+/// share a PostgreSQL database must share this key.
+fn load_server_key(dir: &Path) -> anyhow::Result<ServerKey> {
     if let Ok(text) = std::env::var("KEYPLANE_SERVER_KEY") {
         return Ok(ServerKey::from_base64(&text)?);
     }
-    let file = db_path.with_file_name("server.key");
+    let file = dir.join("server.key");
     match std::fs::read_to_string(&file) {
         Ok(text) => {
             Ok(ServerKey::from_base64(&text)
@@ -118,7 +156,7 @@ fn load_server_key(db_path: &Path) -> anyhow::Result<ServerKey> {
 
 async fn bootstrap(
     store: &dyn Store,
-    db_path: &Path,
+    dir: &Path,
     server_key: &ServerKey,
 ) -> anyhow::Result<String> {
     let from_env = match (
@@ -129,6 +167,7 @@ async fn bootstrap(
         _ => None,
     };
     if let Some(account) = store.default_account().await? {
+        check_server_key(store, &account, server_key).await?;
         if let Some((id, secret)) = from_env {
             store
                 .insert_access_key(&AccessKeyRecord {
@@ -154,7 +193,7 @@ async fn bootstrap(
     };
     let account = store.bootstrap(&key).await?;
     if generated {
-        let file = db_path.with_file_name("root-access-key.json");
+        let file = dir.join("root-access-key.json");
         write_secret_file(
             &file,
             &serde_json::json!({
@@ -166,6 +205,25 @@ async fn bootstrap(
         tracing::info!(file = %file.display(), "generated the root AccessKey");
     }
     Ok(account)
+}
+
+/// Refuses to start with a server key other than the one the store's secrets were sealed with
+/// (a second server given its own key would fail every signature instead).
+async fn check_server_key(store: &dyn Store, account: &str, key: &ServerKey) -> anyhow::Result<()> {
+    let roots = store.list_access_keys(account, None).await?;
+    let Some(first) = roots.first() else {
+        return Ok(());
+    };
+    let Some(record) = store.access_key(&first.id).await? else {
+        return Ok(());
+    };
+    if key.open(&record.id, &record.secret).is_err() {
+        bail!(
+            "the server key does not open the AccessKeys in this database: every server that \
+             shares a database needs the same key (KEYPLANE_SERVER_KEY or server.key)"
+        );
+    }
+    Ok(())
 }
 
 fn write_secret_file(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
@@ -203,4 +261,25 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn database_passwords_are_masked() {
+        assert_eq!(
+            without_password("postgres://kp:s3cr@t@db:5432/keyplane"),
+            "postgres://kp:****@db:5432/keyplane"
+        );
+        assert_eq!(
+            without_password("postgres://kp@db/keyplane"),
+            "postgres://kp@db/keyplane"
+        );
+        assert_eq!(
+            without_password("postgres://db/k?x=@"),
+            "postgres://db/k?x=@"
+        );
+    }
 }

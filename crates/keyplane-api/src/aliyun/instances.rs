@@ -363,7 +363,7 @@ pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Body200, CoreError> {
         .store
         .power(ctx.account(), id, op, done_at(ctx))
         .await?;
-    ctx.state.agents.notify([id]);
+    crate::agent_api::changed(ctx.state, &[id.to_string()]).await;
     Ok(Body200::new())
 }
 

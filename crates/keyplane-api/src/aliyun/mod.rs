@@ -155,8 +155,21 @@ async fn answer(
         }
         (r, e.code.to_string())
     };
-    if !state.throttle.allow(&ctx.caller.access_key_id, action) {
-        return fail(CoreError::Throttled.into());
+    if let Err(e) = ctx.p.nul_free() {
+        return fail(e.into());
+    }
+    // Unknown actions share one bucket, so made-up names cannot grow the throttle's state.
+    let bucket = if ACTIONS.contains(&action) {
+        action
+    } else {
+        "*"
+    };
+    if let Err(e) = state
+        .throttle
+        .check(&ctx.caller.access_key_id, bucket)
+        .await
+    {
+        return fail(e.into());
     }
     if ACTIONS.contains(&action)
         && !authz::is_describe(action)

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keyplane_core::{ids, password};
+use keyplane_core::{ids, password, CoreError};
 use keyplane_store::AccessKeyRecord;
 use serde::Deserialize;
 use serde_json::json;
@@ -183,11 +183,14 @@ pub async fn sign_in(
     Json(s): Json<SignIn>,
 ) -> Response {
     let wrong = || denied("The credentials are not valid.");
-    if !state
+    match state
         .throttle
-        .allow(&peer.ip().to_string(), "ConsoleSignIn")
+        .check(&peer.ip().to_string(), "ConsoleSignIn")
+        .await
     {
-        return (StatusCode::TOO_MANY_REQUESTS, Json(json!({"Code": "Throttling", "Message": "Too many sign-in attempts; wait a moment."}))).into_response();
+        Ok(()) => {}
+        Err(CoreError::Throttled) => return (StatusCode::TOO_MANY_REQUESTS, Json(json!({"Code": "Throttling", "Message": "Too many sign-in attempts; wait a moment."}))).into_response(),
+        Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"Code": "ServiceUnavailable", "Message": "Try again later."}))).into_response(),
     }
     let (key, principal) = match (
         s.access_key_id,

@@ -90,10 +90,19 @@ pub async fn handle(
         request_id: &request_id,
         params: &ctx.p,
     };
+    // Unknown actions share one bucket, so made-up names cannot grow the throttle's state.
+    let bucket = if ACTIONS.contains(&action) {
+        action
+    } else {
+        "*"
+    };
+    let throttled = state.throttle.check(&caller.access_key_id, bucket).await;
     let result = if !ACTIONS.contains(&action) {
         Err(AliError::invalid_action(action))
-    } else if !state.throttle.allow(&caller.access_key_id, action) {
-        Err(CoreError::Throttled.into())
+    } else if let Err(e) = ctx.p.nul_free() {
+        Err(e.into())
+    } else if let Err(e) = throttled {
+        Err(e.into())
     } else if !caller.may_attempt(&format!("ram:{action}")) {
         Err(CoreError::Forbidden {
             action: format!("ram:{action}"),

@@ -196,7 +196,7 @@ async fn power_one(ctx: &Ctx<'_>, id: &str, op: Power) -> Result<(), CoreError> 
             crate::sim::done_at(ctx.state.config.transition_delay),
         )
         .await?;
-    ctx.state.agents.notify([inst.id.as_str()]);
+    crate::agent_api::changed(ctx.state, std::slice::from_ref(&inst.id)).await;
     Ok(())
 }
 

@@ -197,8 +197,21 @@ async fn answer(ctx: &Ctx<'_>, action: &str, meta: &Meta<'_>) -> (Response, Stri
         let code = e.code.clone();
         (failure(meta, &e), code)
     };
-    if !state.throttle.allow(&ctx.caller.access_key_id, action) {
-        return fail(CoreError::Throttled.into());
+    if let Err(e) = ctx.p.nul_free() {
+        return fail(e.into());
+    }
+    // Unknown actions share one bucket, so made-up names cannot grow the throttle's state.
+    let bucket = if ACTIONS.contains(&action) {
+        action
+    } else {
+        "*"
+    };
+    if let Err(e) = state
+        .throttle
+        .check(&ctx.caller.access_key_id, bucket)
+        .await
+    {
+        return fail(e.into());
     }
     let ram_action = authz::ram_action(action);
     if !authz::is_describe(action) && !ctx.caller.may_attempt(&ram_action) {

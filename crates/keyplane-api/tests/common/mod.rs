@@ -1,5 +1,8 @@
-//! One fixture for every integration test: a real server on port 0 over a fresh SQLite file, and a
+//! One fixture for every integration test: a real server on port 0 over a fresh store, and a
 //! client that signs like the SDKs do (V3 by default, V1 on request).
+//!
+//! The store is a SQLite file, or, when `KEYPLANE_API_TEST_POSTGRES` names a PostgreSQL
+//! superuser URL, a fresh PostgreSQL database (scripts/test.sh runs these tests both ways).
 
 #![allow(dead_code)]
 
@@ -10,7 +13,7 @@ use keyplane_core::ids;
 use keyplane_sig::alibaba::{self, sign_v3, V3Call};
 use keyplane_sig::encode::pct;
 use keyplane_sig::SecretKey;
-use keyplane_store::{sqlite::SqliteStore, AccessKeyRecord, Store};
+use keyplane_store::{postgres::PgStore, sqlite::SqliteStore, AccessKeyRecord, Store};
 use serde_json::Value;
 
 pub const AK: &str = "LTAItestkey";
@@ -39,11 +42,36 @@ pub fn server_key() -> keyplane_core::secretbox::ServerKey {
         .clone()
 }
 
+/// The store of a test directory: its SQLite file, or the PostgreSQL database it names (created
+/// on first use, so a restarted server finds the same one).
+async fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
+    let Ok(admin) = std::env::var("KEYPLANE_API_TEST_POSTGRES") else {
+        let path = dir.join("k.db");
+        return Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap());
+    };
+    let url_file = dir.join("postgres-url");
+    let url = match std::fs::read_to_string(&url_file) {
+        Ok(url) => url,
+        Err(_) => {
+            let name = format!("kp_api_{}", ids::new_account_id().to_ascii_lowercase());
+            let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+            std::fs::write(&url_file, &url).unwrap();
+            url
+        }
+    };
+    Arc::new(PgStore::open(&url).await.unwrap())
+}
+
 pub async fn spawn_with(mut config: ServerConfig, dir: Option<tempfile::TempDir>) -> App {
     config.server_key = server_key();
     let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
-    let path = dir.path().join("k.db");
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap());
+    let store = open_store(dir.path()).await;
     let account = match store.default_account().await.unwrap() {
         Some(a) => a,
         None => store

@@ -29,15 +29,17 @@ fn rss_mib(pid: u32) -> f64 {
 }
 
 /// Inserts `n` registration tokens for `account` straight into the store (a loader, not the API).
-pub async fn tokens(db: &str, account: &str, n: usize) -> anyhow::Result<Vec<String>> {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{db}")).await?;
+/// `url` is `sqlite://…` or `postgres://…`.
+pub async fn tokens(url: &str, account: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await?;
     let mut tx = pool.begin().await?;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let token = format!("bench-token-{i}");
-        sqlx::query("INSERT INTO registration_tokens (token_hash, account_id, region_id, zone_id, name, created_at) VALUES (?, ?, 'cn-hangzhou', 'cn-hangzhou-h', '', '2026-01-01T00:00:00.000000Z')")
+        sqlx::query("INSERT INTO registration_tokens (token_hash, account_id, region_id, zone_id, name, created_at) VALUES ($1, $2, 'cn-hangzhou', 'cn-hangzhou-h', '', '2026-01-01T00:00:00.000000Z')")
             .bind(hex::encode(Sha256::digest(token.as_bytes())))
-            .bind(account)
+            .bind(account.to_string())
             .execute(&mut *tx)
             .await?;
         out.push(token);
@@ -46,8 +48,11 @@ pub async fn tokens(db: &str, account: &str, n: usize) -> anyhow::Result<Vec<Str
     Ok(out)
 }
 
+/// Agents long-poll the server of `s`; the reboots go through `rebooter` (the same server, or
+/// another one on the same database).
 pub async fn run(
     s: &Signer,
+    rebooter: &Signer,
     server_pid: u32,
     tokens: Vec<String>,
     reboots: usize,
@@ -132,7 +137,7 @@ pub async fn run(
     let mut latencies = Vec::new();
     for (id, _) in agents.iter().step_by((n / reboots).max(1)).take(reboots) {
         sent.lock().unwrap().insert(id.clone(), Instant::now());
-        let req = s.v3("RebootInstance", &[("InstanceId".to_string(), id.clone())]);
+        let req = rebooter.v3("RebootInstance", &[("InstanceId".to_string(), id.clone())]);
         let mut b = client.post(&req.url);
         for (k, v) in &req.headers {
             b = b.header(k, v);

@@ -14,6 +14,7 @@ pub struct Req {
     pub headers: Vec<(String, String)>,
 }
 
+#[derive(Clone)]
 pub struct Signer {
     pub base: String,
     pub host: String,

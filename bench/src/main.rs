@@ -1,4 +1,5 @@
-//! `keyplane-bench`: starts a release `keyplane serve` on a fresh SQLite store, loads it, and drives
+//! `keyplane-bench`: starts a release `keyplane serve` on a fresh SQLite store (and, with
+//! `--postgres`, on PostgreSQL), loads it, and drives
 //! each scenario of docs/BENCHMARKS.md with a load generator that signs every request as the SDKs do
 //! (Alibaba V3, V1, Volcengine), over kept-alive connections. It prints one line per scenario:
 //! throughput and latency percentiles. No pass/fail: the numbers go into docs/BENCHMARKS.md.
@@ -29,6 +30,10 @@ struct Args {
     /// A moto server to compare with (e.g. http://127.0.0.1:5000); skipped when absent.
     #[arg(long)]
     moto: Option<String>,
+    /// A PostgreSQL superuser URL (a cluster with its default durability settings): repeats the
+    /// scenarios on PostgreSQL, with two servers on one database; skipped when absent.
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 #[tokio::main]
@@ -41,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         args.big_instances,
         args.agents,
         args.moto.as_deref(),
+        args.postgres.as_deref(),
     )
     .await
 }

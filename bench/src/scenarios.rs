@@ -44,23 +44,31 @@ impl Drop for Server {
 }
 
 async fn start(bin: &str, db: &str) -> anyhow::Result<Server> {
-    start_with(bin, db, "full").await
+    start_with(bin, &format!("sqlite://{db}"), "full").await
 }
 
-async fn start_with(bin: &str, db: &str, sync: &str) -> anyhow::Result<Server> {
+/// A server on the database `url`; servers on one PostgreSQL database share this server key.
+async fn start_with(bin: &str, url: &str, sync: &str) -> anyhow::Result<Server> {
     let port = free_port();
+    let data = std::env::temp_dir().join(format!("keyplane-bench-{port}"));
     let child = Command::new(bin)
         .args([
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--db",
-            &format!("sqlite://{db}"),
+            url,
+            "--data-dir",
+            &data.to_string_lossy(),
             "--throttle-per-second",
             "0",
             "--sqlite-synchronous",
             sync,
         ])
+        .env(
+            "KEYPLANE_SERVER_KEY",
+            "YmVuY2htYXJrLXNlcnZlci1rZXktMzItYnl0ZXMhISE=",
+        )
         .env("KEYPLANE_ROOT_ACCESS_KEY_ID", AK)
         .env("KEYPLANE_ROOT_ACCESS_KEY_SECRET", SK)
         .env("KEYPLANE_LOG", "warn")
@@ -233,6 +241,15 @@ async fn ceiling(seconds: u64, c: usize) -> anyhow::Result<()> {
 /// The store's own transaction rate for the same write (a 50-instance bind), no HTTP.
 async fn raw_store(db: &str, seconds: u64) -> anyhow::Result<()> {
     let store = SqliteStore::open(db).await?;
+    raw_bind(
+        &store,
+        seconds,
+        "ceiling: store.bind(50 instances), one writer",
+    )
+    .await
+}
+
+async fn raw_bind(store: &dyn Store, seconds: u64, label: &str) -> anyhow::Result<()> {
     let account = store.default_account().await?.unwrap();
     let kp = store
         .key_pair_by_name(&account, REGION, "bench-kp")
@@ -266,7 +283,7 @@ async fn raw_store(db: &str, seconds: u64) -> anyhow::Result<()> {
         n += 1;
     }
     line(
-        "ceiling: store.bind(50 instances), one writer",
+        label,
         format!(
             "{:>9.0} transactions/s",
             n as f64 / start.elapsed().as_secs_f64()
@@ -328,6 +345,7 @@ pub async fn run_all(
     big: usize,
     agents: usize,
     moto: Option<&str>,
+    postgres: Option<&str>,
 ) -> anyhow::Result<()> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")?
         .lines()
@@ -391,7 +409,7 @@ pub async fn run_all(
     };
     {
         // The same writes without an fsync per commit, to show what durability costs.
-        let server = start_with(bin, &db, "normal").await?;
+        let server = start_with(bin, &format!("sqlite://{db}"), "normal").await?;
         let s = &server.signer;
         let (g, groups2) = (
             Signer {
@@ -425,37 +443,250 @@ pub async fn run_all(
             .default_account()
             .await?
             .unwrap_or_default();
-        let tokens = crate::agents::tokens(&db, &account, agents).await?;
+        let tokens = crate::agents::tokens(&format!("sqlite://{db}"), &account, agents).await?;
         let server = start(bin, &db).await?;
-        crate::agents::run(&server.signer, server.child.id(), tokens, 200).await?;
+        let s = &server.signer;
+        crate::agents::run(s, s, server.child.id(), tokens, 200).await?;
     }
     if big > 0 {
         load_big(&db, big).await?;
         let server = start(bin, &db).await?;
         api_scenarios(&server.signer, &groups, seconds, c, "big store: ").await;
     }
+    if let Some(admin) = postgres {
+        postgres_pass(bin, admin, seconds, c, big, agents).await?;
+    }
     Ok(())
 }
+
+/// The same scenarios on PostgreSQL, then what only PostgreSQL has: two servers on one database,
+/// and agents on one server hearing reboots issued on the other.
+async fn postgres_pass(
+    bin: &str,
+    admin: &str,
+    seconds: u64,
+    c: usize,
+    big: usize,
+    agents: usize,
+) -> anyhow::Result<()> {
+    let name = format!("keyplane_bench_{}", std::process::id());
+    let pool = sqlx::PgPool::connect(admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await?;
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let server = start_with(bin, &url, "full").await?;
+    let groups = seed(&server.signer).await?;
+    api_scenarios(&server.signer, &groups, seconds, c, "postgres: ").await;
+    {
+        let store = keyplane_store::postgres::PgStore::open(&url).await?;
+        raw_bind(
+            &store,
+            seconds,
+            "postgres ceiling: store.bind(50 instances)",
+        )
+        .await?;
+    }
+    // Two servers on one database, the generator's connections split between them.
+    let second = start_with(bin, &url, "full").await?;
+    let (a, b) = (server.signer.clone(), second.signer.clone());
+    line(
+        "postgres, 2 servers: DescribeKeyPairs (V3)",
+        run(c, Duration::from_secs(seconds), move |w, _| {
+            let s = if w % 2 == 0 { &a } else { &b };
+            s.v3(
+                "DescribeKeyPairs",
+                &p(&[("RegionId", REGION), ("PageSize", "50")]),
+            )
+        })
+        .await,
+    );
+    let (a, b, groups2) = (server.signer.clone(), second.signer.clone(), groups.clone());
+    line(
+        "postgres, 2 servers: AttachKeyPair, 50 (V3)",
+        run(c, Duration::from_secs(seconds), move |w, i| {
+            let s = if w % 2 == 0 { &a } else { &b };
+            let ids = serde_json::to_string(&groups2[(w + i) % groups2.len()]).unwrap();
+            s.v3(
+                "AttachKeyPair",
+                &p(&[
+                    ("RegionId", REGION),
+                    ("KeyPairName", "bench-kp"),
+                    ("InstanceIds", &ids),
+                ]),
+            )
+        })
+        .await,
+    );
+    if agents > 0 {
+        let account = server_account(&url).await?;
+        let tokens = crate::agents::tokens(&url, &account, agents).await?;
+        println!("postgres: agents long-poll server A, reboots go to server B");
+        crate::agents::run(
+            &server.signer,
+            &second.signer,
+            server.child.id(),
+            tokens,
+            200,
+        )
+        .await?;
+    }
+    drop(second);
+    if big > 0 {
+        let t = Instant::now();
+        let pool = sqlx::PgPool::connect(&url).await?;
+        for sql in BIG_POSTGRES {
+            sqlx::query(sql)
+                .bind(big as i64)
+                .bind(LINUX)
+                .execute(&pool)
+                .await?;
+        }
+        println!(
+            "postgres: loaded {big} instances and 100000 key pairs of 200 other accounts in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        api_scenarios(&server.signer, &groups, seconds, c, "postgres big store: ").await;
+    }
+    Ok(())
+}
+
+async fn server_account(url: &str) -> anyhow::Result<String> {
+    let store = keyplane_store::postgres::PgStore::open(url).await?;
+    Ok(store.default_account().await?.unwrap_or_default())
+}
+
+/// The big store on PostgreSQL, loaded by the database itself (`$1` instances, `$2` the image).
+const BIG_POSTGRES: &[&str] = &[
+    "INSERT INTO accounts (id, name, created_at) SELECT '9' || lpad(a::text, 15, '0'), 'filler',      '2026-01-01T00:00:00.000000Z' FROM generate_series(0, 199) a WHERE $1::BIGINT >= 0 AND $2::TEXT <> ''",
+    "INSERT INTO key_pairs (id, account_id, region_id, name, public_key, fingerprint_sha256, fingerprint_md5, created_at)      SELECT 'kp-filler' || lpad(k::text, 12, '0'), '9' || lpad((k % 200)::text, 15, '0'), 'cn-hangzhou',      'filler-' || k, 'ssh-ed25519 AAAA', 'SHA256:filler' || k, '00:' || lpad(k::text, 8, '0'),      '2026-01-01T00:00:00.000000Z' FROM generate_series(0, 99999) k WHERE $1::BIGINT >= 0 AND $2::TEXT <> ''",
+    "INSERT INTO instances (id, account_id, region_id, zone_id, name, host_name, image_id, instance_type, os_type,      os_name, status, io_optimized, agent_installed, login_user, provider, has_password, created_at,      desired_password_login, effective_password_login, binding_state)      SELECT 'i-filler' || lpad(i::text, 13, '0'), '9' || lpad((i % 200)::text, 15, '0'), 'cn-hangzhou',      'cn-hangzhou-h', 'filler', 'filler', $2, 't', 'linux', 'Linux', 'Running', TRUE, TRUE, 'root', 'sim',      FALSE, '2026-01-01T00:00:00.000000Z', TRUE, TRUE, 'none' FROM generate_series(0, $1 - 1) i",
+    "ANALYZE",
+];
 
 /// The calls moto's EC2 server and keyplane both have, with the same generator.
 pub async fn moto(base: &str, s: &Signer, seconds: u64, c: usize) {
     let d = Duration::from_secs(seconds);
-    let m = base.to_string();
-    line(
-        "moto: DescribeKeyPairs (EC2 query API)",
-        run(c, d, move |_, _| crate::load::Req { url: format!("{m}/?Action=DescribeKeyPairs&Version=2016-11-15"), headers: vec![("authorization".into(), "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0".into())] }).await,
-    );
-    let g = Signer {
-        base: s.base.clone(),
-        host: s.host.clone(),
-        ak: s.ak.clone(),
-        secret: SecretKey::new(SK),
+    // moto does not check signatures; it needs the header to find the region.
+    let aws = |m: &str, query: String| {
+        crate::load::Req {
+        url: format!("{m}/?{query}&Version=2016-11-15"),
+        headers: vec![("authorization".into(), "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0".into())],
+    }
     };
-    line(
-        "keyplane: DescribeKeyPairs (V3), same run",
-        run(c, d, move |_, _| {
-            g.v3("DescribeKeyPairs", &p(&[("RegionId", REGION)]))
-        })
-        .await,
+    let key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f bench";
+    let material = {
+        use base64::Engine;
+        keyplane_sig::encode::pct(&base64::engine::general_purpose::STANDARD.encode(key))
+    };
+    // moto gets 100 instances to page through; keyplane has its 1,000 bench instances.
+    let seed = reqwest::Client::new();
+    let r = aws(
+        base,
+        "Action=RunInstances&ImageId=ami-12c6146b&MinCount=100&MaxCount=100&InstanceType=t2.micro"
+            .into(),
     );
+    let _ = seed
+        .post(&r.url)
+        .header("authorization", &r.headers[0].1)
+        .send()
+        .await;
+    let pairs: Vec<(
+        &str,
+        Box<dyn Fn(usize, usize) -> crate::load::Req + Send + Sync>,
+        Box<dyn Fn(usize, usize) -> crate::load::Req + Send + Sync>,
+    )> = {
+        let sig = || s.clone();
+        let (m1, m2, m3, m4) = (
+            base.to_string(),
+            base.to_string(),
+            base.to_string(),
+            base.to_string(),
+        );
+        let (g1, g2, g3, g4) = (sig(), sig(), sig(), sig());
+        let material = material.clone();
+        vec![
+            (
+                "DescribeKeyPairs",
+                Box::new(move |_, _| aws(&m1, "Action=DescribeKeyPairs".into())),
+                Box::new(move |_, _| g1.v3("DescribeKeyPairs", &p(&[("RegionId", REGION)]))),
+            ),
+            (
+                "ImportKeyPair / DeleteKeyPair(s) alternating",
+                Box::new(move |w, i| {
+                    let name = format!("moto-{w}-{}", i / 2);
+                    if i % 2 == 0 {
+                        aws(
+                            &m2,
+                            format!(
+                                "Action=ImportKeyPair&KeyName={name}&PublicKeyMaterial={material}"
+                            ),
+                        )
+                    } else {
+                        aws(&m2, format!("Action=DeleteKeyPair&KeyName={name}"))
+                    }
+                }),
+                Box::new(move |w, i| {
+                    let name = format!("cmp-{w}-{}", i / 2);
+                    if i % 2 == 0 {
+                        g2.v3(
+                            "ImportKeyPair",
+                            &p(&[
+                                ("RegionId", REGION),
+                                ("KeyPairName", &name),
+                                ("PublicKeyBody", key),
+                            ]),
+                        )
+                    } else {
+                        g2.v3(
+                            "DeleteKeyPairs",
+                            &p(&[
+                                ("RegionId", REGION),
+                                ("KeyPairNames", &format!("[\"{name}\"]")),
+                            ]),
+                        )
+                    }
+                }),
+            ),
+            (
+                "DescribeInstances, 100 per page",
+                Box::new(move |_, _| aws(&m3, "Action=DescribeInstances&MaxResults=100".into())),
+                Box::new(move |_, _| {
+                    g3.v3(
+                        "DescribeInstances",
+                        &p(&[("RegionId", REGION), ("PageSize", "100")]),
+                    )
+                }),
+            ),
+            (
+                "RunInstances, 1 instance",
+                Box::new(move |_, _| {
+                    aws(&m4, "Action=RunInstances&ImageId=ami-12c6146b&MinCount=1&MaxCount=1&InstanceType=t2.micro".into())
+                }),
+                Box::new(move |_, _| {
+                    g4.v3(
+                        "RunInstances",
+                        &p(&[
+                            ("RegionId", REGION),
+                            ("ImageId", LINUX),
+                            ("InstanceType", "ecs.g7.large"),
+                            ("Amount", "1"),
+                        ]),
+                    )
+                }),
+            ),
+        ]
+    };
+    for (name, moto_call, keyplane_call) in pairs {
+        let theirs = run(c, d, moto_call).await;
+        let ours = run(c, d, keyplane_call).await;
+        line(&format!("moto: {name}"), &theirs);
+        line(&format!("keyplane: {name}, same run"), &ours);
+        println!(
+            "{:<46} {:.1}x",
+            format!("ratio keyplane/moto: {name}"),
+            ours.per_second / theirs.per_second.max(f64::MIN_POSITIVE)
+        );
+    }
 }

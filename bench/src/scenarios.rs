@@ -565,6 +565,9 @@ const BIG_POSTGRES: &[&str] = &[
 ];
 
 /// The calls moto's EC2 server and keyplane both have, with the same generator.
+/// Builds the request a worker sends next.
+type MakeReq = Box<dyn Fn(usize, usize) -> crate::load::Req + Send + Sync>;
+
 pub async fn moto(base: &str, s: &Signer, seconds: u64, c: usize) {
     let d = Duration::from_secs(seconds);
     // moto does not check signatures; it needs the header to find the region.
@@ -592,11 +595,7 @@ pub async fn moto(base: &str, s: &Signer, seconds: u64, c: usize) {
         .header("authorization", &r.headers[0].1)
         .send()
         .await;
-    let pairs: Vec<(
-        &str,
-        Box<dyn Fn(usize, usize) -> crate::load::Req + Send + Sync>,
-        Box<dyn Fn(usize, usize) -> crate::load::Req + Send + Sync>,
-    )> = {
+    let pairs: Vec<(&str, MakeReq, MakeReq)> = {
         let sig = || s.clone();
         let (m1, m2, m3, m4) = (
             base.to_string(),

@@ -199,3 +199,78 @@ def test_a_binding_becomes_true_on_a_real_sshd(server, host):
     finally:
         agent.terminate()
         agent.wait(10)
+
+
+def registered_agent(server, host, name):
+    token = admin(server, "registration-token", "create", "--region", R, "--name", name)["Token"]
+    state_dir = tempfile.mkdtemp(prefix="kp-agent-")
+    agent = start_agent(server, host, state_dir, token)
+    for _ in range(100):
+        if os.path.exists(f"{state_dir}/instance-id"):
+            break
+        time.sleep(0.1)
+    return agent, state_dir, open(f"{state_dir}/instance-id").read().strip()
+
+
+def test_a_password_reset_lets_key_and_password_log_in_side_by_side(server, host):
+    """The console guide's last note: after a key pair is bound, reset the password, restart, and
+    both the key and the new password work; after a detach, the password still does."""
+    agent, state_dir, iid = registered_agent(server, host, "pw-1")
+    first_password = host.password
+    ali_password, volc_password = "Kp-Reset-" + secrets.token_hex(5), "Volc-Pw-" + secrets.token_hex(5)
+    try:
+        tea = tea_client(server)
+        k1, line1 = ssh_keygen()
+        tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name="pw-key", public_key_body=line1))
+        tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="pw-key", instance_ids=ids_json([iid])))
+        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        wait_state(server, iid, "applied")
+        assert host.key_logs_in(k1) and not host.password_logs_in(), "bound: the password is refused"
+
+        tea.modify_instance_attribute(m.ModifyInstanceAttributeRequest(instance_id=iid, password=ali_password))
+        wait_state(server, iid, "pending_restart")
+        host.password = ali_password
+        time.sleep(1.5)  # an agent check or two: nothing is applied before the restart
+        assert not host.password_logs_in(), "before the restart the old state holds"
+        assert host.key_logs_in(k1)
+
+        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        wait_state(server, iid, "applied")
+        assert host.key_logs_in(k1), "the key still logs in"
+        assert host.password_logs_in(), "and so does the new password"
+        host.password = first_password
+        assert not host.password_logs_in(), "the old password is gone"
+
+        # The same through the Volcengine SDK; then a detach: the password stays, the key goes.
+        v = volc(server, region=R)
+        v.modify_instance_attribute(ve.ModifyInstanceAttributeRequest(instance_id=iid, password=volc_password))
+        wait_state(server, iid, "pending_restart")
+        v.reboot_instance(ve.RebootInstanceRequest(instance_id=iid))
+        wait_state(server, iid, "applied")
+        host.password = volc_password
+        assert host.password_logs_in() and host.key_logs_in(k1)
+
+        tea.detach_key_pair(m.DetachKeyPairRequest(region_id=R, key_pair_name="pw-key", instance_ids=ids_json([iid])))
+        wait_state(server, iid, "pending_restart")
+        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        wait_state(server, iid, "applied")
+        assert host.password_logs_in(), "after a detach the password still works"
+        assert not host.key_logs_in(k1), "and the key does not"
+    finally:
+        agent.terminate()
+        agent.wait(10)
+
+    # Neither plaintext is anywhere keyplane writes: the store (with its audit log), the server's
+    # log, the agent's log, the audit listing.
+    audit = json.dumps(admin(server, "audit", "--action", "ModifyInstanceAttribute"))
+    assert '"ModifyInstanceAttribute"' in audit
+    with open(f"{state_dir}.log", "rb") as f:
+        agent_log = f.read()
+    places = {"store": server.dump(), "server log": server.log().encode(), "agent log": agent_log,
+              "audit": audit.encode()}
+    assert len(places["store"]) > 10_000
+    for pw in (ali_password, volc_password):
+        for where, data in places.items():
+            assert pw.encode() not in data, f"{pw} found in the {where}"
+    rows = server.query(f"SELECT password_hash FROM instances WHERE id = '{iid}'")
+    assert rows[0][0].startswith("$6$"), rows

@@ -1,8 +1,8 @@
 //! One reconcile: make the desired binding true on this host, or say exactly why not.
 //!
-//! Order matters for never locking a host out: the key goes in first; password login goes off only
-//! when the key is in place; sshd's files change only if `sshd -t` accepts them, else the last good
-//! files are put back.
+//! Order matters for never locking a host out: the key goes in first; then a reset password, if
+//! one is desired; password login goes off only when the key is in place; sshd's files change only
+//! if `sshd -t` accepts them, else the last good files are put back.
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use keyplane_core::pubkey::PublicKey;
 
 use crate::config::AgentConfig;
 use crate::files::{atomic_write, lookup_user, read_nofollow, ssh_dir, UserEntry};
-use crate::{sshd, transform};
+use crate::{password, sshd, transform};
 
 /// The desired state, as the server sends it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -20,6 +20,11 @@ pub struct Desired {
     pub public_key: Option<String>,
     pub password_login: bool,
     pub apply_seq: i64,
+    /// After a password reset: its SHA-512 crypt hash and version.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub password_version: i64,
 }
 
 /// What is in effect on the host.
@@ -27,6 +32,8 @@ pub struct Desired {
 pub struct Observed {
     pub fingerprints: Vec<String>,
     pub password_login: bool,
+    /// The password reset whose hash is in the shadow file (known only right after an apply).
+    pub password_version: Option<i64>,
 }
 
 fn user_for(cfg: &AgentConfig, desired_user: &str) -> Result<UserEntry, String> {
@@ -41,6 +48,7 @@ pub fn observe(cfg: &AgentConfig, login_user: &str) -> Result<Observed, String> 
     Ok(Observed {
         fingerprints: transform::managed_fingerprints(&keys),
         password_login: sshd::password_login(&cfg.sshd_bin, &cfg.sshd_config, &user.name)?,
+        password_version: None,
     })
 }
 
@@ -67,6 +75,14 @@ pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, String> {
         Some(k) => transform::managed_fingerprints(&read_nofollow(&path)?)
             .contains(&k.sha256_fingerprint()),
     };
+    let password_version = match &desired.password_hash {
+        Some(hash) if desired.password_version > 0 => {
+            password::set(&cfg.chpasswd_bin, &cfg.shadow_file, &user.name, hash)
+                .map_err(|e| format!("the password reset was not applied: {e}"))?;
+            Some(desired.password_version)
+        }
+        _ => None,
+    };
     if cfg.manage_sshd {
         // Never lock the host out: without the key in place, password login stays on.
         let password_login = desired.password_login || !key_in_place;
@@ -75,7 +91,9 @@ pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, String> {
     if !key_in_place {
         return Err("the key could not be put in place; password login was left on".into());
     }
-    observe(cfg, &desired.login_user)
+    let mut observed = observe(cfg, &desired.login_user)?;
+    observed.password_version = password_version;
+    Ok(observed)
 }
 
 /// Writes the drop-in (or the managed block of sshd_config), tests it, reloads; restores the last

@@ -116,6 +116,7 @@ impl Client {
             "AppliedSeq": applied_seq,
             "Fingerprints": observed.map(|o| o.fingerprints.clone()).unwrap_or_default(),
             "PasswordLogin": observed.map(|o| o.password_login).unwrap_or(true),
+            "PasswordVersion": observed.and_then(|o| o.password_version),
             "Error": error,
         });
         let mut req = self

@@ -28,6 +28,10 @@ pub struct AgentConfig {
     pub apply_online: bool,
     /// Seconds between periodic checks of what is in effect.
     pub check_interval_secs: u64,
+    /// Sets a reset password from its crypt hash (`chpasswd -e`, hash on stdin).
+    pub chpasswd_bin: PathBuf,
+    /// Read back after `chpasswd` to confirm the hash is in effect.
+    pub shadow_file: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -45,6 +49,8 @@ impl Default for AgentConfig {
             manage_sshd: true,
             apply_online: false,
             check_interval_secs: 60,
+            chpasswd_bin: "/usr/sbin/chpasswd".into(),
+            shadow_file: "/etc/shadow".into(),
         }
     }
 }

@@ -5,12 +5,14 @@
 //! Every file edit is a pure `old text → new text` function ([`transform`]); writes are atomic and
 //! never follow a symlink under the user's home ([`files`]); sshd is checked with `sshd -t` before
 //! any reload and read back with `sshd -T` ([`sshd`]); [`apply`] puts them together so that password
-//! login is never turned off unless the key is in place and sshd accepted the config.
+//! login is never turned off unless the key is in place and sshd accepted the config. A password
+//! reset arrives as a crypt hash and is set with `chpasswd -e` ([`password`]).
 
 pub mod apply;
 pub mod client;
 pub mod config;
 pub mod files;
+pub mod password;
 pub mod run;
 pub mod sshd;
 pub mod transform;

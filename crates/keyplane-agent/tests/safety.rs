@@ -16,6 +16,8 @@ fn desired(user: &str) -> Desired {
         ),
         password_login: false,
         apply_seq: 1,
+        password_hash: None,
+        password_version: 0,
     }
 }
 

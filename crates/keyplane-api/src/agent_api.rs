@@ -6,8 +6,10 @@
 //! - `GET /agent/v1/desired?wait=SECONDS` with `Authorization: Bearer <InstanceId>:<Credential>`
 //!   and `If-None-Match`: the desired state and its ETag; while nothing changed it waits (long poll,
 //!   at most 60 s) and then answers 304.
-//! - `POST /agent/v1/report` `{"AppliedSeq","Fingerprints","PasswordLogin","Error"}`: what is in
-//!   effect on the host; the server derives the binding state from it.
+//!   The state carries `PasswordHash` (SHA-512 crypt, never the plaintext) and `PasswordVersion`
+//!   after a password reset of a Linux instance.
+//! - `POST /agent/v1/report` `{"AppliedSeq","Fingerprints","PasswordLogin","PasswordVersion","Error"}`:
+//!   what is in effect on the host; the server derives the binding state from it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -174,6 +176,7 @@ pub async fn register(State(state): State<Arc<AppState>>, Json(r): Json<Registra
         login_user,
         provider: Provider::Host,
         has_password: true,
+        password_hash: None,
         created_at: now,
         started_at: Some(now),
         key_pair_name: None,
@@ -285,6 +288,8 @@ pub async fn desired(
             "Fingerprint": d.fingerprint,
             "PasswordLogin": d.password_login,
             "ApplySeq": d.apply_seq,
+            "PasswordHash": d.password_hash,
+            "PasswordVersion": d.password_version,
         });
         let etag = format!("\"{}\"", &sha256_hex(&body.to_string())[..32]);
         if seen.as_deref() != Some(etag.as_str()) {
@@ -303,6 +308,7 @@ pub struct Report {
     #[serde(default)]
     fingerprints: Vec<String>,
     password_login: bool,
+    password_version: Option<i64>,
     error: Option<String>,
 }
 
@@ -326,6 +332,7 @@ pub async fn report(
         applied_seq: r.applied_seq,
         fingerprints: r.fingerprints,
         password_login: r.password_login,
+        password_version: r.password_version,
         error: r.error,
     };
     match state.store.record_agent_report(&id, &report).await {

@@ -11,6 +11,7 @@
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use keyplane_core::secretbox::ServerKey;
 use keyplane_core::CoreError;
 use keyplane_store::{StoredResponse, TokenClaim};
 use sha2::{Digest, Sha256};
@@ -49,8 +50,12 @@ pub fn check_token(token: &str) -> Result<(), CoreError> {
     }
 }
 
+/// Parameters whose values are secrets: they enter the hash only through the server key's MAC, so
+/// a stored request hash cannot be used to guess them offline.
+const SECRET: &[&str] = &["Password"];
+
 /// A hash of what the request asks for: `context` (dialect, region) and the sorted parameters.
-pub fn request_hash(context: &str, pairs: &[(&str, &str)]) -> String {
+pub fn request_hash(key: &ServerKey, context: &str, pairs: &[(&str, &str)]) -> String {
     let mut kept: Vec<&(&str, &str)> = pairs
         .iter()
         .filter(|(k, _)| !NOT_HASHED.contains(k))
@@ -62,7 +67,11 @@ pub fn request_hash(context: &str, pairs: &[(&str, &str)]) -> String {
         h.update([0]);
         h.update(k.as_bytes());
         h.update([1]);
-        h.update(v.as_bytes());
+        if SECRET.contains(k) {
+            h.update(key.mac("client-token-parameter", v.as_bytes()));
+        } else {
+            h.update(v.as_bytes());
+        }
     }
     hex::encode(h.finalize())
 }
@@ -195,14 +204,43 @@ mod tests {
 
     #[test]
     fn the_hash_ignores_signature_parameters_and_order() {
+        let key = ServerKey::generate();
         let a = request_hash(
+            &key,
             "aliyun",
             &[("KeyPairName", "k"), ("Signature", "x"), ("Timestamp", "1")],
         );
-        let b = request_hash("aliyun", &[("SignatureNonce", "n"), ("KeyPairName", "k")]);
+        let b = request_hash(
+            &key,
+            "aliyun",
+            &[("SignatureNonce", "n"), ("KeyPairName", "k")],
+        );
         assert_eq!(a, b);
-        assert_ne!(a, request_hash("aliyun", &[("KeyPairName", "j")]));
-        assert_ne!(a, request_hash("volc", &[("KeyPairName", "k")]));
+        assert_ne!(a, request_hash(&key, "aliyun", &[("KeyPairName", "j")]));
+        assert_ne!(a, request_hash(&key, "volc", &[("KeyPairName", "k")]));
+    }
+
+    #[test]
+    fn a_password_enters_the_hash_only_through_the_server_key() {
+        let (k1, k2) = (ServerKey::generate(), ServerKey::generate());
+        let p = [("InstanceId", "i-1"), ("Password", "Secret-123")];
+        assert_eq!(
+            request_hash(&k1, "aliyun", &p),
+            request_hash(&k1, "aliyun", &p)
+        );
+        assert_ne!(
+            request_hash(&k1, "aliyun", &p),
+            request_hash(&k2, "aliyun", &p),
+            "without the key the hash says nothing about the password"
+        );
+        assert_ne!(
+            request_hash(&k1, "aliyun", &p),
+            request_hash(
+                &k1,
+                "aliyun",
+                &[("InstanceId", "i-1"), ("Password", "Secret-124")]
+            )
+        );
     }
 
     #[test]

@@ -320,6 +320,8 @@ async fn instances(
                 "BindingState": i.binding.state.as_str(),
                 "BindingError": i.binding.error,
                 "PasswordLogin": i.binding.effective_password_login,
+                // A ModifyInstanceAttribute Password not yet in effect (it waits for a restart).
+                "PasswordResetPending": i.binding.desired_password_version != i.binding.effective_password_version,
             })
         })
         .collect();

@@ -1,8 +1,43 @@
-//! Simulated instances as RunInstances creates them, the same for both dialects.
+//! Simulated instances as RunInstances creates them, and what ModifyInstanceAttribute changes, the
+//! same for both dialects.
 
 use keyplane_core::binding::Binding;
+use keyplane_core::instance_password::{self, Rule};
 use keyplane_core::model::{Image, Instance, InstanceStatus, KeyPair, OsType, Provider, Tag};
 use keyplane_core::{ids, CoreError};
+use keyplane_store::InstanceChange;
+
+use crate::AppState;
+
+/// The crypt hash of a `Password` parameter that passes the vendor rule; the plaintext goes no
+/// further than this call.
+pub fn password_hash(
+    raw: Option<&str>,
+    os: OsType,
+    rule: Rule,
+) -> Result<Option<String>, CoreError> {
+    raw.map(|p| {
+        instance_password::check(p, os, rule)?;
+        instance_password::hash(p)
+    })
+    .transpose()
+}
+
+/// Applies a ModifyInstanceAttribute and wakes the instance's agent: the desired state it reads
+/// now carries the new password hash (applied at the next start or reboot).
+pub async fn modify(
+    state: &AppState,
+    account: &str,
+    id: &str,
+    change: &InstanceChange,
+) -> Result<Instance, CoreError> {
+    let inst = state.store.modify_instance(account, id, change).await?;
+    if change.password_hash.is_some() {
+        tracing::info!(instance_id = %id, version = inst.binding.desired_password_version, "instance password reset, pending the next start or reboot");
+        crate::agent_api::changed(state, &[id.to_string()]).await;
+    }
+    Ok(inst)
+}
 
 /// What a RunInstances call asks for, once each dialect has parsed its own parameter names.
 pub struct Launch<'a> {
@@ -16,7 +51,8 @@ pub struct Launch<'a> {
     pub host_name: Option<&'a str>,
     pub description: &'a str,
     pub key_pair: Option<&'a KeyPair>,
-    pub has_password: bool,
+    /// The crypt hash of the `Password` given, if one was.
+    pub password_hash: Option<String>,
     pub io_optimized: bool,
     pub tags: Vec<Tag>,
 }
@@ -60,7 +96,8 @@ pub fn build(l: &Launch<'_>) -> Result<Vec<Instance>, CoreError> {
                 }
                 .to_string(),
                 provider: Provider::Sim,
-                has_password: l.has_password,
+                has_password: l.password_hash.is_some(),
+                password_hash: l.password_hash.clone(),
                 created_at: now,
                 started_at: Some(now),
                 key_pair_name: l.key_pair.map(|k| k.name.clone()),

@@ -215,7 +215,11 @@ async fn another_accounts_key_cannot_see_or_touch_this_accounts_resources() {
         }
         if matches!(
             *action,
-            "StartInstance" | "StopInstance" | "RebootInstance" | "DeleteInstance"
+            "StartInstance"
+                | "StopInstance"
+                | "RebootInstance"
+                | "DeleteInstance"
+                | "ModifyInstanceAttribute"
         ) {
             assert_eq!(
                 (r.status, r.code()),
@@ -245,7 +249,11 @@ async fn another_accounts_key_cannot_see_or_touch_this_accounts_resources() {
             );
         } else if matches!(
             *action,
-            "StartInstance" | "StopInstance" | "RebootInstance" | "DeleteInstance"
+            "StartInstance"
+                | "StopInstance"
+                | "RebootInstance"
+                | "DeleteInstance"
+                | "ModifyInstanceAttribute"
         ) {
             assert_eq!(
                 r.body["ResponseMetadata"]["Error"]["Code"], "InvalidInstance.NotFound",

@@ -2,6 +2,10 @@
 //!
 //! `desired` is what the API asked for, `effective` what the instance last confirmed (at boot for
 //! `sim` instances). The state shown to people is derived from the two, never set by hand.
+//!
+//! A password reset is part of the binding: it raises the desired password version, which the
+//! next boot (or the agent's apply) makes effective, and it turns password login on even while a
+//! key pair stays bound. A later attach turns it off again; a detach turns it on.
 
 use crate::model::{Instance, InstanceStatus, OsType};
 use crate::{CoreError, InstanceFailure};
@@ -47,6 +51,10 @@ pub struct Binding {
     pub desired_password_login: bool,
     pub effective_key_pair_id: Option<String>,
     pub effective_password_login: bool,
+    /// Raised by every password reset; 0 when the password was never reset (none, or the one the
+    /// instance was created with).
+    pub desired_password_version: i64,
+    pub effective_password_version: i64,
     pub state: BindingState,
     pub error: Option<String>,
 }
@@ -58,6 +66,8 @@ impl Default for Binding {
             desired_password_login: true,
             effective_key_pair_id: None,
             effective_password_login: true,
+            desired_password_version: 0,
+            effective_password_version: 0,
             state: BindingState::None,
             error: None,
         }
@@ -79,21 +89,31 @@ impl Binding {
         self.derive();
     }
 
+    /// A password reset: the new password and password login, at the next boot.
+    pub fn reset_password(&mut self) {
+        self.desired_password_version += 1;
+        self.desired_password_login = true;
+        self.derive();
+    }
+
     /// A simulated boot: the instance takes on what is desired.
     pub fn boot(&mut self) {
         self.effective_key_pair_id = self.desired_key_pair_id.clone();
         self.effective_password_login = self.desired_password_login;
+        self.effective_password_version = self.desired_password_version;
         self.error = None;
         self.derive();
     }
 
     /// A host's agent applied the desired state and reports what is now in effect (`key_pair_id`
-    /// is the key pair whose key it found, or a placeholder for a key it does not know), or why the
-    /// apply failed.
+    /// is the key pair whose key it found, or a placeholder for a key it does not know;
+    /// `password_version` the reset whose hash it found in the shadow file, if it says), or why
+    /// the apply failed.
     pub fn host_applied(
         &mut self,
         key_pair_id: Option<String>,
         password_login: bool,
+        password_version: Option<i64>,
         error: Option<String>,
     ) {
         if let Some(e) = error {
@@ -103,6 +123,9 @@ impl Binding {
         }
         self.effective_key_pair_id = key_pair_id;
         self.effective_password_login = password_login;
+        if let Some(v) = password_version {
+            self.effective_password_version = v;
+        }
         self.error = None;
         self.derive();
     }
@@ -126,10 +149,11 @@ impl Binding {
 
     fn derive(&mut self) {
         let in_effect = self.desired_key_pair_id == self.effective_key_pair_id
-            && self.desired_password_login == self.effective_password_login;
+            && self.desired_password_login == self.effective_password_login
+            && self.desired_password_version == self.effective_password_version;
         self.state = if !in_effect {
             BindingState::PendingRestart
-        } else if self.desired_key_pair_id.is_none() {
+        } else if self.desired_key_pair_id.is_none() && self.desired_password_version == 0 {
             BindingState::None
         } else {
             BindingState::Applied
@@ -151,6 +175,16 @@ pub fn check_bindable(instance: &Instance) -> Result<(), InstanceFailure> {
     match instance.status {
         InstanceStatus::Running | InstanceStatus::Stopped => Ok(()),
         _ => Err(InstanceFailure::IncorrectStatus),
+    }
+}
+
+/// Whether the password can be reset now: both vendors refuse it in a transitional status
+/// (Alibaba names Starting, Volcengine allows only Running and Stopped; keyplane takes the latter
+/// for both). Windows is allowed: the reset sets the Administrator password.
+pub fn check_resettable(instance: &Instance) -> Result<(), CoreError> {
+    match instance.status {
+        InstanceStatus::Running | InstanceStatus::Stopped => Ok(()),
+        _ => Err(CoreError::IncorrectInstanceStatus),
     }
 }
 
@@ -228,12 +262,12 @@ mod tests {
     fn host_reports_confirm_fail_or_drift() {
         let mut b = Binding::default();
         b.bind("kp-1");
-        b.host_applied(None, true, Some("sshd -t failed".into()));
+        b.host_applied(None, true, None, Some("sshd -t failed".into()));
         assert_eq!(
             (b.state, b.error.as_deref()),
             (BindingState::Failed, Some("sshd -t failed"))
         );
-        b.host_applied(Some("kp-1".into()), false, None);
+        b.host_applied(Some("kp-1".into()), false, None, None);
         assert_eq!(b.state, BindingState::Applied);
         b.host_checked(Some("kp-1".into()), false);
         assert_eq!(b.state, BindingState::Applied);
@@ -252,7 +286,57 @@ mod tests {
             BindingState::PendingRestart,
             "not drift: the host still has what it applied"
         );
-        b.host_applied(Some("kp-2".into()), false, None);
+        b.host_applied(Some("kp-2".into()), false, None, None);
+        assert_eq!(b.state, BindingState::Applied);
+    }
+
+    #[test]
+    fn a_password_reset_turns_password_login_on_beside_the_key_at_the_next_boot() {
+        let mut b = Binding::default();
+        b.bind("kp-1");
+        b.boot();
+        assert!(!b.effective_password_login);
+        b.reset_password();
+        assert_eq!(b.state, BindingState::PendingRestart);
+        assert!(b.desired_password_login, "both the key and the password");
+        assert_eq!(b.desired_key_pair_id.as_deref(), Some("kp-1"));
+        assert!(
+            !b.effective_password_login,
+            "the old state holds until the restart"
+        );
+        b.boot();
+        assert_eq!(b.state, BindingState::Applied);
+        assert!(b.effective_password_login);
+        assert_eq!(b.effective_password_version, 1);
+        b.bind("kp-2");
+        assert!(
+            !b.desired_password_login,
+            "an attach after the reset turns it off"
+        );
+        b.reset_password();
+        b.unbind();
+        b.boot();
+        assert!(b.effective_password_login);
+        assert_eq!(
+            (b.state, b.effective_password_version),
+            (BindingState::Applied, 2),
+            "a reset password stays managed (and confirmed) without a key"
+        );
+    }
+
+    #[test]
+    fn a_host_confirms_a_reset_only_by_reporting_its_version() {
+        let mut b = Binding::default();
+        b.reset_password();
+        b.host_applied(None, true, None, None);
+        assert_eq!(
+            b.state,
+            BindingState::PendingRestart,
+            "no version, no confirmation"
+        );
+        b.host_applied(None, true, None, Some("chpasswd failed".into()));
+        assert_eq!(b.state, BindingState::Failed);
+        b.host_applied(None, true, Some(1), None);
         assert_eq!(b.state, BindingState::Applied);
     }
 
@@ -315,6 +399,7 @@ mod tests {
             login_user: "root".into(),
             provider: Provider::Sim,
             has_password: false,
+            password_hash: None,
             created_at: chrono::Utc::now(),
             started_at: None,
             key_pair_name: None,

@@ -88,6 +88,15 @@ pub enum CoreError {
     PolicyNotAttached(String),
     #[error("invalid password: {0}")]
     InvalidPassword(String),
+    /// An instance login password that breaks the vendor rule (the reason never quotes it).
+    #[error("invalid instance password: {0}")]
+    InvalidInstancePassword(String),
+    /// An instance name, description or host name that breaks the vendor rule.
+    #[error("invalid {attribute}: {reason}")]
+    InvalidInstanceAttribute {
+        attribute: InstanceAttribute,
+        reason: String,
+    },
     #[error("dry run passed")]
     DryRunOperation,
     /// The database is out of reach; nothing was written and the call may be retried.
@@ -107,6 +116,24 @@ impl CoreError {
             name: name.to_string(),
             reason: reason.into(),
         }
+    }
+}
+
+/// The instance attributes ModifyInstanceAttribute changes besides the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceAttribute {
+    InstanceName,
+    Description,
+    HostName,
+}
+
+impl std::fmt::Display for InstanceAttribute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::InstanceName => "InstanceName",
+            Self::Description => "Description",
+            Self::HostName => "HostName",
+        })
     }
 }
 

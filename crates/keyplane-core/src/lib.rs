@@ -9,6 +9,7 @@ pub mod binding;
 pub mod catalog;
 pub mod error;
 pub mod ids;
+pub mod instance_password;
 pub mod model;
 pub mod names;
 pub mod password;

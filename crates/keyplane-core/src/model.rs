@@ -170,6 +170,9 @@ pub struct Instance {
     pub login_user: String,
     pub provider: Provider,
     pub has_password: bool,
+    /// The SHA-512 crypt hash of the password set at creation or by the last reset, if keyplane
+    /// set one; never the plaintext.
+    pub password_hash: Option<String>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     /// The bound key pair's name, denormalized: key pair names never change once created.

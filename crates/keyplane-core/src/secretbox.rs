@@ -51,6 +51,20 @@ impl ServerKey {
         ChaCha20Poly1305::new(Key::from_slice(self.0.as_ref()))
     }
 
+    /// A keyed digest of `data` for `purpose` (HMAC-SHA256 under a key derived from this one):
+    /// lets a secret be compared later without keeping anything that can be guessed offline.
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut derive =
+            <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.0.as_ref()).expect("any key size");
+        derive.update(purpose.as_bytes());
+        let subkey: Zeroizing<[u8; 32]> = Zeroizing::new(derive.finalize().into_bytes().into());
+        let mut m =
+            <Hmac<sha2::Sha256> as Mac>::new_from_slice(subkey.as_ref()).expect("any key size");
+        m.update(data);
+        m.finalize().into_bytes().into()
+    }
+
     /// Seals `secret` for the AccessKey `key_id`: `v1:` + base64(nonce ‖ ciphertext).
     pub fn seal(&self, key_id: &str, secret: &str) -> String {
         let mut nonce = [0u8; 12];

@@ -73,6 +73,7 @@ pub fn instance(account: &str, status: InstanceStatus, os: OsType) -> Instance {
         login_user: "root".into(),
         provider: Provider::Sim,
         has_password: false,
+        password_hash: None,
         created_at: keyplane_core::model::now(),
         started_at: None,
         key_pair_name: None,

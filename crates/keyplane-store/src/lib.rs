@@ -172,6 +172,10 @@ pub struct AgentDesired {
     pub password_login: bool,
     /// Raised by every start or reboot: apply when it is newer than what was applied.
     pub apply_seq: i64,
+    /// The latest reset's crypt hash and version, for a Linux host that has had one (a Windows
+    /// reset is never sent to the Linux agent).
+    pub password_hash: Option<String>,
+    pub password_version: i64,
 }
 
 /// What an agent reports after an apply or a periodic check.
@@ -183,7 +187,19 @@ pub struct AgentReport {
     pub fingerprints: Vec<String>,
     /// The effective `PasswordAuthentication` after the apply, as `sshd -T` reads it.
     pub password_login: bool,
+    /// The password reset whose hash the agent found in the shadow file after the apply.
+    pub password_version: Option<i64>,
     pub error: Option<String>,
+}
+
+/// What ModifyInstanceAttribute changes; None leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceChange {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub host_name: Option<String>,
+    /// A reset: the new password's crypt hash, in effect from the next start or reboot.
+    pub password_hash: Option<String>,
 }
 
 /// What a ClientToken claim found.
@@ -404,6 +420,15 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         op: Power,
         done_at: Option<DateTime<Utc>>,
+    ) -> Result<Instance>;
+    /// Changes an instance's attributes in one transaction. A password reset needs the instance
+    /// Running or Stopped (else `IncorrectInstanceStatus`, nothing changed) and is pending until
+    /// the next start or reboot, like a binding.
+    async fn modify_instance(
+        &self,
+        account: &str,
+        id: &str,
+        change: &InstanceChange,
     ) -> Result<Instance>;
     /// Finishes every transition due by `now`; returns how many finished.
     async fn complete_transitions(&self, now: DateTime<Utc>) -> Result<u64>;

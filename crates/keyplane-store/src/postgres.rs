@@ -78,6 +78,20 @@ impl PgStore {
         true
     }
 
+    /// A write outside the write lock whose commit does not wait for the WAL flush: a nonce claim
+    /// is on the path of every signed call, and an fsync per call was what limited PostgreSQL
+    /// reads (docs/BENCHMARKS.md). The claim is still atomic and at once visible to every server;
+    /// a crash of PostgreSQL itself (not of a keyplane server) can forget the last fraction of a
+    /// second of claims, never corrupt anything.
+    async fn begin_unlocked_fast(&self) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query("SET LOCAL synchronous_commit TO OFF")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        Ok(tx)
+    }
+
     /// A shared GCRA bucket: one statement moves the bucket's theoretical arrival time forward by
     /// one emission interval unless that would exceed the burst, on the database's clock so that
     /// servers with different clocks agree.

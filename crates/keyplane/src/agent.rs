@@ -41,6 +41,12 @@ pub struct AgentArgs {
     /// Seconds between checks of what is in effect.
     #[arg(long)]
     check_interval: Option<u64>,
+    /// Sets a reset password from its crypt hash (run as `chpasswd -e`).
+    #[arg(long)]
+    chpasswd_bin: Option<PathBuf>,
+    /// Read back to confirm a reset password is in effect.
+    #[arg(long)]
+    shadow_file: Option<PathBuf>,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -90,6 +96,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     if let Some(v) = args.check_interval {
         cfg.check_interval_secs = v;
+    }
+    if let Some(v) = args.chpasswd_bin {
+        cfg.chpasswd_bin = v;
+    }
+    if let Some(v) = args.shadow_file {
+        cfg.shadow_file = v;
     }
     keyplane_agent::run::run(cfg).await?;
     Ok(std::process::ExitCode::SUCCESS)

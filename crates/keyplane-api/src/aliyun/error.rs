@@ -3,6 +3,7 @@
 //! `shared/wire/alibaba/REPORT.md` sections 8–9 and the seeds.
 
 use axum::http::StatusCode;
+use keyplane_core::error::InstanceAttribute;
 use keyplane_core::{CoreError, InstanceFailure};
 use keyplane_sig::SigError;
 
@@ -242,6 +243,20 @@ impl From<CoreError> for AliError {
                 400,
                 "InvalidParameter.Password",
                 format!("The password does not meet the rules: {reason}."),
+            ),
+            CoreError::InvalidInstancePassword(reason) => e(
+                400,
+                "InvalidPassword.Malformed",
+                format!("The specified parameter Password is not valid: {reason}."),
+            ),
+            CoreError::InvalidInstanceAttribute { attribute, reason } => e(
+                400,
+                match attribute {
+                    InstanceAttribute::InstanceName => "InvalidInstanceName.Malformed",
+                    InstanceAttribute::Description => "InvalidDescription.Malformed",
+                    InstanceAttribute::HostName => "InvalidHostName.Malformed",
+                },
+                format!("The specified parameter {attribute} is not valid: {reason}."),
             ),
             CoreError::ServiceUnavailable => e(
                 503,

@@ -1,11 +1,14 @@
 //! Simulated instances: RunInstances, DescribeInstances, DescribeInstanceStatus, Start/Stop/Reboot,
-//! DeleteInstance, with the vendor status model (Pending, Starting, Running, Stopping, Stopped).
+//! DeleteInstance, ModifyInstanceAttribute, with the vendor status model (Pending, Starting,
+//! Running, Stopping, Stopped).
 
-use keyplane_core::binding::{parse_id_list, Power};
+use keyplane_core::binding::{check_resettable, parse_id_list, Power};
 use keyplane_core::catalog;
+use keyplane_core::instance_password::Rule;
 use keyplane_core::model::{Instance, InstanceStatus};
+use keyplane_core::names;
 use keyplane_core::CoreError;
-use keyplane_store::{InstanceFilter, Page};
+use keyplane_store::{InstanceChange, InstanceFilter, Page};
 use serde_json::{json, Value};
 
 use super::{minute, obj, tags_json, Body200, Ctx};
@@ -78,6 +81,8 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
                 .ok_or_else(|| CoreError::KeyPairNotFound(name.into()))?,
         ),
     };
+    let password_hash =
+        crate::sim::password_hash(ctx.p.opt("Password"), image.os_type, Rule::Alibaba)?;
     if ctx.p.bool("DryRun")?.unwrap_or(false) {
         return Err(CoreError::DryRunOperation);
     }
@@ -92,7 +97,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         host_name: ctx.p.opt("HostName"),
         description: ctx.p.opt("Description").unwrap_or_default(),
         key_pair: key_pair.as_ref(),
-        has_password: ctx.p.opt("Password").is_some(),
+        password_hash,
         io_optimized,
         tags,
     })?;
@@ -364,6 +369,43 @@ pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Body200, CoreError> {
         .power(ctx.account(), id, op, done_at(ctx))
         .await?;
     crate::agent_api::changed(ctx.state, &[id.to_string()]).await;
+    Ok(Body200::new())
+}
+
+/// ModifyInstanceAttribute: `Password` (a reset, in effect from the next start or reboot),
+/// `InstanceName`, `Description`, `HostName`. Every value is checked before anything changes.
+pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let id = ctx.p.required("InstanceId")?;
+    let inst = check_instance(ctx, "ecs:ModifyInstanceAttribute", id).await?;
+    let change = InstanceChange {
+        name: ctx
+            .p
+            .opt("InstanceName")
+            .map(names::parse_instance_name)
+            .transpose()?,
+        description: ctx
+            .p
+            .opt("Description")
+            .map(names::parse_instance_description)
+            .transpose()?,
+        host_name: ctx
+            .p
+            .opt("HostName")
+            .map(|h| names::parse_host_name(h, inst.os_type, 64))
+            .transpose()?,
+        password_hash: crate::sim::password_hash(
+            ctx.p.opt("Password"),
+            inst.os_type,
+            Rule::Alibaba,
+        )?,
+    };
+    if change.password_hash.is_some() {
+        check_resettable(&inst)?;
+    }
+    if ctx.p.bool("DryRun")?.unwrap_or(false) {
+        return Err(CoreError::DryRunOperation);
+    }
+    crate::sim::modify(ctx.state, ctx.account(), id, &change).await?;
     Ok(Body200::new())
 }
 

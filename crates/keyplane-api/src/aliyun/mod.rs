@@ -204,7 +204,7 @@ async fn answer(
         return fail(e.into());
     }
     let scope = format!("aliyun:{action}");
-    let hash = idempotency::request_hash("aliyun", ctx.p.pairs());
+    let hash = idempotency::request_hash(&state.config.server_key, "aliyun", ctx.p.pairs());
     match idempotency::claim(state, ctx.account(), &scope, token, &hash).await {
         idempotency::Claimed::Run => {
             let (response, result) = run().await;
@@ -232,6 +232,7 @@ pub const MUTATING: &[&str] = &[
     "StopInstance",
     "RebootInstance",
     "DeleteInstance",
+    "ModifyInstanceAttribute",
 ];
 
 /// The response to a handler that panicked: a vendor InternalError, the details in the log.
@@ -258,6 +259,7 @@ pub const ACTIONS: &[&str] = &[
     "StopInstance",
     "RebootInstance",
     "DeleteInstance",
+    "ModifyInstanceAttribute",
     "DescribeRegions",
     "DescribeZones",
     "DescribeImages",
@@ -280,6 +282,7 @@ async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Body200, AliError> {
         "StopInstance" => instances::power(ctx, keyplane_core::binding::Power::Stop).await,
         "RebootInstance" => instances::power(ctx, keyplane_core::binding::Power::Reboot).await,
         "DeleteInstance" => instances::delete(ctx).await,
+        "ModifyInstanceAttribute" => instances::modify_attribute(ctx).await,
         "DescribeRegions" => catalog::regions(ctx).await,
         "DescribeZones" => catalog::zones(ctx).await,
         "DescribeImages" => catalog::images(ctx).await,

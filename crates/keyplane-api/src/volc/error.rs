@@ -4,6 +4,7 @@
 //! where one is documented, else 0.
 
 use axum::http::StatusCode;
+use keyplane_core::error::InstanceAttribute;
 use keyplane_core::{CoreError, InstanceFailure};
 use keyplane_sig::SigError;
 
@@ -163,6 +164,19 @@ impl From<CoreError> for VolcError {
             | CoreError::InvalidPassword(_)) => {
                 let ali = crate::aliyun::error::AliError::from(other);
                 e(ali.status.as_u16(), ali.code, ali.message)
+            }
+            CoreError::InvalidInstancePassword(reason) => e(
+                400,
+                "InvalidPassword.Malformed",
+                format!("The specified parameter Password is invalid: {reason}."),
+            ),
+            CoreError::InvalidInstanceAttribute { attribute, reason } => {
+                let (code, name) = match attribute {
+                    InstanceAttribute::InstanceName => ("InvalidInstanceName.Malformed", "InstanceName"),
+                    InstanceAttribute::Description => ("InvalidDescription.Malformed", "Description"),
+                    InstanceAttribute::HostName => ("InvalidHostname.Malformed", "Hostname"),
+                };
+                e(400, code, format!("The specified parameter {name} is invalid: {reason}."))
             }
             CoreError::ServiceUnavailable => e(
                 503,

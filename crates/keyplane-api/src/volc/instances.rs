@@ -1,10 +1,12 @@
 //! Simulated instances in the Volcengine dialect, with its status names.
 
-use keyplane_core::binding::Power;
+use keyplane_core::binding::{check_resettable, Power};
 use keyplane_core::catalog;
+use keyplane_core::instance_password::Rule;
 use keyplane_core::model::{Instance, InstanceStatus, OsType};
+use keyplane_core::names;
 use keyplane_core::CoreError;
-use keyplane_store::{InstanceFilter, Page};
+use keyplane_store::{InstanceChange, InstanceFilter, Page};
 use serde_json::{json, Value};
 
 use super::{iso, next_token, obj, parse_token, tags_json, Ctx, Output};
@@ -143,6 +145,8 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         ),
     };
     let tags = ctx.p.tags_named("Tags")?;
+    let password_hash =
+        crate::sim::password_hash(ctx.p.opt("Password"), image.os_type, Rule::Volcengine)?;
     if ctx.p.bool("DryRun")?.unwrap_or(false) {
         return Err(CoreError::DryRunOperation);
     }
@@ -157,7 +161,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         host_name: ctx.p.opt("HostName").or(ctx.p.opt("Hostname")),
         description: ctx.p.opt("Description").unwrap_or_default(),
         key_pair: key_pair.as_ref(),
-        has_password: ctx.p.opt("Password").is_some(),
+        password_hash,
         io_optimized: true,
         tags,
     })?;
@@ -246,11 +250,8 @@ pub async fn power_many(ctx: &Ctx<'_>, op: Power) -> Result<Output, CoreError> {
     Ok(obj([("OperationDetails", Value::Array(details))]))
 }
 
-pub async fn delete(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
-    let id = ctx.p.required("InstanceId")?;
-    if ctx.p.bool("DryRun")?.unwrap_or(false) {
-        return Err(CoreError::DryRunOperation);
-    }
+/// The caller's instance `id` in this region, if it exists and the caller may do `action` on it.
+async fn check_instance(ctx: &Ctx<'_>, action: &str, id: &str) -> Result<Instance, CoreError> {
     let inst = ctx
         .state
         .store
@@ -258,10 +259,59 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         .await?
         .filter(|i| i.region_id == ctx.region.id)
         .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
-    ctx.caller.check(
-        "ecs:DeleteInstance",
-        &ctx.caller.instance_arn(ctx.region.id, &inst.id),
-    )?;
+    ctx.caller
+        .check(action, &ctx.caller.instance_arn(ctx.region.id, &inst.id))?;
+    Ok(inst)
+}
+
+/// ModifyInstanceAttribute: `Password` (a reset, in effect from the next start or reboot),
+/// `InstanceName`, `Description` (an empty one clears it, as the vendor documents), `Hostname`.
+pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
+    let id = ctx.p.required("InstanceId")?;
+    let inst = check_instance(ctx, "ecs:ModifyInstanceAttribute", id).await?;
+    let description = match ctx.p.get("Description") {
+        None => None,
+        Some(d) => Some(names::parse_description(d).map_err(|_| {
+            CoreError::InvalidInstanceAttribute {
+                attribute: keyplane_core::error::InstanceAttribute::Description,
+                reason: "it must start with a letter and have at most 255 letters, digits, spaces and . _ - = , ， 。".into(),
+            }
+        })?),
+    };
+    let change = InstanceChange {
+        name: ctx
+            .p
+            .opt("InstanceName")
+            .map(names::parse_instance_name)
+            .transpose()?,
+        description,
+        host_name: ctx
+            .p
+            .opt("Hostname")
+            .map(|h| names::parse_host_name(h, inst.os_type, 63))
+            .transpose()?,
+        password_hash: crate::sim::password_hash(
+            ctx.p.opt("Password"),
+            inst.os_type,
+            Rule::Volcengine,
+        )?,
+    };
+    if change.password_hash.is_some() {
+        check_resettable(&inst)?;
+    }
+    if ctx.p.bool("DryRun")?.unwrap_or(false) {
+        return Err(CoreError::DryRunOperation);
+    }
+    crate::sim::modify(ctx.state, ctx.account(), &inst.id, &change).await?;
+    Ok(Output::new())
+}
+
+pub async fn delete(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
+    let id = ctx.p.required("InstanceId")?;
+    if ctx.p.bool("DryRun")?.unwrap_or(false) {
+        return Err(CoreError::DryRunOperation);
+    }
+    let inst = check_instance(ctx, "ecs:DeleteInstance", id).await?;
     // Volcengine releases a RUNNING or STOPPED instance; transitional ones are refused.
     ctx.state
         .store

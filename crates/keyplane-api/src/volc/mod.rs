@@ -240,7 +240,11 @@ async fn answer(ctx: &Ctx<'_>, action: &str, meta: &Meta<'_>) -> (Response, Stri
         return fail(e.into());
     }
     let scope = format!("volc:{action}");
-    let hash = idempotency::request_hash(&format!("volc:{}", ctx.region.id), ctx.p.pairs());
+    let hash = idempotency::request_hash(
+        &ctx.state.config.server_key,
+        &format!("volc:{}", ctx.region.id),
+        ctx.p.pairs(),
+    );
     match idempotency::claim(state, ctx.account(), &scope, token, &hash).await {
         idempotency::Claimed::Run => {
             let (response, result) = run().await;
@@ -273,6 +277,7 @@ pub const ACTIONS: &[&str] = &[
     "StopInstances",
     "RebootInstances",
     "DeleteInstance",
+    "ModifyInstanceAttribute",
     "DescribeRegions",
     "DescribeZones",
     "DescribeImages",
@@ -295,6 +300,7 @@ pub const MUTATING: &[&str] = &[
     "StopInstances",
     "RebootInstances",
     "DeleteInstance",
+    "ModifyInstanceAttribute",
 ];
 
 async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Output, CoreError> {
@@ -317,6 +323,7 @@ async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         "StopInstances" => instances::power_many(ctx, Power::Stop).await,
         "RebootInstances" => instances::power_many(ctx, Power::Reboot).await,
         "DeleteInstance" => instances::delete(ctx).await,
+        "ModifyInstanceAttribute" => instances::modify_attribute(ctx).await,
         "DescribeRegions" => catalog::regions(ctx).await,
         "DescribeZones" => catalog::zones(ctx).await,
         "DescribeImages" => catalog::images(ctx).await,

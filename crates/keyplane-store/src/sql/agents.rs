@@ -1,7 +1,7 @@
 //! Host instances, for both SQL backends: registration, the agent's credential, desired state and reports.
 
 use chrono::Utc;
-use keyplane_core::model::Instance;
+use keyplane_core::model::{Instance, OsType};
 use keyplane_core::CoreError;
 use sqlx::Row;
 
@@ -87,20 +87,30 @@ impl SqlStore {
         instance_id: &str,
     ) -> Result<Option<AgentDesired>> {
         let row = sqlx::query(
-            "SELECT i.id, i.login_user, i.desired_password_login, i.apply_seq, k.public_key, k.fingerprint_sha256 \
+            "SELECT i.id, i.login_user, i.desired_password_login, i.apply_seq, k.public_key, k.fingerprint_sha256, \
+             i.password_hash, i.desired_password_version, i.os_type \
              FROM instances i LEFT JOIN key_pairs k ON k.id = i.key_pair_id WHERE i.id = $1 AND i.provider = 'host'",
         )
         .bind(instance_id)
         .fetch_optional(&self.reader)
         .await
         .map_err(db)?;
-        Ok(row.map(|r| AgentDesired {
-            instance_id: r.get(0),
-            login_user: r.get(1),
-            password_login: r.get(2),
-            apply_seq: r.get(3),
-            public_key: r.get(4),
-            fingerprint: r.get(5),
+        Ok(row.map(|r| {
+            // The agent is for Linux: a Windows reset stays with the server.
+            let linux = r.get::<String, _>(8) == OsType::Linux.as_str();
+            let version: i64 = r.get(7);
+            AgentDesired {
+                instance_id: r.get(0),
+                login_user: r.get(1),
+                password_login: r.get(2),
+                apply_seq: r.get(3),
+                public_key: r.get(4),
+                fingerprint: r.get(5),
+                password_hash: r
+                    .get::<Option<String>, _>(6)
+                    .filter(|_| linux && version > 0),
+                password_version: if linux { version } else { 0 },
+            }
         }))
     }
 
@@ -144,13 +154,15 @@ impl SqlStore {
             }
         }
         match report.applied_seq {
-            Some(_) => {
-                inst.binding
-                    .host_applied(found, report.password_login, report.error.clone())
-            }
+            Some(_) => inst.binding.host_applied(
+                found,
+                report.password_login,
+                report.password_version,
+                report.error.clone(),
+            ),
             None if report.error.is_some() => {
                 inst.binding
-                    .host_applied(None, report.password_login, report.error.clone())
+                    .host_applied(None, report.password_login, None, report.error.clone())
             }
             None => inst.binding.host_checked(found, report.password_login),
         }

@@ -59,6 +59,7 @@ pub fn instance_from_row(r: &DbRow) -> Result<Instance> {
         login_user: r.get("login_user"),
         provider: Provider::parse(&provider).ok_or_else(|| corrupt("provider", &provider))?,
         has_password: r.get("has_password"),
+        password_hash: r.get("password_hash"),
         created_at: parse_ts(r.get("created_at"))?,
         started_at: started.as_deref().map(parse_ts).transpose()?,
         key_pair_name: r.get("key_pair_name"),
@@ -67,6 +68,8 @@ pub fn instance_from_row(r: &DbRow) -> Result<Instance> {
             desired_password_login: r.get("desired_password_login"),
             effective_key_pair_id: r.get("effective_key_pair_id"),
             effective_password_login: r.get("effective_password_login"),
+            desired_password_version: r.get("desired_password_version"),
+            effective_password_version: r.get("effective_password_version"),
             state: BindingState::parse(&state).ok_or_else(|| corrupt("binding_state", &state))?,
             error: r.get("binding_error"),
         },
@@ -93,8 +96,9 @@ pub async fn insert_instance(
          image_id, instance_type, os_type, os_name, status, io_optimized, agent_installed, \
          login_user, provider, has_password, created_at, started_at, key_pair_id, key_pair_name, \
          desired_password_login, effective_key_pair_id, effective_password_login, binding_state, \
-         binding_error, transition_target, transition_at, transition_boots) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)",
+         binding_error, transition_target, transition_at, transition_boots, password_hash, \
+         desired_password_version, effective_password_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)",
     )
     .bind(&i.id)
     .bind(&i.account_id)
@@ -125,6 +129,9 @@ pub async fn insert_instance(
     .bind(target)
     .bind(at)
     .bind(boots)
+    .bind(&i.password_hash)
+    .bind(i.binding.desired_password_version)
+    .bind(i.binding.effective_password_version)
     .execute(&mut **tx)
     .await
     .map_err(db)?;

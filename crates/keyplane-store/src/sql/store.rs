@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keyplane_core::binding::{check_bindable, transition, Power};
+use keyplane_core::binding::{check_bindable, check_resettable, transition, Power};
 use keyplane_core::model::{FingerprintQuery, Instance, InstanceStatus, KeyPair, Tag, MAX_TAGS};
 use keyplane_core::{CoreError, InstanceFailure};
 use sqlx::{QueryBuilder, Row, Transaction};
@@ -17,8 +17,8 @@ use super::rows::{self, instance_from_row, key_pair_from_row};
 use super::{push_name_pattern, ram, Db, DbRow, SqlStore, BACKEND};
 use crate::{
     ts, AccessKeyInfo, AccessKeyRecord, AgentDesired, AgentReport, AuditFilter, AuditRecord,
-    BindOp, InstanceFilter, InstanceOutcome, KeyPairFilter, Listing, Page, PolicyRecord,
-    RegistrationToken, Result, Store, StoredResponse, TokenClaim, User,
+    BindOp, InstanceChange, InstanceFilter, InstanceOutcome, KeyPairFilter, Listing, Page,
+    PolicyRecord, RegistrationToken, Result, Store, StoredResponse, TokenClaim, User,
 };
 
 /// A database error as the API sees it: the database being out of reach is `ServiceUnavailable`
@@ -283,12 +283,29 @@ async fn write_desired_bindings(
     Ok(())
 }
 
+/// The account's instance `id`, read inside a write transaction.
+async fn instance_in_tx(
+    tx: &mut Transaction<'static, Db>,
+    account: &str,
+    id: &str,
+) -> Result<Instance> {
+    let row = sqlx::query("SELECT * FROM instances WHERE account_id = $1 AND id = $2")
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
+    instance_from_row(&row)
+}
+
 pub(super) async fn write_binding(tx: &mut Transaction<'static, Db>, i: &Instance) -> Result<()> {
     sqlx::query(
         "UPDATE instances SET key_pair_id = $1, key_pair_name = $2, desired_password_login = $3, \
          effective_key_pair_id = $4, effective_password_login = $5, binding_state = $6, \
          binding_error = $7, status = $8, started_at = $9, transition_target = NULL, \
-         transition_at = NULL, transition_boots = FALSE WHERE id = $10",
+         transition_at = NULL, transition_boots = FALSE, password_hash = $10, has_password = $11, \
+         desired_password_version = $12, effective_password_version = $13 WHERE id = $14",
     )
     .bind(&i.binding.desired_key_pair_id)
     .bind(&i.key_pair_name)
@@ -299,6 +316,10 @@ pub(super) async fn write_binding(tx: &mut Transaction<'static, Db>, i: &Instanc
     .bind(&i.binding.error)
     .bind(i.status.as_str())
     .bind(i.started_at.map(ts))
+    .bind(&i.password_hash)
+    .bind(i.has_password)
+    .bind(i.binding.desired_password_version)
+    .bind(i.binding.effective_password_version)
     .bind(&i.id)
     .execute(&mut **tx)
     .await
@@ -318,6 +339,7 @@ impl Store for SqlStore {
         at: DateTime<Utc>,
     ) -> Result<bool> {
         // A use older than the window is forgotten even before the purge removes it.
+        let mut tx = self.begin_unlocked_fast().await?;
         let r = sqlx::query(
             "INSERT INTO nonces (access_key_id, nonce, seen_at) VALUES ($1, $2, $3) \
              ON CONFLICT (access_key_id, nonce) DO UPDATE SET seen_at = excluded.seen_at \
@@ -329,9 +351,10 @@ impl Store for SqlStore {
         .bind(ts(
             at - chrono::Duration::minutes(crate::NONCE_WINDOW_MINUTES)
         ))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(r.rows_affected() == 1)
     }
     async fn throttle(
@@ -999,14 +1022,7 @@ impl Store for SqlStore {
         done_at: Option<DateTime<Utc>>,
     ) -> Result<Instance> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query("SELECT * FROM instances WHERE account_id = $1 AND id = $2")
-            .bind(account)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
-        let mut inst = instance_from_row(&row)?;
+        let mut inst = instance_in_tx(&mut tx, account, id).await?;
         let (during, after) = transition(inst.status, op)?;
         let boots = op != Power::Stop;
         if inst.provider == keyplane_core::model::Provider::Host {
@@ -1054,6 +1070,48 @@ impl Store for SqlStore {
         Ok(inst)
     }
 
+    async fn modify_instance(
+        &self,
+        account: &str,
+        id: &str,
+        change: &InstanceChange,
+    ) -> Result<Instance> {
+        let mut tx = self.begin().await?;
+        let mut inst = instance_in_tx(&mut tx, account, id).await?;
+        if let Some(hash) = &change.password_hash {
+            check_resettable(&inst)?;
+            inst.password_hash = Some(hash.clone());
+            inst.has_password = true;
+            inst.binding.reset_password();
+        }
+        if let Some(v) = &change.name {
+            inst.name = v.clone();
+        }
+        if let Some(v) = &change.description {
+            inst.description = v.clone();
+        }
+        if let Some(v) = &change.host_name {
+            inst.host_name = v.clone();
+        }
+        sqlx::query(
+            "UPDATE instances SET name = $1, description = $2, host_name = $3 WHERE id = $4",
+        )
+        .bind(&inst.name)
+        .bind(&inst.description)
+        .bind(&inst.host_name)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if change.password_hash.is_some() {
+            write_binding(&mut tx, &inst).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        self.load_instance_tags(std::slice::from_mut(&mut inst))
+            .await?;
+        Ok(inst)
+    }
+
     async fn complete_transitions(&self, now: DateTime<Utc>) -> Result<u64> {
         let mut tx = self.begin().await?;
         let rows = sqlx::query(
@@ -1080,14 +1138,7 @@ impl Store for SqlStore {
 
     async fn delete_instance(&self, account: &str, id: &str, force: bool) -> Result<()> {
         let mut tx = self.begin().await?;
-        let inst = sqlx::query("SELECT * FROM instances WHERE account_id = $1 AND id = $2")
-            .bind(account)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))
-            .and_then(|r| instance_from_row(&r))?;
+        let inst = instance_in_tx(&mut tx, account, id).await?;
         let deletable = match inst.status {
             InstanceStatus::Stopped => true,
             InstanceStatus::Running => force,

@@ -216,6 +216,34 @@ async fn api_scenarios(s: &Signer, groups: &[Vec<String>], seconds: u64, c: usiz
         })
         .await,
     );
+    let g = sig();
+    let key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f bench";
+    line(
+        &format!("{label}ImportKeyPair / DeleteKeyPairs alternating (V3)"),
+        run(c, Duration::from_secs(seconds), move |w, i| {
+            let name = format!("imp-{w}-{}", i / 2);
+            if i % 2 == 0 {
+                g.v3(
+                    "ImportKeyPair",
+                    &p(&[
+                        ("RegionId", REGION),
+                        ("KeyPairName", &name),
+                        ("PublicKeyBody", key),
+                    ]),
+                )
+            } else {
+                g.v3(
+                    "DeleteKeyPairs",
+                    &p(&[
+                        ("RegionId", REGION),
+                        ("KeyPairNames", &format!("[\"{name}\"]")),
+                    ]),
+                )
+            }
+        })
+        .await,
+    );
 }
 
 async fn ceiling(seconds: u64, c: usize) -> anyhow::Result<()> {
@@ -370,38 +398,6 @@ pub async fn run_all(
         let groups = seed(&server.signer).await?;
         api_scenarios(&server.signer, &groups, seconds, c, "").await;
         let s = &server.signer;
-        let g = Signer {
-            base: s.base.clone(),
-            host: s.host.clone(),
-            ak: s.ak.clone(),
-            secret: SecretKey::new(SK),
-        };
-        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f bench";
-        line(
-            "ImportKeyPair / DeleteKeyPairs alternating (V3)",
-            run(c, Duration::from_secs(seconds), move |w, i| {
-                let name = format!("imp-{w}-{}", i / 2);
-                if i % 2 == 0 {
-                    g.v3(
-                        "ImportKeyPair",
-                        &p(&[
-                            ("RegionId", REGION),
-                            ("KeyPairName", &name),
-                            ("PublicKeyBody", key),
-                        ]),
-                    )
-                } else {
-                    g.v3(
-                        "DeleteKeyPairs",
-                        &p(&[
-                            ("RegionId", REGION),
-                            ("KeyPairNames", &format!("[\"{name}\"]")),
-                        ]),
-                    )
-                }
-            })
-            .await,
-        );
         if let Some(m) = moto {
             crate::scenarios::moto(m, s, seconds, c).await;
         }

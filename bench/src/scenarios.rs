@@ -7,12 +7,38 @@ use keyplane_sig::SecretKey;
 use keyplane_store::{sqlite::SqliteStore, BindOp, Store};
 use serde_json::Value;
 
-use crate::load::{run, Signer};
+use crate::load::{run, Req, Signer};
 
 const AK: &str = "LTAI5tBenchmark000001";
 const SK: &str = "benchmark-secret";
 const REGION: &str = "cn-hangzhou";
 const LINUX: &str = "aliyun_3_x64_20G_alibase_20240819.vhd";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f bench";
+
+/// Request `i` of worker `w` in the ImportKeyPair / DeleteKeyPairs alternation: even imports a
+/// key pair named after the pair, odd deletes it, so the store never grows.
+fn import_or_delete(g: &Signer, prefix: &str, w: usize, i: usize) -> Req {
+    let name = format!("{prefix}-{w}-{}", i / 2);
+    if i.is_multiple_of(2) {
+        g.v3(
+            "ImportKeyPair",
+            &p(&[
+                ("RegionId", REGION),
+                ("KeyPairName", &name),
+                ("PublicKeyBody", KEY),
+            ]),
+        )
+    } else {
+        g.v3(
+            "DeleteKeyPairs",
+            &p(&[
+                ("RegionId", REGION),
+                ("KeyPairNames", &format!("[\"{name}\"]")),
+            ]),
+        )
+    }
+}
 
 fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -109,8 +135,7 @@ async fn call(s: &Signer, action: &str, params: &[(String, String)]) -> anyhow::
 
 /// 1,000 instances in 20 groups of 50, and the key pair `bench-kp`.
 async fn seed(s: &Signer) -> anyhow::Result<Vec<Vec<String>>> {
-    let key =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f bench";
+    let key = KEY;
     call(
         s,
         "ImportKeyPair",
@@ -217,32 +242,9 @@ async fn api_scenarios(s: &Signer, groups: &[Vec<String>], seconds: u64, c: usiz
         .await,
     );
     let g = sig();
-    let key =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f bench";
     line(
         &format!("{label}ImportKeyPair / DeleteKeyPairs alternating (V3)"),
-        run(c, Duration::from_secs(seconds), move |w, i| {
-            let name = format!("imp-{w}-{}", i / 2);
-            if i % 2 == 0 {
-                g.v3(
-                    "ImportKeyPair",
-                    &p(&[
-                        ("RegionId", REGION),
-                        ("KeyPairName", &name),
-                        ("PublicKeyBody", key),
-                    ]),
-                )
-            } else {
-                g.v3(
-                    "DeleteKeyPairs",
-                    &p(&[
-                        ("RegionId", REGION),
-                        ("KeyPairNames", &format!("[\"{name}\"]")),
-                    ]),
-                )
-            }
-        })
-        .await,
+        run(c, d, move |w, i| import_or_delete(&g, "imp", w, i)).await,
     );
 }
 
@@ -573,8 +575,7 @@ pub async fn moto(base: &str, s: &Signer, seconds: u64, c: usize) {
         headers: vec![("authorization".into(), "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0".into())],
     }
     };
-    let key =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f bench";
+    let key = KEY;
     let material = {
         use base64::Engine;
         keyplane_sig::encode::pct(&base64::engine::general_purpose::STANDARD.encode(key))
@@ -622,27 +623,7 @@ pub async fn moto(base: &str, s: &Signer, seconds: u64, c: usize) {
                         aws(&m2, format!("Action=DeleteKeyPair&KeyName={name}"))
                     }
                 }),
-                Box::new(move |w, i| {
-                    let name = format!("cmp-{w}-{}", i / 2);
-                    if i % 2 == 0 {
-                        g2.v3(
-                            "ImportKeyPair",
-                            &p(&[
-                                ("RegionId", REGION),
-                                ("KeyPairName", &name),
-                                ("PublicKeyBody", key),
-                            ]),
-                        )
-                    } else {
-                        g2.v3(
-                            "DeleteKeyPairs",
-                            &p(&[
-                                ("RegionId", REGION),
-                                ("KeyPairNames", &format!("[\"{name}\"]")),
-                            ]),
-                        )
-                    }
-                }),
+                Box::new(move |w, i| import_or_delete(&g2, "cmp", w, i)),
             ),
             (
                 "DescribeInstances, 100 per page",

@@ -455,6 +455,45 @@ pub async fn instance_listing(store: &dyn Store) {
         }
     }
     assert_eq!(seen, all.iter().map(|i| i.id.clone()).collect::<Vec<_>>());
+    // The total is the same whether a page is full, partial, past the end or the whole listing.
+    for (page, items) in [
+        (
+            Page::Offset {
+                offset: 0,
+                limit: 10,
+            },
+            10,
+        ),
+        (
+            Page::Offset {
+                offset: 20,
+                limit: 10,
+            },
+            5,
+        ),
+        (
+            Page::Offset {
+                offset: 40,
+                limit: 10,
+            },
+            0,
+        ),
+        (
+            Page::Offset {
+                offset: 0,
+                limit: 100,
+            },
+            25,
+        ),
+        (Page::After { seq: 0, limit: 100 }, 25),
+    ] {
+        let listing = store.list_instances(&base, page).await.unwrap();
+        assert_eq!(
+            (listing.total, listing.items.len()),
+            (25, items),
+            "{page:?}"
+        );
+    }
     let named = store
         .list_instances(
             &InstanceFilter {

@@ -358,3 +358,77 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Registers a host through the agent API; returns its instance ID and bearer credential.
+async fn register_host(app: &App, os_type: &str) -> (String, String) {
+    let token = format!("kprt-test-{os_type}");
+    app.store
+        .create_registration_token(&keyplane_store::RegistrationToken {
+            token_hash: keyplane_api::agent_api::sha256_hex(&token),
+            account_id: app.account.clone(),
+            region_id: "cn-hangzhou".into(),
+            zone_id: "cn-hangzhou-a".into(),
+            name: format!("host-{os_type}"),
+        })
+        .await
+        .unwrap();
+    let body = serde_json::json!({"Token": token, "OsType": os_type, "LoginUser": "root"});
+    let text = reqwest::Client::new()
+        .post(format!("{}/agent/v1/register", app.base))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let id = r["InstanceId"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {id}:{}", r["Credential"].as_str().unwrap());
+    (id, bearer)
+}
+
+async fn desired(app: &App, bearer: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{}/agent/v1/desired", app.base))
+        .header("authorization", bearer)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_linux_agent_receives_only_the_hash_and_a_windows_reset_never_reaches_an_agent() {
+    let app = spawn_app().await;
+    let (linux, linux_bearer) = register_host(&app, "linux").await;
+    let (windows, windows_bearer) = register_host(&app, "windows").await;
+    let d = desired(&app, &linux_bearer).await;
+    assert_eq!(
+        (&d["PasswordHash"], &d["PasswordVersion"]),
+        (&serde_json::Value::Null, &serde_json::json!(0))
+    );
+    for id in [&linux, &windows] {
+        let r = modify(&app, &[("InstanceId", id), ("Password", GOOD)]).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let d = desired(&app, &linux_bearer).await;
+    let hash = d["PasswordHash"].as_str().unwrap();
+    assert!(verifies(hash, GOOD) && !d.to_string().contains(GOOD), "{d}");
+    assert_eq!(d["PasswordVersion"], 1);
+    assert_eq!(d["PasswordLogin"], true);
+    let w = desired(&app, &windows_bearer).await;
+    assert_eq!(
+        (&w["PasswordHash"], &w["PasswordVersion"]),
+        (&serde_json::Value::Null, &serde_json::json!(0)),
+        "{w}"
+    );
+    assert_eq!(
+        instance(&app, &windows).await.binding.state,
+        BindingState::PendingRestart
+    );
+}

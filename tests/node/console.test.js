@@ -138,6 +138,19 @@ test('the console guide workflow, from sign-in to restart', async () => {
     await state(stopped).filter({ hasText: 'pending_restart' }).waitFor();
     await page.locator(`tr[data-id="${stopped}"]`).getByRole('button', { name: 'Start', exact: true }).click();
     await state(stopped).filter({ hasText: 'applied' }).waitFor();
+    // Reset a bound instance's password: refused by the vendor rule, then pending until the restart.
+    await page.locator(`tr[data-id="${web1}"]`).getByRole('button', { name: 'Reset password' }).click();
+    await page.locator('#reset-password').fill('short1A');
+    await page.locator('#reset-password-again').fill('short1A');
+    await page.locator('#dialog-ok').click();
+    await page.locator('#dialog-error', { hasText: 'InvalidPassword.Malformed' }).waitFor();
+    await page.locator('#reset-password').fill('Console-Reset-2026');
+    await page.locator('#reset-password-again').fill('Console-Reset-2026');
+    await page.locator('#dialog-ok').click();
+    await page.getByText(`Password of ${web1} reset: it takes effect at the next restart.`).waitFor();
+    await state(web1).filter({ hasText: 'pending_restart' }).waitFor();
+    await page.locator(`tr[data-id="${web1}"]`).getByRole('button', { name: 'Restart', exact: true }).click();
+    await state(web1).filter({ hasText: 'applied' }).waitFor();
     // A change made elsewhere shows up without a reload.
     await ecs.detachKeyPair(new Ecs.DetachKeyPairRequest({ regionId: 'cn-hangzhou', keyPairName: 'console-key', instanceIds: JSON.stringify([web2]) }));
     await state(web2).filter({ hasText: 'pending_restart' }).waitFor();

@@ -262,10 +262,31 @@ async function loadInstances() {
       el('td', {},
         el('button', { type: 'button', class: 'link', onclick: () => power('StartInstance', i.InstanceId) }, 'Start'),
         el('button', { type: 'button', class: 'link', onclick: () => power('StopInstance', i.InstanceId) }, 'Stop'),
-        el('button', { type: 'button', class: 'link', onclick: () => power('RebootInstance', i.InstanceId) }, 'Restart')))));
+        el('button', { type: 'button', class: 'link', onclick: () => power('RebootInstance', i.InstanceId) }, 'Restart'),
+        el('button', { type: 'button', class: 'link', onclick: () => resetPassword(i.InstanceId) }, 'Reset password')))));
   } catch (e) {
     $('in-message').textContent = errorText(e);
   }
+}
+
+// The console guide's last note: after a key pair is bound, a password reset lets the password log
+// in beside the key, from the next restart. The password goes to the server once and is not kept here.
+async function resetPassword(id) {
+  const pw = el('input', { type: 'password', id: 'reset-password', autocomplete: 'new-password', required: '' });
+  const again = el('input', { type: 'password', id: 'reset-password-again', autocomplete: 'new-password', required: '' });
+  const body = el('div', {},
+    el('p', {}, '8 to 30 characters, with three of: upper case, lower case, digits, special characters. It takes effect at the next restart; a bound key pair keeps working.'),
+    el('label', {}, 'New password ', pw),
+    el('label', {}, 'Again ', again));
+  const done = await openDialog(`Reset the password of ${id}`, body, 'Reset', async () => {
+    if (pw.value !== again.value) throw new Error('The two passwords differ.');
+    await ecs('ModifyInstanceAttribute', { InstanceId: id, Password: pw.value });
+    return true;
+  });
+  pw.value = '';
+  again.value = '';
+  if (done) $('in-message').textContent = `Password of ${id} reset: it takes effect at the next restart.`;
+  loadInstances();
 }
 
 async function power(action, id) {

@@ -1,12 +1,14 @@
 //! Simulated instances as RunInstances creates them, and what ModifyInstanceAttribute changes, the
 //! same for both dialects.
 
-use keyplane_core::binding::Binding;
+use keyplane_core::binding::{check_resettable, Binding};
 use keyplane_core::instance_password::{self, Rule};
 use keyplane_core::model::{Image, Instance, InstanceStatus, KeyPair, OsType, Provider, Tag};
+use keyplane_core::names;
 use keyplane_core::{ids, CoreError};
 use keyplane_store::InstanceChange;
 
+use crate::params::Params;
 use crate::AppState;
 
 /// The crypt hash of a `Password` parameter that passes the vendor rule; the plaintext goes no
@@ -23,15 +25,56 @@ pub fn password_hash(
     .transpose()
 }
 
-/// Applies a ModifyInstanceAttribute and wakes the instance's agent: the desired state it reads
-/// now carries the new password hash (applied at the next start or reboot).
+/// Where the dialects' ModifyInstanceAttribute differ: the password rule and the host name's
+/// parameter and length.
+pub struct ModifyRule {
+    pub password: Rule,
+    pub host_name_param: &'static str,
+    pub host_name_max: usize,
+}
+
+/// The change a ModifyInstanceAttribute asks for, every value checked; `description` is parsed by
+/// the dialect, whose rules differ most there.
+pub fn change(
+    p: &Params<'_>,
+    inst: &Instance,
+    rule: &ModifyRule,
+    description: Option<String>,
+) -> Result<InstanceChange, CoreError> {
+    Ok(InstanceChange {
+        name: p
+            .opt("InstanceName")
+            .map(names::parse_instance_name)
+            .transpose()?,
+        description,
+        host_name: p
+            .opt(rule.host_name_param)
+            .map(|h| names::parse_host_name(h, inst.os_type, rule.host_name_max))
+            .transpose()?,
+        password_hash: password_hash(p.opt("Password"), inst.os_type, rule.password)?,
+    })
+}
+
+/// Applies a checked ModifyInstanceAttribute (or stops at `DryRunOperation`) and wakes the
+/// instance's agent: the desired state it reads now carries the new password hash (applied at the
+/// next start or reboot).
 pub async fn modify(
     state: &AppState,
-    account: &str,
-    id: &str,
+    inst: &Instance,
     change: &InstanceChange,
+    dry_run: bool,
 ) -> Result<Instance, CoreError> {
-    let inst = state.store.modify_instance(account, id, change).await?;
+    if change.password_hash.is_some() {
+        check_resettable(inst)?;
+    }
+    if dry_run {
+        return Err(CoreError::DryRunOperation);
+    }
+    let id = inst.id.as_str();
+    let inst = state
+        .store
+        .modify_instance(&inst.account_id, id, change)
+        .await?;
     if change.password_hash.is_some() {
         tracing::info!(instance_id = %id, version = inst.binding.desired_password_version, "instance password reset, pending the next start or reboot");
         crate::agent_api::changed(state, &[id.to_string()]).await;

@@ -2,13 +2,13 @@
 //! DeleteInstance, ModifyInstanceAttribute, with the vendor status model (Pending, Starting,
 //! Running, Stopping, Stopped).
 
-use keyplane_core::binding::{check_resettable, parse_id_list, Power};
+use keyplane_core::binding::{parse_id_list, Power};
 use keyplane_core::catalog;
 use keyplane_core::instance_password::Rule;
 use keyplane_core::model::{Instance, InstanceStatus};
 use keyplane_core::names;
 use keyplane_core::CoreError;
-use keyplane_store::{InstanceChange, InstanceFilter, Page};
+use keyplane_store::{InstanceFilter, Page};
 use serde_json::{json, Value};
 
 use super::{minute, obj, tags_json, Body200, Ctx};
@@ -377,35 +377,19 @@ pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Body200, CoreError> {
 pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let id = ctx.p.required("InstanceId")?;
     let inst = check_instance(ctx, "ecs:ModifyInstanceAttribute", id).await?;
-    let change = InstanceChange {
-        name: ctx
-            .p
-            .opt("InstanceName")
-            .map(names::parse_instance_name)
-            .transpose()?,
-        description: ctx
-            .p
-            .opt("Description")
-            .map(names::parse_instance_description)
-            .transpose()?,
-        host_name: ctx
-            .p
-            .opt("HostName")
-            .map(|h| names::parse_host_name(h, inst.os_type, 64))
-            .transpose()?,
-        password_hash: crate::sim::password_hash(
-            ctx.p.opt("Password"),
-            inst.os_type,
-            Rule::Alibaba,
-        )?,
+    let rule = crate::sim::ModifyRule {
+        password: Rule::Alibaba,
+        host_name_param: "HostName",
+        host_name_max: 64,
     };
-    if change.password_hash.is_some() {
-        check_resettable(&inst)?;
-    }
-    if ctx.p.bool("DryRun")?.unwrap_or(false) {
-        return Err(CoreError::DryRunOperation);
-    }
-    crate::sim::modify(ctx.state, ctx.account(), id, &change).await?;
+    let description = ctx
+        .p
+        .opt("Description")
+        .map(names::parse_instance_description)
+        .transpose()?;
+    let change = crate::sim::change(&ctx.p, &inst, &rule, description)?;
+    let dry_run = ctx.p.bool("DryRun")?.unwrap_or(false);
+    crate::sim::modify(ctx.state, &inst, &change, dry_run).await?;
     Ok(Body200::new())
 }
 

@@ -1,12 +1,12 @@
 //! Simulated instances in the Volcengine dialect, with its status names.
 
-use keyplane_core::binding::{check_resettable, Power};
+use keyplane_core::binding::Power;
 use keyplane_core::catalog;
 use keyplane_core::instance_password::Rule;
 use keyplane_core::model::{Instance, InstanceStatus, OsType};
 use keyplane_core::names;
 use keyplane_core::CoreError;
-use keyplane_store::{InstanceChange, InstanceFilter, Page};
+use keyplane_store::{InstanceFilter, Page};
 use serde_json::{json, Value};
 
 use super::{iso, next_token, obj, parse_token, tags_json, Ctx, Output};
@@ -278,31 +278,14 @@ pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
             }
         })?),
     };
-    let change = InstanceChange {
-        name: ctx
-            .p
-            .opt("InstanceName")
-            .map(names::parse_instance_name)
-            .transpose()?,
-        description,
-        host_name: ctx
-            .p
-            .opt("Hostname")
-            .map(|h| names::parse_host_name(h, inst.os_type, 63))
-            .transpose()?,
-        password_hash: crate::sim::password_hash(
-            ctx.p.opt("Password"),
-            inst.os_type,
-            Rule::Volcengine,
-        )?,
+    let rule = crate::sim::ModifyRule {
+        password: Rule::Volcengine,
+        host_name_param: "Hostname",
+        host_name_max: 63,
     };
-    if change.password_hash.is_some() {
-        check_resettable(&inst)?;
-    }
-    if ctx.p.bool("DryRun")?.unwrap_or(false) {
-        return Err(CoreError::DryRunOperation);
-    }
-    crate::sim::modify(ctx.state, ctx.account(), &inst.id, &change).await?;
+    let change = crate::sim::change(&ctx.p, &inst, &rule, description)?;
+    let dry_run = ctx.p.bool("DryRun")?.unwrap_or(false);
+    crate::sim::modify(ctx.state, &inst, &change, dry_run).await?;
     Ok(Output::new())
 }
 

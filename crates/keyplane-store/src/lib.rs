@@ -238,6 +238,9 @@ pub trait Store: Send + Sync + 'static {
     /// Whether several servers may share this store (PostgreSQL): then nonces and throttles are
     /// checked in the store on every call, and agent wake-ups go through it.
     fn shared(&self) -> bool;
+    /// Closes the store, waiting until every connection has finished: SQLite checkpoints its WAL
+    /// and removes the side files, so the data directory is complete and still once this returns.
+    async fn close(&self);
     /// Marks a signature nonce used at `at`; false if it already was.
     async fn claim_nonce(
         &self,

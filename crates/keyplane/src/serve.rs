@@ -122,7 +122,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         server_key,
         ..ServerConfig::default()
     };
-    keyplane_api::serve(store, config, listener, shutdown_signal()).await?;
+    keyplane_api::serve(store.clone(), config, listener, shutdown_signal()).await?;
+    store.close().await;
     tracing::info!("keyplane stopped");
     Ok(std::process::ExitCode::SUCCESS)
 }

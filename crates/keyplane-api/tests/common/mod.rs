@@ -361,6 +361,8 @@ impl App {
     pub async fn stop(mut self) -> tempfile::TempDir {
         self.shutdown.take().unwrap().send(()).unwrap();
         self.task.take().unwrap().await.unwrap();
+        // Dropping a pool closes its connections in the background; wait, so the files are still.
+        self.store.close().await;
         self.dir
     }
 

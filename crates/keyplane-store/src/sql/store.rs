@@ -350,6 +350,10 @@ impl Store for SqlStore {
     fn shared(&self) -> bool {
         self.shared_impl()
     }
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
     async fn claim_nonce(
         &self,
         access_key_id: &str,

@@ -68,8 +68,11 @@ impl SqliteStore {
             })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // A connection to a local file does not go stale, and sqlx's test before each acquire is one
+        // more thread hand-off per statement (docs/BENCHMARKS.md, run 9).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(db)?;
@@ -79,6 +82,7 @@ impl SqliteStore {
             .map_err(|e| CoreError::Internal(format!("migrations: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await
             .map_err(db)?;

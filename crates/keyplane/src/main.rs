@@ -10,6 +10,12 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: a DescribeInstances page allocates thousands of small strings
+/// and JSON nodes, and glibc's malloc, free and consolidation were a third of the server's time
+/// (docs/BENCHMARKS.md, run 9).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "keyplane",

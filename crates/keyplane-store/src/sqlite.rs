@@ -70,16 +70,24 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         // A connection to a local file does not go stale, and sqlx's test before each acquire is one
         // more thread hand-off per statement (docs/BENCHMARKS.md, run 9).
+        // Migrations run on a connection of their own: SQLite reads its planner statistics
+        // (migration 0006) when a connection opens, so the pools open after them.
+        let migrator = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(db)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&migrator)
+            .await
+            .map_err(|e| CoreError::Internal(format!("migrations: {e}")))?;
+        migrator.close().await;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(db)?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
-            .await
-            .map_err(|e| CoreError::Internal(format!("migrations: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)

@@ -54,3 +54,64 @@ async fn the_audit_log_refuses_updates_and_deletes() {
         .await
         .is_err());
 }
+
+/// The plan SQLite picks for each hot statement, as the store builds it (`sql/store.rs`). A plan
+/// that walks an account's rows instead of an ID's or a page's makes a call's cost grow with the
+/// store; the planner statistics of migration 0006 are what keeps these plans on a fresh file.
+#[tokio::test]
+async fn hot_statements_use_the_index_that_keeps_their_cost_flat() {
+    use sqlx::{Connection, Row};
+    let (dir, _store) = fresh().await;
+    let url = format!("sqlite://{}", dir.path().join("k.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let ids = (0..50)
+        .map(|i| format!("'i-{i}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cases = [
+        // AttachKeyPair / DetachKeyPair: the batch's instances, by ID.
+        (
+            format!("SELECT * FROM instances WHERE account_id = 'a' AND id IN ({ids})"),
+            "USING INDEX sqlite_autoindex_instances_1 (id=?)",
+        ),
+        // DescribeInstances with InstanceIds.
+        (
+            format!(
+                "SELECT * FROM instances WHERE account_id = 'a' AND region_id = 'r' \
+                 AND id IN ({ids}) ORDER BY seq LIMIT 101 OFFSET 0"
+            ),
+            "USING INDEX sqlite_autoindex_instances_1 (id=?)",
+        ),
+        // DescribeInstances, one page.
+        (
+            "SELECT * FROM instances WHERE account_id = 'a' AND region_id = 'r' \
+             ORDER BY seq LIMIT 101 OFFSET 0"
+                .to_string(),
+            "USING INDEX instances_account_region (account_id=? AND region_id=?)",
+        ),
+        // DescribeKeyPairs, one page, without sorting the account's key pairs.
+        (
+            "SELECT * FROM key_pairs WHERE account_id = 'a' AND region_id = 'r' \
+             ORDER BY seq LIMIT 51 OFFSET 0"
+                .to_string(),
+            "USING INDEX key_pairs_account_region (account_id=? AND region_id=?)",
+        ),
+    ];
+    for (sql, wanted) in cases {
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect();
+        assert!(
+            plan.iter().any(|p| p.contains(wanted)),
+            "{sql}\n  planned as {plan:?}\n  wanted {wanted}"
+        );
+        assert!(
+            !plan.iter().any(|p| p.starts_with("SCAN")),
+            "{sql}: {plan:?}"
+        );
+    }
+}

@@ -767,6 +767,8 @@ pub async fn ram(store: &dyn Store) {
         1,
         "the root's own"
     );
+    // Read first, so a backend that keeps keys it read has this one: a change must still show.
+    assert!(store.access_key("LTAIa1").await.unwrap().unwrap().active);
     store
         .set_access_key_status(&account, "LTAIa1", false)
         .await
@@ -832,8 +834,15 @@ pub async fn ram(store: &dyn Store) {
         store.delete_user(&account, "alice").await,
         Err(CoreError::UserHasAccessKeys("alice".into()))
     );
+    assert!(store.access_key("LTAIa2").await.unwrap().is_some());
     store.delete_access_key(&account, "LTAIa1").await.unwrap();
     store.delete_access_key(&account, "LTAIa2").await.unwrap();
+    assert_eq!(store.access_key("LTAIa1").await.unwrap(), None);
+    assert_eq!(
+        store.access_key("LTAIa2").await.unwrap(),
+        None,
+        "a deleted key is gone at once"
+    );
     assert_eq!(
         store.delete_user(&account, "alice").await,
         Err(CoreError::UserHasPolicies("alice".into()))

@@ -9,6 +9,7 @@
 #![allow(clippy::duplicate_mod)]
 
 pub mod conformance;
+mod key_cache;
 pub mod postgres;
 pub mod sqlite;
 

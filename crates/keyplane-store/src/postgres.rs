@@ -78,6 +78,11 @@ impl PgStore {
         true
     }
 
+    /// Another server may change a key at any time: read it every call.
+    fn key_cache(&self) -> Option<&crate::key_cache::KeyCache> {
+        None
+    }
+
     /// A write outside the write lock whose commit does not wait for the WAL flush: a nonce claim
     /// is on the path of every signed call, and an fsync per call was what limited PostgreSQL
     /// reads (docs/BENCHMARKS.md). The claim is still atomic and at once visible to every server;

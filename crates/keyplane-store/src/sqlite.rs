@@ -32,6 +32,7 @@ const BACKEND: &str = "sqlite";
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    keys: crate::key_cache::KeyCache,
 }
 
 impl SqliteStore {
@@ -94,7 +95,11 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(db)?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            keys: Default::default(),
+        })
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
@@ -110,6 +115,11 @@ impl SqliteStore {
     /// One process owns the file: nonces, throttles and agent wake-ups stay in its memory.
     fn shared_impl(&self) -> bool {
         false
+    }
+
+    /// Every AccessKey change goes through this process, so it may keep the keys it read.
+    fn key_cache(&self) -> Option<&crate::key_cache::KeyCache> {
+        Some(&self.keys)
     }
 
     async fn throttle_impl(&self, _: &str, _: &str, _: u32, _: u32) -> Result<bool> {

@@ -287,8 +287,9 @@ impl SqlStore {
             .bind(account)
             .bind(id)
             .execute(&self.writer)
-            .await
-            .map_err(db)?;
+            .await;
+        self.forget_access_keys();
+        let r = r.map_err(db)?;
         if r.rows_affected() == 0 {
             return Err(CoreError::AccessKeyNotFound(id.to_string()));
         }
@@ -300,8 +301,9 @@ impl SqlStore {
             .bind(account)
             .bind(id)
             .execute(&self.writer)
-            .await
-            .map_err(db)?;
+            .await;
+        self.forget_access_keys();
+        let r = r.map_err(db)?;
         if r.rows_affected() == 0 {
             return Err(CoreError::AccessKeyNotFound(id.to_string()));
         }

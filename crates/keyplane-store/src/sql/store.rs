@@ -48,6 +48,13 @@ pub(super) fn unique<T>(r: std::result::Result<T, sqlx::Error>, exists: CoreErro
 }
 
 impl SqlStore {
+    /// After any write to `access_keys`, committed or not: a cached key must never outlive a change.
+    pub(super) fn forget_access_keys(&self) {
+        if let Some(cache) = self.key_cache() {
+            cache.forget_all();
+        }
+    }
+
     /// `COUNT(*)` and one page of `table` under the filter `push_filter` writes.
     pub(super) async fn list_page<T>(
         &self,
@@ -532,6 +539,11 @@ impl Store for SqlStore {
     }
 
     async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+        let cache = self.key_cache();
+        if let Some(key) = cache.and_then(|c| c.get(id)) {
+            return Ok(Some(key));
+        }
+        let generation = cache.map(|c| c.generation());
         let row = sqlx::query(
             "SELECT id, account_id, user_name, secret, status FROM access_keys WHERE id = $1",
         )
@@ -539,17 +551,21 @@ impl Store for SqlStore {
         .fetch_optional(&self.reader)
         .await
         .map_err(db)?;
-        Ok(row.map(|r| AccessKeyRecord {
+        let key = row.map(|r| AccessKeyRecord {
             id: r.get(0),
             account_id: r.get(1),
             user_name: r.get(2),
             secret: r.get(3),
             active: r.get::<String, _>(4) == "Active",
-        }))
+        });
+        if let (Some(cache), Some(generation), Some(key)) = (cache, generation, &key) {
+            cache.put(generation, key.clone());
+        }
+        Ok(key)
     }
 
     async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
-        sqlx::query(
+        let r = sqlx::query(
             "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT(id) DO UPDATE SET secret = excluded.secret, \
              status = excluded.status",
@@ -561,8 +577,9 @@ impl Store for SqlStore {
         .bind(if key.active { "Active" } else { "Inactive" })
         .bind(ts(Utc::now()))
         .execute(&self.writer)
-        .await
-        .map_err(db)?;
+        .await;
+        self.forget_access_keys();
+        r.map_err(db)?;
         Ok(())
     }
 

@@ -69,8 +69,6 @@ impl SqliteStore {
             })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        // A connection to a local file does not go stale, and sqlx's test before each acquire is one
-        // more thread hand-off per statement (docs/BENCHMARKS.md, run 9).
         // Migrations run on a connection of their own: SQLite reads its planner statistics
         // (migration 0006) when a connection opens, so the pools open after them.
         let migrator = SqlitePoolOptions::new()
@@ -83,6 +81,8 @@ impl SqliteStore {
             .await
             .map_err(|e| CoreError::Internal(format!("migrations: {e}")))?;
         migrator.close().await;
+        // A connection to a local file does not go stale, and sqlx's test before each acquire is one
+        // more thread hand-off per statement (docs/BENCHMARKS.md, run 9).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)

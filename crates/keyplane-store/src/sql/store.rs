@@ -55,7 +55,8 @@ impl SqlStore {
         }
     }
 
-    /// `COUNT(*)` and one page of `table` under the filter `push_filter` writes.
+    /// One page of `table` under the filter `push_filter` writes, and the total (a `COUNT(*)` only
+    /// when the page cannot tell it).
     pub(super) async fn list_page<T>(
         &self,
         table: &str,

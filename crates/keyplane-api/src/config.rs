@@ -22,6 +22,9 @@ pub struct ServerConfig {
     pub throttle_burst: u32,
     /// Seals and opens the AccessKey secrets kept in the store.
     pub server_key: ServerKey,
+    /// Clients reach this server over HTTPS (it serves TLS itself, or sits behind a TLS-terminating
+    /// proxy): console cookies are then marked `Secure`.
+    pub https: bool,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +38,7 @@ impl Default for ServerConfig {
             throttle_per_second: 1000,
             throttle_burst: 2000,
             server_key: ServerKey::generate(),
+            https: false,
         }
     }
 }

@@ -76,7 +76,7 @@ impl Signer {
         ] {
             all.push((k.into(), v));
         }
-        let sig = v1_signature(&self.secret, &v1_string_to_sign("POST", &all));
+        let sig = v1_signature(&self.secret, &v1_string_to_sign("POST", "/", &all));
         all.push(("Signature".into(), sig));
         Req {
             url: format!("{}/?{}", self.base, qs(&all)),

@@ -142,7 +142,7 @@ pub async fn alibaba(state: &AppState, req: &WireRequest) -> Result<Caller, Auth
         .ok_or(AuthError::MissingNonce)?;
     if !state
         .nonces
-        .use_once(&claim.access_key_id, nonce)
+        .use_once(&claim.access_key_id, nonce, at)
         .await
         .map_err(AuthError::Store)?
     {

@@ -85,6 +85,17 @@ pub enum Claimed {
     Refused(CoreError),
 }
 
+/// Where a ClientToken lives: per account, dialect, action and principal. Two principals of one
+/// account never share a token: a RAM user who re-sends root's token must not be handed root's
+/// stored answer (or have root's call run for it). Root keeps the scope it had before tokens were
+/// per principal, so a retry that straddles an upgrade still finds its first result.
+pub fn scope(dialect: &str, action: &str, caller: &crate::auth::Caller) -> String {
+    match &caller.principal {
+        crate::authz::Principal::Root => format!("{dialect}:{action}"),
+        crate::authz::Principal::User(name) => format!("{dialect}:{action}:user/{name}"),
+    }
+}
+
 pub async fn claim(
     state: &AppState,
     account: &str,

@@ -43,8 +43,8 @@ pub struct AppState {
     pub sessions: console::Sessions,
 }
 
-/// Which vendor dialect a request speaks (SPEC section 11): from `x-acs-version`, the signature
-/// scheme, or `Version`.
+/// Which vendor dialect a request speaks (SPEC section 11): from the signature scheme, then the
+/// API version where that scheme signs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Aliyun,
@@ -54,31 +54,37 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    pub fn detect(headers: &axum::http::HeaderMap, query: Option<&str>) -> Self {
-        let ram_version = format!("Version={}", ram_api::VERSION);
-        if let Some(v) = headers.get("x-acs-version") {
-            return if v.as_bytes() == ram_api::VERSION.as_bytes() {
-                Self::Ram
-            } else {
-                Self::Aliyun
-            };
+    /// `authorization` names the scheme: Volcengine's `HMAC-SHA256`, Alibaba V3 (whose version is
+    /// the signed `x-acs-version` header), or none, when the version is the `Version` parameter
+    /// (V1 signs it; an unsigned call fails authentication in the dialect it names). A V1 call is
+    /// never steered by an `x-acs-version` header, which V1 does not sign.
+    pub fn detect(
+        authorization: Option<&str>,
+        x_acs_version: Option<&str>,
+        version_param: Option<&str>,
+    ) -> Self {
+        let by_version = |v: Option<&str>| match v {
+            Some(ram_api::VERSION) => Self::Ram,
+            Some(volc::VERSION) => Self::Volc,
+            _ => Self::Aliyun,
+        };
+        match authorization {
+            Some(a) if a.starts_with("HMAC-SHA256 ") => Self::Volc,
+            Some(a) if a.starts_with("ACS3-") => match by_version(x_acs_version) {
+                Self::Volc => Self::Aliyun,
+                d => d,
+            },
+            _ => by_version(version_param),
         }
-        if query.is_some_and(|q| q.split('&').any(|p| p == ram_version)) {
-            return Self::Ram;
-        }
-        let volc_auth = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("HMAC-SHA256 "));
-        let volc_version = query.is_some_and(|q| {
-            q.split('&')
-                .any(|p| p == format!("Version={}", volc::VERSION))
-        });
-        if volc_auth || volc_version {
-            Self::Volc
-        } else {
-            Self::Aliyun
-        }
+    }
+
+    fn of(wire: &wire::WireRequest) -> Self {
+        let authorization = wire.header("authorization");
+        Self::detect(
+            authorization,
+            wire.header("x-acs-version"),
+            wire.param("Version"),
+        )
     }
 }
 
@@ -155,14 +161,27 @@ async fn vendor_api(
     State(state): State<Arc<AppState>>,
     req: axum::http::Request<axum::body::Body>,
 ) -> axum::response::Response {
-    let dialect = Dialect::detect(req.headers(), req.uri().query());
-    let host = req
-        .headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("keyplane")
-        .to_string();
+    let (host, unread) = {
+        let header = |name: &str| req.headers().get(name).and_then(|h| h.to_str().ok());
+        let version = req
+            .uri()
+            .query()
+            .and_then(|q| keyplane_sig::params::decode_form(q.as_bytes()).ok())
+            .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "Version"))
+            .map(|(_, v)| v);
+        (
+            header("host").unwrap_or("keyplane").to_string(),
+            // Only for the envelope of a request that cannot even be read; a readable one is
+            // recognised from its parsed parameters, form body included.
+            Dialect::detect(
+                header("authorization"),
+                header("x-acs-version"),
+                version.as_deref(),
+            ),
+        )
+    };
     let wire = wire::WireRequest::read(req, state.config.max_body_bytes).await;
+    let dialect = wire.as_ref().map_or(unread, Dialect::of);
     match dialect {
         Dialect::Aliyun => aliyun::handle(&state, wire, &host).await,
         Dialect::Ram => ram_api::handle(&state, wire, &host).await,

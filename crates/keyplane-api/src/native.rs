@@ -48,6 +48,11 @@ pub async fn handle(
     let caller = match session {
         Some(Ok(c)) => c,
         Some(Err(response)) => return response,
+        // The native API is selected by method and path, which only a V3 signature covers in
+        // the vendor's scheme; V1 is for the vendor dialects at `/`.
+        None if wire.header("authorization").is_none() => {
+            return render::error(&AliError::v3_required(), &request_id, host, Format::Json)
+        }
         None => match auth::alibaba(&state, &wire).await {
             Ok(c) => c,
             Err(e) => return render::error(&AliError::from(e), &request_id, host, Format::Json),

@@ -1,4 +1,9 @@
-//! Signature nonces are single-use for 15 minutes.
+//! Signature nonces are single-use for as long as their request's timestamp is acceptable.
+//!
+//! A timestamp may be up to 15 minutes ahead of the server clock, so "15 minutes from first use"
+//! is not enough: a request dated 14 minutes ahead would be accepted again 15 to 29 minutes later.
+//! Each use is therefore recorded at the later of now and the signed timestamp, and remembered for
+//! the window from that instant, which covers every moment the timestamp passes the skew check.
 //!
 //! Checking them must not turn every read into a synchronous disk write (SPEC section 13), so the
 //! set lives in memory and is written through to the store in batches every 100 ms; a restart
@@ -30,7 +35,7 @@ impl NonceCache {
             .recent_nonces(since)
             .await?
             .into_iter()
-            .map(|k| (k, now))
+            .map(|(ak, nonce, at)| ((ak, nonce), at))
             .collect();
         Ok(Self {
             store,
@@ -39,14 +44,33 @@ impl NonceCache {
         })
     }
 
-    /// Marks the nonce used; false if it was already used within the window.
-    pub async fn use_once(&self, access_key_id: &str, nonce: &str) -> Result<bool, CoreError> {
-        let now = Utc::now();
+    /// Marks the nonce of a request signed at `signed_at` used; false if it was already used
+    /// within the window.
+    pub async fn use_once(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        signed_at: DateTime<Utc>,
+    ) -> Result<bool, CoreError> {
+        self.use_once_at(access_key_id, nonce, signed_at, Utc::now())
+            .await
+    }
+
+    async fn use_once_at(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        signed_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, CoreError> {
+        // The instant the use is remembered from (see the module doc).
+        let now = now.max(signed_at);
         let key = (access_key_id.to_string(), nonce.to_string());
         {
             let mut seen = self.seen.lock().expect("nonce lock");
             if let Some(at) = seen.get(&key) {
-                if now - *at < chrono::Duration::minutes(WINDOW_MINUTES) {
+                // `<=`: the skew check accepts a timestamp exactly at the window's edge.
+                if now - *at <= chrono::Duration::minutes(WINDOW_MINUTES) {
                     return Ok(false);
                 }
             }
@@ -92,5 +116,57 @@ impl NonceCache {
         if let Err(e) = self.store.purge_nonces(cutoff).await {
             tracing::warn!(error = %e, "purging nonces failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    async fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        let path = dir.path().join("k.db");
+        Arc::new(
+            keyplane_store::sqlite::SqliteStore::open(path.to_str().unwrap())
+                .await
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_request_dated_ahead_is_refused_on_replay_for_as_long_as_its_timestamp_is_acceptable()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = NonceCache::load(store(&dir).await).await.unwrap();
+        let t0 = Utc::now();
+        let signed = t0 + Duration::minutes(14);
+        assert!(cache.use_once_at("ak", "n", signed, t0).await.unwrap());
+        // 20 minutes later the timestamp is 6 minutes old, so it passes the skew check: the
+        // nonce must still be known.
+        let later = t0 + Duration::minutes(20);
+        assert!(!cache.use_once_at("ak", "n", signed, later).await.unwrap());
+        // Also after a restart, from what was written through.
+        cache.flush().await.unwrap();
+        let restarted = NonceCache::load(store(&dir).await).await.unwrap();
+        assert!(!restarted
+            .use_once_at("ak", "n", signed, later)
+            .await
+            .unwrap());
+        // Once the timestamp is out of the window, the nonce may be forgotten.
+        let past = signed + Duration::minutes(WINDOW_MINUTES) + Duration::seconds(1);
+        assert!(restarted
+            .use_once_at("ak", "n", signed, past)
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_nonce_is_per_access_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = NonceCache::load(store(&dir).await).await.unwrap();
+        let t0 = Utc::now();
+        assert!(cache.use_once_at("ak1", "n", t0, t0).await.unwrap());
+        assert!(cache.use_once_at("ak2", "n", t0, t0).await.unwrap());
+        assert!(!cache.use_once_at("ak1", "n", t0, t0).await.unwrap());
     }
 }

@@ -11,6 +11,10 @@ pub enum WireError {
     BodyTooLarge(usize),
     NotUtf8(String),
     Unreadable,
+    /// A body that is not a form. Every action takes its parameters from the query or a form, and
+    /// a body whose meaning depends on an unsigned `Content-Type` would let a header on the way
+    /// change what a V3 signature (which covers only the body's hash) means.
+    NotAForm,
 }
 
 impl From<NotUtf8> for WireError {
@@ -60,8 +64,10 @@ impl WireRequest {
         let query = decode_form(parts.uri.query().unwrap_or("").as_bytes())?;
         let form = if is_form {
             decode_form(&body)?
-        } else {
+        } else if body.is_empty() {
             Vec::new()
+        } else {
+            return Err(WireError::NotAForm);
         };
         Ok(Self {
             method: parts.method.as_str().to_string(),
@@ -90,7 +96,13 @@ impl WireRequest {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The source address as the proxy in front of us reports it, if any.
+    /// The action and API version an Alibaba-signed call asks for, read only from what its scheme
+    /// signs (see [`keyplane_sig::alibaba::selector`]).
+    pub fn alibaba_selector(&self) -> keyplane_sig::alibaba::Selector<'_> {
+        keyplane_sig::alibaba::selector(&self.sig_view())
+    }
+
+    /// The request as the signature verifier sees it.
     pub fn sig_view(&self) -> keyplane_sig::alibaba::SignedRequest<'_> {
         keyplane_sig::alibaba::SignedRequest {
             method: &self.method,

@@ -172,7 +172,7 @@ async fn a_v1_post_with_everything_in_the_form_body_is_accepted() {
         ("Timestamp", &now()),
         ("Format", "JSON"),
     ]);
-    let sts = keyplane_sig::alibaba::v1_string_to_sign("POST", &all);
+    let sts = keyplane_sig::alibaba::v1_string_to_sign("POST", "/", &all);
     let sig = keyplane_sig::alibaba::v1_signature(&keyplane_sig::SecretKey::new(SECRET), &sts);
     all.push(("Signature".into(), sig));
     let body = query_string(&all).into_bytes();

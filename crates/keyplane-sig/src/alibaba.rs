@@ -25,6 +25,18 @@ pub enum Scheme {
     V3,
 }
 
+/// The headers a V3 signature must cover (SPEC section 6): together they fix what the call does
+/// (action, API version, body), where it goes (host) and when (date, nonce), so none of them can be
+/// swapped on the way without breaking the signature.
+pub const V3_REQUIRED_SIGNED_HEADERS: [&str; 6] = [
+    "host",
+    "x-acs-action",
+    "x-acs-content-sha256",
+    "x-acs-date",
+    "x-acs-signature-nonce",
+    "x-acs-version",
+];
+
 /// Who claims to have signed, with the replay-relevant parts; not yet verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -35,6 +47,32 @@ pub struct Claim {
     pub timestamp: Option<String>,
     signature: String,
     signed_headers: Vec<String>,
+}
+
+/// What the call asks to run, read only from the part of the request its scheme signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selector<'a> {
+    pub action: Option<&'a str>,
+    pub version: Option<&'a str>,
+}
+
+/// The action and API version of a request, from where its signature scheme covers them: the
+/// `x-acs-action`/`x-acs-version` headers of a V3 call (which [`claim`] requires to be signed), the
+/// `Action`/`Version` parameters otherwise (V1 signs the query and the form). A V1 call never takes
+/// them from a header, which V1 does not sign: a signed read-only URL must not become another action
+/// by an added header. The scheme is decided as in [`claim`]: an `Authorization` header means V3.
+pub fn selector<'a>(req: &SignedRequest<'a>) -> Selector<'a> {
+    if req.header("authorization").is_some() {
+        Selector {
+            action: req.header("x-acs-action"),
+            version: req.header("x-acs-version"),
+        }
+    } else {
+        Selector {
+            action: req.param("Action"),
+            version: req.param("Version"),
+        }
+    }
 }
 
 /// Reads the claim: an `Authorization` header means V3, a `Signature` parameter V1.
@@ -94,7 +132,18 @@ fn claim_v3(req: &SignedRequest<'_>, auth: &str) -> Result<Claim, SigError> {
     let credential = credential
         .filter(|s| !s.is_empty())
         .ok_or(SigError::Incomplete("Credential"))?;
-    let signed_headers = signed_headers.ok_or(SigError::Incomplete("SignedHeaders"))?;
+    let signed_headers: Vec<String> = signed_headers
+        .ok_or(SigError::Incomplete("SignedHeaders"))?
+        .split(';')
+        .filter(|h| !h.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if V3_REQUIRED_SIGNED_HEADERS
+        .iter()
+        .any(|required| !signed_headers.iter().any(|h| h == required))
+    {
+        return Err(SigError::Incomplete("SignedHeaders"));
+    }
     let signature = signature.ok_or(SigError::Incomplete("Signature"))?;
     Ok(Claim {
         scheme: Scheme::V3,
@@ -102,11 +151,7 @@ fn claim_v3(req: &SignedRequest<'_>, auth: &str) -> Result<Claim, SigError> {
         nonce: req.header("x-acs-signature-nonce").map(str::to_string),
         timestamp: req.header("x-acs-date").map(str::to_string),
         signature: signature.to_string(),
-        signed_headers: signed_headers
-            .split(';')
-            .filter(|h| !h.is_empty())
-            .map(str::to_ascii_lowercase)
-            .collect(),
+        signed_headers,
     })
 }
 
@@ -121,7 +166,7 @@ pub fn verify(req: &SignedRequest<'_>, claim: &Claim, secret: &SecretKey) -> Res
                 .filter(|(n, _)| n != "Signature")
                 .cloned()
                 .collect();
-            let sts = v1_string_to_sign(req.method, &params);
+            let sts = v1_string_to_sign(req.method, req.path, &params);
             let expected = v1_signature(secret, &sts);
             if bool::from(expected.as_bytes().ct_eq(claim.signature.as_bytes())) {
                 Ok(())
@@ -173,9 +218,11 @@ fn canonical_query(params: &[(String, String)]) -> String {
         .join("&")
 }
 
-/// V1 StringToSign = `METHOD&%2F&pct(CanonicalizedQueryString)`.
-pub fn v1_string_to_sign(method: &str, params: &[(String, String)]) -> String {
-    format!("{method}&{}&{}", pct("/"), pct(&canonical_query(params)))
+/// V1 StringToSign = `METHOD&pct(path)&pct(CanonicalizedQueryString)`. The vendor's path is always
+/// `/` (`%2F`); the server puts the path the request really took, so a V1 signature made for `/` is
+/// never valid on another path.
+pub fn v1_string_to_sign(method: &str, path: &str, params: &[(String, String)]) -> String {
+    format!("{method}&{}&{}", pct(path), pct(&canonical_query(params)))
 }
 
 /// V1 Signature = Base64(HMAC-SHA1(secret + "&", StringToSign)).

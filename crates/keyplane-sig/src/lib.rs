@@ -26,15 +26,15 @@ pub struct SignedRequest<'a> {
     pub body: &'a [u8],
 }
 
-impl SignedRequest<'_> {
-    pub fn header(&self, name: &str) -> Option<&str> {
+impl<'a> SignedRequest<'a> {
+    pub fn header(&self, name: &str) -> Option<&'a str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn param(&self, name: &str) -> Option<&str> {
+    pub fn param(&self, name: &str) -> Option<&'a str> {
         self.query
             .iter()
             .chain(self.form.iter())

@@ -151,7 +151,7 @@ fn function_vectors_match_the_sdk_signing_functions() {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
                 .collect();
-            let sts = alibaba::v1_string_to_sign(method, &params);
+            let sts = alibaba::v1_string_to_sign(method, "/", &params);
             assert_eq!(sts, v["string_to_sign"].as_str().unwrap(), "{id}");
             assert_eq!(alibaba::v1_signature(&secret, &sts), v["signature"], "{id}");
         } else if let Some(query) = v.get("query").and_then(Value::as_object) {
@@ -222,4 +222,146 @@ fn a_request_without_any_signature_is_missing() {
         body: b"",
     };
     assert_eq!(alibaba::claim(&req).unwrap_err(), SigError::Missing);
+}
+
+type Pairs = Vec<(String, String)>;
+
+/// A correctly signed V3 request for `path`, as (query, headers).
+fn signed_v3(path: &str, action: &str) -> (Pairs, Pairs) {
+    let query = vec![("RegionId".to_string(), "cn-hangzhou".to_string())];
+    let call = alibaba::V3Call {
+        method: "POST",
+        path,
+        host: "127.0.0.1:8080",
+        action,
+        version: "2014-05-26",
+        query: &query,
+        body: b"",
+        date: "2024-01-01T00:00:00Z",
+        nonce: "n1",
+    };
+    let headers = alibaba::sign_v3(&call, "AK1", &SecretKey::new("s3cret"));
+    (query, headers)
+}
+
+#[test]
+fn a_v3_signature_must_cover_action_version_host_date_nonce_and_body_hash() {
+    for left_out in alibaba::V3_REQUIRED_SIGNED_HEADERS {
+        let (query, mut headers) = signed_v3("/", "DescribeRegions");
+        let auth = headers
+            .iter_mut()
+            .find(|(n, _)| n == "authorization")
+            .unwrap();
+        // Re-list the signed headers without one of the required ones.
+        let (head, rest) = auth.1.split_once("SignedHeaders=").unwrap();
+        let (list, tail) = rest.split_once(',').unwrap();
+        let shorter: Vec<&str> = list.split(';').filter(|h| *h != left_out).collect();
+        auth.1 = format!("{head}SignedHeaders={},{tail}", shorter.join(";"));
+        let req = SignedRequest {
+            method: "POST",
+            path: "/",
+            query: &query,
+            form: &[],
+            headers: &headers,
+            body: b"",
+        };
+        assert_eq!(
+            alibaba::claim(&req).unwrap_err(),
+            SigError::Incomplete("SignedHeaders"),
+            "{left_out}"
+        );
+    }
+}
+
+#[test]
+fn a_v3_signature_made_for_one_path_fails_on_another() {
+    let (query, headers) = signed_v3("/", "DescribeRegions");
+    let req = SignedRequest {
+        method: "POST",
+        path: "/api/v1/accounts",
+        query: &query,
+        form: &[],
+        headers: &headers,
+        body: b"",
+    };
+    let claim = alibaba::claim(&req).unwrap();
+    assert!(matches!(
+        alibaba::verify(&req, &claim, &SecretKey::new("s3cret")),
+        Err(SigError::Mismatch { .. })
+    ));
+}
+
+/// A V1 request signed for `/`, as the SDKs sign it.
+fn signed_v1(action: &str) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = [
+        ("AccessKeyId", "AK1"),
+        ("Action", action),
+        ("Format", "JSON"),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureNonce", "n1"),
+        ("SignatureVersion", "1.0"),
+        ("Timestamp", "2024-01-01T00:00:00Z"),
+        ("Version", "2014-05-26"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let sts = alibaba::v1_string_to_sign("GET", "/", &params);
+    let sig = alibaba::v1_signature(&SecretKey::new("s3cret"), &sts);
+    params.push(("Signature".into(), sig));
+    params
+}
+
+#[test]
+fn a_v1_signature_made_for_the_root_path_fails_on_another() {
+    let query = signed_v1("DescribeRegions");
+    for (path, ok) in [("/", true), ("/api/v1/accounts", false), ("//", false)] {
+        let req = SignedRequest {
+            method: "GET",
+            path,
+            query: &query,
+            form: &[],
+            headers: &[],
+            body: b"",
+        };
+        let claim = alibaba::claim(&req).unwrap();
+        assert_eq!(
+            alibaba::verify(&req, &claim, &SecretKey::new("s3cret")).is_ok(),
+            ok,
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn a_v1_call_takes_its_action_and_version_from_the_signed_parameters_never_a_header() {
+    let query = signed_v1("DescribeRegions");
+    let headers = vec![
+        ("x-acs-action".to_string(), "CreateAccessKey".to_string()),
+        ("x-acs-version".to_string(), "2015-05-01".to_string()),
+    ];
+    let req = SignedRequest {
+        method: "GET",
+        path: "/",
+        query: &query,
+        form: &[],
+        headers: &headers,
+        body: b"",
+    };
+    let s = alibaba::selector(&req);
+    assert_eq!(
+        (s.action, s.version),
+        (Some("DescribeRegions"), Some("2014-05-26"))
+    );
+    // A V3 call names them in its (signed) headers.
+    let (query, headers) = signed_v3("/", "StopInstance");
+    let req = SignedRequest {
+        method: "POST",
+        path: "/",
+        query: &query,
+        form: &[],
+        headers: &headers,
+        body: b"",
+    };
+    assert_eq!(alibaba::selector(&req).action, Some("StopInstance"));
 }

@@ -9,8 +9,8 @@ use keyplane_core::model::{
 use keyplane_core::{ids, CoreError, InstanceFailure};
 
 use crate::{
-    AccessKeyRecord, AuditFilter, AuditRecord, BindOp, InstanceFilter, KeyPairFilter, Page,
-    PolicyRecord, Store, StoredResponse, TokenClaim, User,
+    parse_ts, ts, AccessKeyRecord, AuditFilter, AuditRecord, BindOp, InstanceFilter, KeyPairFilter,
+    Page, PolicyRecord, Store, StoredResponse, TokenClaim, User,
 };
 
 const REGION: &str = "cn-hangzhou";
@@ -569,7 +569,7 @@ pub async fn nonces(store: &dyn Store) {
         .recent_nonces(now - chrono::Duration::minutes(15))
         .await
         .unwrap();
-    assert!(recent.contains(&("ak".into(), "n1".into())));
+    assert!(recent.contains(&("ak".into(), "n1".into(), parse_ts(&ts(now)).unwrap())));
     assert_eq!(
         store
             .purge_nonces(now + chrono::Duration::seconds(1))
@@ -582,6 +582,18 @@ pub async fn nonces(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
+    // A nonce recorded for a request dated ahead keeps its own (later) instant.
+    let ahead = now + chrono::Duration::minutes(14);
+    store
+        .record_nonces(&[("ak".into(), "n2".into(), ahead)])
+        .await
+        .unwrap();
+    let recent = store.recent_nonces(now).await.unwrap();
+    assert!(recent.contains(&("ak".into(), "n2".into(), parse_ts(&ts(ahead)).unwrap())));
+    store
+        .purge_nonces(ahead + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
 }
 
 /// A nonce claimed once is refused until the window has passed (every server of a shared store
@@ -594,6 +606,15 @@ pub async fn nonce_claims(store: &dyn Store) {
     let later = now + chrono::Duration::minutes(crate::NONCE_WINDOW_MINUTES + 1);
     assert!(store.claim_nonce("ak", "c1", later).await.unwrap());
     assert!(!store.claim_nonce("ak", "c1", later).await.unwrap());
+    // A request dated 14 minutes ahead is claimed at its timestamp, so a replay 20 minutes after
+    // the first use (its timestamp still acceptable) is refused.
+    let ahead = now + chrono::Duration::minutes(14);
+    assert!(store.claim_nonce("ak", "c2", ahead.max(now)).await.unwrap());
+    let replay_at = now + chrono::Duration::minutes(20);
+    assert!(!store
+        .claim_nonce("ak", "c2", ahead.max(replay_at))
+        .await
+        .unwrap());
 }
 
 /// ClientTokens: first claim runs, a retry gets the stored response, other parameters mismatch,

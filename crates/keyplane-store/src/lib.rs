@@ -242,7 +242,9 @@ pub trait Store: Send + Sync + 'static {
     /// Closes the store, waiting until every connection has finished: SQLite checkpoints its WAL
     /// and removes the side files, so the data directory is complete and still once this returns.
     async fn close(&self);
-    /// Marks a signature nonce used at `at`; false if it already was.
+    /// Marks a signature nonce used at `at`; false if it already was within the window before `at`.
+    /// The caller passes the later of now and the signed timestamp, so a nonce is remembered for
+    /// as long as its request's timestamp is acceptable (SPEC section 6).
     async fn claim_nonce(
         &self,
         access_key_id: &str,
@@ -332,8 +334,12 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
     async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<Listing<AuditRecord>>;
 
-    /// Nonces seen since `since`, to refill the in-memory replay set at start-up.
-    async fn recent_nonces(&self, since: DateTime<Utc>) -> Result<Vec<(String, String)>>;
+    /// Nonces recorded at or after `since`, with the instant each was recorded at, to refill the
+    /// in-memory replay set at start-up.
+    async fn recent_nonces(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>>;
     async fn record_nonces(&self, batch: &[(String, String, DateTime<Utc>)]) -> Result<()>;
     async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64>;
 

@@ -43,6 +43,15 @@ impl AliError {
         )
     }
 
+    /// keyplane's native API (`/api/v1`) accepts only `ACS3-HMAC-SHA256`.
+    pub fn v3_required() -> Self {
+        e(
+            400,
+            "IncompleteSignature",
+            "IncompleteSignature: keyplane's native API (/api/v1) needs an ACS3-HMAC-SHA256 Authorization header.",
+        )
+    }
+
     pub fn missing_signature() -> Self {
         e(
             400,
@@ -351,6 +360,11 @@ impl From<WireError> for AliError {
                 format!("The specified parameter \"{name}\" is not valid. It is not UTF-8 text."),
             ),
             WireError::Unreadable => e(400, "InvalidParameter", "The request could not be read."),
+            WireError::NotAForm => e(
+                415,
+                "UnsupportedMediaType",
+                "The request body must be application/x-www-form-urlencoded.",
+            ),
         }
     }
 }

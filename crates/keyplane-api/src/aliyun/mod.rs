@@ -65,19 +65,16 @@ pub async fn handle(
         tracing::info!(%request_id, code = e.code, status = e.status.as_u16(), "rejected");
         render::error(&e, &request_id, host, format)
     };
-    let version = wire.header("x-acs-version").or(wire.param("Version"));
-    if version != Some(VERSION) {
+    // What runs is only what the signature covers: see `WireRequest::alibaba_selector`.
+    let selected = wire.alibaba_selector();
+    if selected.version != Some(VERSION) {
         return fail(AliError::invalid_version());
     }
     let caller = match auth::alibaba(state, &wire).await {
         Ok(c) => c,
         Err(e) => return fail(e.into()),
     };
-    let Some(action) = wire
-        .header("x-acs-action")
-        .or(wire.param("Action"))
-        .filter(|a| !a.is_empty())
-    else {
+    let Some(action) = selected.action.filter(|a| !a.is_empty()) else {
         return fail(CoreError::missing("Action").into());
     };
     let ctx = Ctx {
@@ -203,7 +200,7 @@ async fn answer(
     if let Err(e) = idempotency::check_token(token) {
         return fail(e.into());
     }
-    let scope = format!("aliyun:{action}");
+    let scope = idempotency::scope("aliyun", action, ctx.caller);
     let hash = idempotency::request_hash(&state.config.server_key, "aliyun", ctx.p.pairs());
     match idempotency::claim(state, ctx.account(), &scope, token, &hash).await {
         idempotency::Claimed::Run => {

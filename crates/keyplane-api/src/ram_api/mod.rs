@@ -61,15 +61,16 @@ pub async fn handle(
     };
     let format = Format::from_param(wire.param("Format"));
     let fail = |e: AliError| render::error(&e, &request_id, host, format);
+    // What runs is only what the signature covers: see `WireRequest::alibaba_selector`.
+    let selected = wire.alibaba_selector();
+    if selected.version != Some(VERSION) {
+        return fail(AliError::invalid_version());
+    }
     let caller = match auth::alibaba(state, &wire).await {
         Ok(c) => c,
         Err(e) => return fail(e.into()),
     };
-    let Some(action) = wire
-        .header("x-acs-action")
-        .or(wire.param("Action"))
-        .filter(|a| !a.is_empty())
-    else {
+    let Some(action) = selected.action.filter(|a| !a.is_empty()) else {
         return fail(CoreError::missing("Action").into());
     };
     let ctx = Ctx {

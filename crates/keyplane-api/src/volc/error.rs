@@ -248,6 +248,11 @@ impl From<WireError> for VolcError {
                 format!("The parameter {name} is not UTF-8 text."),
             ),
             WireError::Unreadable => e(400, "InvalidParameter", "The request could not be read."),
+            WireError::NotAForm => e(
+                415,
+                "UnsupportedMediaType",
+                "The request body must be application/x-www-form-urlencoded.",
+            ),
         }
     }
 }

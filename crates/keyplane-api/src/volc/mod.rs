@@ -239,7 +239,7 @@ async fn answer(ctx: &Ctx<'_>, action: &str, meta: &Meta<'_>) -> (Response, Stri
     if let Err(e) = idempotency::check_token(token) {
         return fail(e.into());
     }
-    let scope = format!("volc:{action}");
+    let scope = idempotency::scope("volc", action, ctx.caller);
     let hash = idempotency::request_hash(
         &ctx.state.config.server_key,
         &format!("volc:{}", ctx.region.id),

@@ -319,7 +319,7 @@ impl App {
                 all.push((k.into(), v.into()));
             }
         }
-        let sts = alibaba::v1_string_to_sign("GET", &all);
+        let sts = alibaba::v1_string_to_sign("GET", "/", &all);
         all.push((
             "Signature".into(),
             alibaba::v1_signature(&SecretKey::new(SECRET), &sts),

@@ -584,13 +584,19 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn recent_nonces(&self, since: DateTime<Utc>) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query("SELECT access_key_id, nonce FROM nonces WHERE seen_at >= $1")
-            .bind(ts(since))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db)?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    async fn recent_nonces(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>> {
+        let rows =
+            sqlx::query("SELECT access_key_id, nonce, seen_at FROM nonces WHERE seen_at >= $1")
+                .bind(ts(since))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db)?;
+        rows.into_iter()
+            .map(|r| Ok((r.get(0), r.get(1), crate::parse_ts(r.get(2))?)))
+            .collect()
     }
 
     async fn record_nonces(&self, batch: &[(String, String, DateTime<Utc>)]) -> Result<()> {

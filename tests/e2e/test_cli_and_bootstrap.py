@@ -88,3 +88,26 @@ def test_access_key_secrets_are_sealed_at_rest(server):
     dump = server.dump()
     assert AK.encode() in dump, "the dump holds the store"
     assert SK.encode() not in dump, "the secret is readable in the store"
+
+
+def test_the_server_key_can_live_outside_the_data_directory_and_data_files_are_private(tmp_path):
+    key_dir = tmp_path / "keys"
+    key_dir.mkdir(mode=0o700)
+    key_file = key_dir / "keyplane.key"
+    s = Server(env_extra={"KEYPLANE_SERVER_KEY_FILE": str(key_file)})
+    try:
+        tea_client(s).describe_regions(m.DescribeRegionsRequest())
+        assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+        assert not os.path.exists(os.path.join(s.dir, "server.key"))
+        if s.db.startswith("sqlite://"):
+            # The data directory existed before the server (mkdtemp): its files still are 0600,
+            # whatever the umask the server was started with.
+            names = [n for n in os.listdir(s.dir) if n.startswith("keyplane.db")]
+            assert "keyplane.db" in names
+            for name in names:
+                assert stat.S_IMODE(os.stat(os.path.join(s.dir, name)).st_mode) == 0o600, name
+        s.restart()
+        # The same key opens the sealed secrets after a restart.
+        tea_client(s).describe_regions(m.DescribeRegionsRequest())
+    finally:
+        s.stop()

@@ -29,6 +29,40 @@ type DbRow = sqlx::sqlite::SqliteRow;
 type SqlStore = SqliteStore;
 const BACKEND: &str = "sqlite";
 
+/// The database holds sealed AccessKeys and everything else: only its owner may read it, whatever
+/// the umask. The file is created 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm`
+/// files the database file's mode), and files left readable by an older version are tightened.
+fn private_files(path: &str) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = path.split('?').next().unwrap_or(path);
+    if file.is_empty() || file.starts_with(":memory:") {
+        return Ok(());
+    }
+    let fail = |e: std::io::Error| CoreError::Internal(format!("securing {file}: {e}"));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(fail(e)),
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let name = format!("{file}{suffix}");
+        let Ok(meta) = std::fs::metadata(&name) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(file = %name, "the file was readable by others; now mode 0600");
+            std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600))
+                .map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
@@ -57,6 +91,7 @@ impl SqliteStore {
                     .map_err(|e| CoreError::Internal(format!("create {dir:?}: {e}")))?;
             }
         }
+        private_files(path)?;
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
             .map_err(db)?
             .create_if_missing(true)

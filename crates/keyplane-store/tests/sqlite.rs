@@ -115,3 +115,27 @@ async fn hot_statements_use_the_index_that_keeps_their_cost_flat() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_database_and_its_side_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    // A fresh file: created 0600 by keyplane, and SQLite's -wal/-shm follow its mode.
+    let path = dir.path().join("new.db");
+    let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    conformance::account(&s).await;
+    for f in ["new.db", "new.db-wal", "new.db-shm"] {
+        assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
+    }
+    keyplane_store::Store::close(&s).await;
+    // Files an older version left world-readable (the umask's 0644) are tightened at open.
+    let path = dir.path().join("old.db");
+    drop(SqliteStore::open(path.to_str().unwrap()).await.unwrap());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    conformance::account(&s).await;
+    for f in ["old.db", "old.db-wal", "old.db-shm"] {
+        assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
+    }
+}

@@ -27,6 +27,11 @@ pub struct ServeArgs {
     /// beside the database file).
     #[arg(long, env = "KEYPLANE_DATA_DIR", default_value = "keyplane-data")]
     data_dir: PathBuf,
+    /// The file of the key that seals AccessKey secrets (created 0600 if missing). Default:
+    /// `server.key` beside the database. Keep it out of the data directory so that one copy of
+    /// that directory (a backup, a snapshot) does not open every secret in it.
+    #[arg(long, env = "KEYPLANE_SERVER_KEY_FILE")]
+    server_key_file: Option<PathBuf>,
     /// How long simulated instances stay Starting/Stopping/Pending, in milliseconds.
     #[arg(long, env = "KEYPLANE_TRANSITION_DELAY_MS", default_value_t = 0)]
     transition_delay_ms: u64,
@@ -109,7 +114,11 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     init_logging(args.log_json);
     let (store, dir, shown) = open_store(&args).await?;
-    let server_key = load_server_key(&dir)?;
+    let key_file = args
+        .server_key_file
+        .clone()
+        .unwrap_or_else(|| dir.join("server.key"));
+    let server_key = load_server_key(&key_file)?;
     let account = bootstrap(store.as_ref(), &dir, &server_key).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -131,15 +140,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
 /// Creates the default account on an empty store. The root AccessKey comes from
 /// `KEYPLANE_ROOT_ACCESS_KEY_ID`/`_SECRET`, else is generated and written once, mode 0600, to
 /// `root-access-key.json` beside the database.
-/// The key that seals AccessKey secrets: `KEYPLANE_SERVER_KEY` (base64, 32 bytes), else the file
-/// `server.key` in `dir`, created (mode 0600) on first start. Losing it makes every stored
-/// AccessKey unusable, so back it up with the database, but not in the same place. Servers that
-/// share a PostgreSQL database must share this key.
-fn load_server_key(dir: &Path) -> anyhow::Result<ServerKey> {
+/// The key that seals AccessKey secrets: `KEYPLANE_SERVER_KEY` (base64, 32 bytes), else `file`
+/// (`--server-key-file`, default `server.key` beside the database), created (mode 0600) on first
+/// start. Losing it makes every stored AccessKey unusable, so back it up, but not in the same place
+/// as the database. Servers that share a PostgreSQL database must share this key.
+fn load_server_key(file: &Path) -> anyhow::Result<ServerKey> {
     if let Ok(text) = std::env::var("KEYPLANE_SERVER_KEY") {
         return Ok(ServerKey::from_base64(&text)?);
     }
-    let file = dir.join("server.key");
+    let file = file.to_path_buf();
     match std::fs::read_to_string(&file) {
         Ok(text) => {
             Ok(ServerKey::from_base64(&text)

@@ -246,13 +246,11 @@ pub async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Output, CoreError> {
         return Err(CoreError::missing("KeyPairNameAndKeyPairId"));
     }
     let mut ids = ctx
-        .list("InstanceIds", usize::MAX)?
+        .distinct_list("InstanceIds", MAX_BIND_IDS)?
         .ok_or_else(|| CoreError::missing("InstanceIds"))?;
+    // The list's cap already counted distinct values; this keeps the first of each.
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(id.clone()));
-    if ids.len() > MAX_BIND_IDS {
-        return Err(CoreError::TooManyInstanceIds(MAX_BIND_IDS));
-    }
     let action = match op {
         BindOp::Attach => "ecs:AttachKeyPair",
         BindOp::Detach => "ecs:DetachKeyPair",

@@ -44,7 +44,21 @@ impl Ctx<'_> {
 
     /// A strict `Name.N` list with this dialect's errors for InstanceIds and KeyPairNames.
     pub fn list(&self, name: &str, max: usize) -> Result<Option<Vec<String>>, CoreError> {
-        match self.p.strict_list(name, max) {
+        self.list_result(name, max, self.p.strict_list(name, max))
+    }
+
+    /// [`Ctx::list`] whose cap counts distinct values, for the calls that de-duplicate.
+    pub fn distinct_list(&self, name: &str, max: usize) -> Result<Option<Vec<String>>, CoreError> {
+        self.list_result(name, max, self.p.strict_list_distinct(name, max))
+    }
+
+    fn list_result(
+        &self,
+        name: &str,
+        max: usize,
+        parsed: Result<Option<Vec<&str>>, bool>,
+    ) -> Result<Option<Vec<String>>, CoreError> {
+        match parsed {
             Ok(list) => Ok(list.map(|l| l.into_iter().map(str::to_string).collect())),
             Err(too_many) => Err(match (name, too_many) {
                 ("InstanceIds", true) => CoreError::TooManyInstanceIds(max),

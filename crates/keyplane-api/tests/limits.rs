@@ -160,3 +160,225 @@ async fn a_huge_volcengine_list_is_refused_at_its_cap() {
         );
     }
 }
+
+/// A distinct, valid Ed25519 public key for `i`.
+fn ed_key(i: u8) -> String {
+    use base64::Engine as _;
+    let mut blob = Vec::new();
+    for f in [&b"ssh-ed25519"[..], &[i; 32][..]] {
+        blob.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        blob.extend_from_slice(f);
+    }
+    format!(
+        "ssh-ed25519 {}",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    )
+}
+
+/// A V3-signed call of the native API (`GET /api/v1/…`), as `keyplane admin` sends it.
+async fn native_get(
+    app: &App,
+    path: &str,
+    params: &[(&str, &str)],
+    ak: &str,
+    secret: &str,
+) -> Resp {
+    let query = pairs(params);
+    let (date, nonce) = (now(), nonce());
+    let call = keyplane_sig::alibaba::V3Call {
+        method: "GET",
+        path,
+        host: &app.host,
+        action: "DescribeAuditRecords",
+        version: "v1",
+        query: &query,
+        body: b"",
+        date: &date,
+        nonce: &nonce,
+    };
+    let headers = keyplane_sig::alibaba::sign_v3(&call, ak, &SecretKey::new(secret));
+    let mut req =
+        reqwest::Client::new().get(format!("{}{path}?{}", app.base, query_string(&query)));
+    for (n, v) in headers.iter().filter(|(n, _)| n != "host") {
+        req = req.header(n, v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    Resp {
+        status,
+        body: serde_json::from_str(&text).unwrap_or_default(),
+        text,
+    }
+}
+
+fn volc_code(r: &Resp) -> &str {
+    r.body["ResponseMetadata"]["Error"]["Code"]
+        .as_str()
+        .unwrap_or("")
+}
+
+/// The same token with one character changed (still valid base64url).
+fn edited(token: &str) -> String {
+    let mut b = token.as_bytes().to_vec();
+    b[20] = if b[20] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(b).unwrap()
+}
+
+#[tokio::test]
+async fn next_tokens_are_opaque_and_refused_for_another_account_or_when_edited() {
+    let app = spawn_app().await;
+    const VR: &str = "cn-beijing";
+    for i in 0..3u8 {
+        let key = ed_key(i + 1);
+        let name = format!("k{i}");
+        let r = app
+            .call_volc(
+                "ImportKeyPair",
+                &[("KeyPairName", &name), ("PublicKey", &key)],
+                VR,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    // Paging walks every key pair exactly once, with tokens that are not sequence numbers.
+    let (mut seen, mut token, mut tokens) = (Vec::new(), String::new(), Vec::new());
+    loop {
+        let r = app
+            .call_volc(
+                "DescribeKeyPairs",
+                &[("MaxResults", "1"), ("NextToken", &token)],
+                VR,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        for kp in r.body["Result"]["KeyPairs"].as_array().unwrap() {
+            seen.push(kp["KeyPairName"].as_str().unwrap().to_string());
+        }
+        token = r.body["Result"]["NextToken"].as_str().unwrap().to_string();
+        if token.is_empty() {
+            break;
+        }
+        assert!(token.parse::<i64>().is_err() && !token.starts_with("kp1."));
+        tokens.push(token.clone());
+    }
+    seen.sort();
+    assert_eq!(seen, ["k0", "k1", "k2"]);
+    let token = tokens[0].clone();
+
+    let (_, other_ak, other_secret) = app.other_account().await;
+    let volc_describe = |t: String, ak: String, secret: String| {
+        let app = &app;
+        async move {
+            app.call_volc_as(
+                "DescribeKeyPairs",
+                &[("MaxResults", "1"), ("NextToken", &t)],
+                VR,
+                &ak,
+                &secret,
+            )
+            .await
+        }
+    };
+    let r = volc_describe(token.clone(), other_ak.clone(), other_secret.clone()).await;
+    assert_eq!(
+        (r.status, volc_code(&r)),
+        (400, "InvalidNextToken.Malformed"),
+        "another account's token"
+    );
+    for bad in [edited(&token), "kp1.1".to_string(), "1".to_string()] {
+        let r = volc_describe(bad.clone(), AK.into(), SECRET.into()).await;
+        assert_eq!(
+            (r.status, volc_code(&r)),
+            (400, "InvalidNextToken.Malformed"),
+            "{bad}"
+        );
+    }
+    // A token of one listing is not one of another.
+    let r = app
+        .call_volc("DescribeInstances", &[("NextToken", &token)], VR)
+        .await;
+    assert_eq!(volc_code(&r), "InvalidNextToken.Malformed");
+
+    // Alibaba DescribeInstances (MaxResults is at least 10): the same rules.
+    let ids = app.run_instances(LINUX, 12, &[]).await;
+    assert_eq!(ids.len(), 12);
+    let r = app
+        .call("DescribeInstances", &[R, ("MaxResults", "10")])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ali_token = r.body["NextToken"].as_str().unwrap().to_string();
+    assert!(!ali_token.is_empty() && !ali_token.starts_with("kp1."));
+    let r = app
+        .call(
+            "DescribeInstances",
+            &[R, ("MaxResults", "10"), ("NextToken", &ali_token)],
+        )
+        .await;
+    assert_eq!(r.body["Instances"]["Instance"].as_array().unwrap().len(), 2);
+    for (t, ak, secret) in [
+        (ali_token.clone(), other_ak.as_str(), other_secret.as_str()),
+        (edited(&ali_token), AK, SECRET),
+        (token.clone(), AK, SECRET),
+    ] {
+        let r = app
+            .call_as(
+                "DescribeInstances",
+                &[R, ("MaxResults", "10"), ("NextToken", &t)],
+                ak,
+                secret,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "InvalidParameter.NextToken"),
+            "{t}"
+        );
+    }
+
+    // The audit listing: a token for account A's records is refused to account B.
+    let r = native_get(&app, "/api/v1/audit", &[("MaxResults", "1")], AK, SECRET).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let audit_token = r.body["NextToken"].as_str().unwrap().to_string();
+    assert!(!audit_token.is_empty() && audit_token.parse::<i64>().is_err());
+    let r = native_get(
+        &app,
+        "/api/v1/audit",
+        &[("MaxResults", "1"), ("NextToken", &audit_token)],
+        AK,
+        SECRET,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for (t, ak, secret) in [
+        (
+            audit_token.clone(),
+            other_ak.as_str(),
+            other_secret.as_str(),
+        ),
+        (edited(&audit_token), AK, SECRET),
+    ] {
+        let r = native_get(
+            &app,
+            "/api/v1/audit",
+            &[("MaxResults", "1"), ("NextToken", &t)],
+            ak,
+            secret,
+        )
+        .await;
+        assert_eq!(r.status, 400, "{}", r.text);
+    }
+
+    // Across a restart with the same server key, a token still opens.
+    let dir = app.stop().await;
+    let app = spawn_with(keyplane_api::ServerConfig::default(), Some(dir)).await;
+    let r = app
+        .call_volc(
+            "DescribeKeyPairs",
+            &[("MaxResults", "1"), ("NextToken", &token)],
+            VR,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["Result"]["KeyPairs"].as_array().unwrap().len(), 1);
+}

@@ -73,6 +73,33 @@ impl Ctx<'_> {
         }
     }
 
+    /// The page position of this call's `NextToken` (opaque: see [`crate::page_token`]).
+    pub fn page_position(&self, listing: &str) -> Result<i64, CoreError> {
+        let scope = self.token_scope(listing);
+        crate::page_token::open(
+            &self.state.config.server_key,
+            &scope,
+            self.p.get("NextToken"),
+        )
+    }
+
+    /// The `NextToken` for the page at `next`, or `""` after the last page.
+    pub fn next_token(&self, listing: &str, next: Option<i64>) -> String {
+        crate::page_token::seal(
+            &self.state.config.server_key,
+            &self.token_scope(listing),
+            next,
+        )
+    }
+
+    fn token_scope<'s>(&'s self, listing: &'s str) -> crate::page_token::Scope<'s> {
+        crate::page_token::Scope {
+            listing,
+            caller: self.caller,
+            extra: self.region.id,
+        }
+    }
+
     /// `TagFilters.N.Key` with exactly one `TagFilters.N.Values.1`.
     pub fn tag_filters(&self) -> Result<Vec<Tag>, CoreError> {
         let mut tags = Vec::new();
@@ -365,20 +392,4 @@ pub fn tags_json(tags: &[Tag]) -> Value {
             .map(|t| json!({"Key": t.key, "Value": t.value}))
             .collect(),
     )
-}
-
-/// A keyset page token: `kp1.<sequence>`.
-pub fn parse_token(raw: Option<&str>) -> Result<i64, CoreError> {
-    match raw.filter(|t| !t.is_empty()) {
-        None => Ok(0),
-        Some(t) => t
-            .strip_prefix("kp1.")
-            .and_then(|s| s.parse::<i64>().ok())
-            .filter(|s| *s >= 0)
-            .ok_or(CoreError::InvalidNextToken),
-    }
-}
-
-pub fn next_token(next: Option<i64>) -> String {
-    next.map(|s| format!("kp1.{s}")).unwrap_or_default()
 }

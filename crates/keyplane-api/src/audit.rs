@@ -28,40 +28,41 @@ pub struct Call<'a> {
     pub recorded: &'a std::sync::atomic::AtomicBool,
 }
 
+/// The most resources one audit record names.
+const MAX_RESOURCES: usize = 200;
+
 /// The ARNs a call names: key pairs and instances, by every parameter spelling of both dialects.
 pub fn resources(call: &Call<'_>) -> Vec<String> {
     let region = call.region.unwrap_or("*");
     let account = &call.caller.account_id;
     let mut out = Vec::new();
     for (k, v) in call.params.pairs() {
+        // A bounded record: a refused call may name a megabyte of IDs, and none past the first
+        // MAX_RESOURCES are kept, so none past them are read.
+        let room = MAX_RESOURCES.saturating_sub(out.len());
+        if room == 0 {
+            break;
+        }
         let base = k.split('.').next().unwrap_or(k);
-        match base {
-            "KeyPairName" | "KeyPairNames" | "KeyPairId" | "KeyPairIds" | "ResourceId" => {
-                if let Ok(list) = serde_json::from_str::<Vec<String>>(v) {
-                    out.extend(
-                        list.iter()
-                            .map(|n| ram::ecs_arn(region, account, "keypair", n)),
-                    );
-                } else if !v.is_empty() {
-                    out.push(ram::ecs_arn(region, account, "keypair", v));
-                }
+        let kind = match base {
+            "KeyPairName" | "KeyPairNames" | "KeyPairId" | "KeyPairIds" | "ResourceId" => "keypair",
+            "InstanceId" | "InstanceIds" => "instance",
+            "UserName" => {
+                out.push(ram::ram_arn(account, "user", v));
+                continue;
             }
-            "InstanceId" | "InstanceIds" => {
-                if let Ok(list) = serde_json::from_str::<Vec<String>>(v) {
-                    out.extend(
-                        list.iter()
-                            .map(|n| ram::ecs_arn(region, account, "instance", n)),
-                    );
-                } else if !v.is_empty() {
-                    out.push(ram::ecs_arn(region, account, "instance", v));
-                }
+            "PolicyName" => {
+                out.push(ram::ram_arn(account, "policy", v));
+                continue;
             }
-            "UserName" => out.push(ram::ram_arn(account, "user", v)),
-            "PolicyName" => out.push(ram::ram_arn(account, "policy", v)),
-            _ => {}
+            _ => continue,
+        };
+        if let Some(list) = keyplane_core::json_list::first(v, room) {
+            out.extend(list.iter().map(|n| ram::ecs_arn(region, account, kind, n)));
+        } else if !v.is_empty() {
+            out.push(ram::ecs_arn(region, account, kind, v));
         }
     }
-    out.truncate(200);
     out
 }
 

@@ -15,6 +15,7 @@ pub mod console;
 pub mod idempotency;
 pub mod native;
 pub mod nonces;
+pub mod page_token;
 pub mod params;
 pub mod ram_api;
 pub mod sim;

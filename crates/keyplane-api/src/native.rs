@@ -190,10 +190,15 @@ async fn audit(
         since,
     };
     let max = p.int("MaxResults", 100, 1, 1000)?;
-    let seq = match p.opt("NextToken") {
-        None => 0,
-        Some(t) => t.parse::<i64>().map_err(|_| CoreError::InvalidNextToken)?,
+    // Opaque, bound to the caller and the account listed: see crate::page_token.
+    let listed = filter.account_id.clone().unwrap_or_default();
+    let scope = crate::page_token::Scope {
+        listing: "native.audit",
+        caller,
+        extra: &listed,
     };
+    let key = &state.config.server_key;
+    let seq = crate::page_token::open(key, &scope, p.opt("NextToken"))?;
     let listing = state
         .store
         .list_audit(
@@ -228,7 +233,7 @@ async fn audit(
         ("TotalCount", json!(listing.total)),
         (
             "NextToken",
-            json!(listing.next_seq.map(|s| s.to_string()).unwrap_or_default()),
+            json!(crate::page_token::seal(key, &scope, listing.next_seq)),
         ),
         ("Records", Value::Array(records)),
     ]))

@@ -2,11 +2,15 @@
 //! case-insensitive booleans (`True` from Python, `true` from Node and Volcengine), integers, and
 //! `Name.N` repeat lists (Alibaba `Tag.N.Key`, Volcengine `InstanceIds.N`, `Tags.N.Key`).
 
+use std::collections::{HashMap, HashSet};
+
 use keyplane_core::model::Tag;
 use keyplane_core::CoreError;
 
 pub struct Params<'a> {
     pairs: Vec<(&'a str, &'a str)>,
+    /// The first value of each name, so a lookup costs the same however many pairs a body has.
+    first: HashMap<&'a str, &'a str>,
 }
 
 /// How many `Tag.N` entries a call may carry.
@@ -14,13 +18,16 @@ pub const MAX_TAG_PARAMS: usize = 20;
 
 impl<'a> Params<'a> {
     pub fn new(query: &'a [(String, String)], form: &'a [(String, String)]) -> Self {
-        Self {
-            pairs: query
-                .iter()
-                .chain(form.iter())
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
+        let pairs: Vec<(&'a str, &'a str)> = query
+            .iter()
+            .chain(form.iter())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut first = HashMap::with_capacity(pairs.len());
+        for (k, v) in &pairs {
+            first.entry(*k).or_insert(*v);
         }
+        Self { pairs, first }
     }
 
     /// No parameter may carry a NUL character: no vendor value has one, and PostgreSQL text
@@ -33,7 +40,7 @@ impl<'a> Params<'a> {
     }
 
     pub fn get(&self, name: &str) -> Option<&'a str> {
-        self.pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+        self.first.get(name).copied()
     }
 
     /// A parameter that is present and not empty.
@@ -68,7 +75,8 @@ impl<'a> Params<'a> {
         }
     }
 
-    /// `Prefix.1`, `Prefix.2`, … in index order.
+    /// `Prefix.1`, `Prefix.2`, … in index order. More than `max` entries (a repeated index) is
+    /// refused as soon as it is seen, before any sorting.
     pub fn repeat(&self, prefix: &str, max: usize) -> Result<Vec<&'a str>, CoreError> {
         let mut found: Vec<(usize, &'a str)> = Vec::new();
         for (k, v) in &self.pairs {
@@ -80,6 +88,9 @@ impl<'a> Params<'a> {
                     return Err(CoreError::invalid(k, format!("At most {max} entries.")));
                 }
                 found.push((n, v));
+                if found.len() > max {
+                    return Err(CoreError::invalid(k, format!("At most {max} entries.")));
+                }
             }
         }
         found.sort_by_key(|(n, _)| *n);
@@ -117,10 +128,31 @@ impl<'a> Params<'a> {
     }
 
     /// A strict `Prefix.N` list: indexes exactly 1..=n with no gap, no empty value. `None` when absent.
-    /// Errors say which: a bad index or empty value is `Err(false)`, more than `max` is `Err(true)`.
+    /// Errors say which: a bad index or empty value is `Err(false)`, more than `max` is `Err(true)`,
+    /// returned at the first entry past the cap, before any sorting or checking of the rest.
     pub fn strict_list(&self, prefix: &str, max: usize) -> Result<Option<Vec<&'a str>>, bool> {
+        self.strict_list_capped(prefix, max, false)
+    }
+
+    /// [`Params::strict_list`] whose cap counts distinct values (a value may repeat), for calls
+    /// that de-duplicate their list: refused at the first distinct value past the cap.
+    pub fn strict_list_distinct(
+        &self,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Option<Vec<&'a str>>, bool> {
+        self.strict_list_capped(prefix, max, true)
+    }
+
+    fn strict_list_capped(
+        &self,
+        prefix: &str,
+        max: usize,
+        distinct: bool,
+    ) -> Result<Option<Vec<&'a str>>, bool> {
         let dotted = format!("{prefix}.");
         let mut found: Vec<(usize, &'a str)> = Vec::new();
+        let mut seen: HashSet<&'a str> = HashSet::new();
         for (k, v) in &self.pairs {
             if let Some(rest) = k.strip_prefix(&dotted) {
                 let n: usize = rest.parse().map_err(|_| false)?;
@@ -128,6 +160,15 @@ impl<'a> Params<'a> {
                     return Err(false);
                 }
                 found.push((n, v));
+                let count = if distinct {
+                    seen.insert(v);
+                    seen.len()
+                } else {
+                    found.len()
+                };
+                if count > max {
+                    return Err(true);
+                }
             } else if *k == prefix && !v.is_empty() {
                 // `InstanceIds=a` without an index is not the Volcengine form.
                 return Err(false);
@@ -139,9 +180,6 @@ impl<'a> Params<'a> {
         found.sort_by_key(|(n, _)| *n);
         if found.iter().enumerate().any(|(i, (n, _))| *n != i + 1) {
             return Err(false);
-        }
-        if found.len() > max {
-            return Err(true);
         }
         Ok(Some(found.into_iter().map(|(_, v)| v).collect()))
     }
@@ -193,6 +231,65 @@ mod tests {
         assert_eq!(
             Params::new(&many, &[]).strict_list("InstanceIds", 100),
             Err(true)
+        );
+    }
+
+    /// `n` valid entries `Prefix.1..=n` and then one that is not a list entry at all.
+    fn list_then_bad(
+        prefix: &str,
+        n: usize,
+        value: impl Fn(usize) -> String,
+    ) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = (1..=n)
+            .map(|i| (format!("{prefix}.{i}"), value(i)))
+            .collect();
+        v.push((format!("{prefix}.x"), "bad".into()));
+        v
+    }
+
+    #[test]
+    fn lists_stop_at_the_first_entry_past_the_cap() {
+        // The bad entry after the 101st is never reached: the answer is "too many", not
+        // "malformed", so nothing past the cap was parsed, sorted or compared.
+        let many = list_then_bad("InstanceIds", 101, |i| format!("i-{i}"));
+        let p = Params::new(&many, &[]);
+        assert_eq!(p.strict_list("InstanceIds", 100), Err(true));
+        assert_eq!(p.strict_list_distinct("InstanceIds", 100), Err(true));
+        // Distinct counting lets a value repeat, and still stops at the 101st distinct one.
+        let repeated = list_then_bad("InstanceIds", 300, |i| format!("i-{}", i % 2));
+        assert_eq!(
+            Params::new(&repeated, &[]).strict_list_distinct("InstanceIds", 100),
+            Err(false),
+            "two distinct values are within the cap; the bad entry is then reached"
+        );
+        let mut ok = repeated;
+        ok.pop();
+        assert_eq!(
+            Params::new(&ok, &[])
+                .strict_list_distinct("InstanceIds", 100)
+                .map(|l| l.map(|l| l.len())),
+            Ok(Some(300))
+        );
+        // A repeated index in a `repeat` list is refused once there are more entries than the cap.
+        let same: Vec<(String, String)> = (0..1000)
+            .map(|i| ("ImageIds.1".to_string(), format!("img-{i}")))
+            .collect();
+        assert!(Params::new(&same, &[]).repeat("ImageIds", 100).is_err());
+    }
+
+    #[test]
+    fn a_lookup_finds_the_first_value_of_a_name() {
+        let pairs = p(&[("A", "1"), ("B", "2"), ("A", "3")]);
+        let form = p(&[("B", "4"), ("C", "5")]);
+        let params = Params::new(&pairs, &form);
+        assert_eq!(
+            (
+                params.get("A"),
+                params.get("B"),
+                params.get("C"),
+                params.get("D")
+            ),
+            (Some("1"), Some("2"), Some("5"), None)
         );
     }
 }

@@ -210,29 +210,14 @@ pub fn transition(
     }
 }
 
-/// Parses a JSON array of instance IDs (`["i-a","i-b"]`), de-duplicated in first-seen order.
+/// Parses a JSON array of instance IDs (`["i-a","i-b"]`), de-duplicated in first-seen order; the
+/// cap is enforced while parsing (see [`crate::json_list`]).
 pub fn parse_id_list(raw: &str, max: usize) -> Result<Vec<String>, CoreError> {
-    let values: Vec<serde_json::Value> = match serde_json::from_str(raw) {
-        Ok(serde_json::Value::Array(v)) => v,
-        _ => return Err(CoreError::InvalidInstanceIds),
-    };
-    let mut ids: Vec<String> = Vec::with_capacity(values.len());
-    for v in values {
-        let id = v.as_str().ok_or(CoreError::InvalidInstanceIds)?.trim();
-        if id.is_empty() {
-            return Err(CoreError::InvalidInstanceIds);
-        }
-        if !ids.iter().any(|x| x == id) {
-            ids.push(id.to_string());
-        }
-    }
-    if ids.is_empty() {
-        return Err(CoreError::InvalidInstanceIds);
-    }
-    if ids.len() > max {
-        return Err(CoreError::TooManyInstanceIds(max));
-    }
-    Ok(ids)
+    use crate::json_list::{parse, ListError, ListRule};
+    parse(raw, ListRule { max, trim: true }).map_err(|e| match e {
+        ListError::Malformed => CoreError::InvalidInstanceIds,
+        ListError::TooMany => CoreError::TooManyInstanceIds(max),
+    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod error;
 pub mod ids;
 pub mod instance_password;
+pub mod json_list;
 pub mod model;
 pub mod names;
 pub mod password;

@@ -14,6 +14,10 @@ use crate::CoreError;
 pub const MAX_KEY_TEXT: usize = 16 * 1024;
 /// The smallest RSA modulus accepted.
 pub const MIN_RSA_BITS: usize = 2048;
+/// The largest RSA modulus accepted: OpenSSH's `SSH_RSA_MAXIMUM_MODULUS_SIZE`.
+pub const MAX_RSA_BITS: usize = 16384;
+/// The largest RSA public exponent accepted: OpenSSL's `OPENSSL_RSA_MAX_PUBEXP_BITS`.
+pub const MAX_RSA_EXPONENT_BITS: usize = 64;
 
 const KEY_ALGORITHMS: &[&str] = &[
     "ssh-rsa",
@@ -107,23 +111,75 @@ impl PublicKey {
     }
 }
 
+/// The checks sshd makes before it will use a key, so that a key keyplane accepts is one every
+/// host will too (and a key no host can use is refused at import, not at the first login).
 fn check_algorithm(data: &KeyData) -> Result<(), CoreError> {
     match data {
-        KeyData::Rsa(rsa) => {
-            let n = rsa.n.as_positive_bytes().unwrap_or_default();
-            let bits = n
-                .first()
-                .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
-            if bits < MIN_RSA_BITS {
-                return Err(invalid("RSA keys must have at least 2048 bits"));
-            }
-            Ok(())
-        }
-        KeyData::Ecdsa(k) => match k.curve() {
-            EcdsaCurve::NistP256 | EcdsaCurve::NistP384 | EcdsaCurve::NistP521 => Ok(()),
-        },
+        KeyData::Rsa(rsa) => check_rsa(rsa),
+        KeyData::Ecdsa(k) => check_ecdsa(k),
+        // ssh-key reads exactly 32 bytes for an Ed25519 key; a blob of another length fails to
+        // parse (or leaves trailing bytes, which fail too).
         KeyData::Ed25519(_) => Ok(()),
         _ => Err(invalid("unsupported key type")),
+    }
+}
+
+/// The number of significant bits of a big-endian magnitude with no leading zero byte.
+fn bit_len(magnitude: &[u8]) -> usize {
+    magnitude
+        .first()
+        .map_or(0, |b| magnitude.len() * 8 - b.leading_zeros() as usize)
+}
+
+/// RSA as OpenSSH and OpenSSL take it: the modulus 2048 (SPEC 3; OpenSSH's own floor is 1024)
+/// to 16384 bits (`SSH_RSA_MAXIMUM_MODULUS_SIZE`, which is also OpenSSL's
+/// `OPENSSL_RSA_MAX_MODULUS_BITS`) and odd; the exponent odd, at least 3, at most 64 bits
+/// (`OPENSSL_RSA_MAX_PUBEXP_BITS`, which OpenSSL enforces for moduli over 3072 bits; keyplane
+/// applies it to every size) and below the modulus. ssh-key already refuses an mpint with a
+/// redundant leading zero byte, so every length below is the value's own.
+fn check_rsa(rsa: &RsaPublicKey) -> Result<(), CoreError> {
+    let n = rsa
+        .n
+        .as_positive_bytes()
+        .ok_or_else(|| invalid("the RSA modulus is negative"))?;
+    let bits = bit_len(n);
+    if bits < MIN_RSA_BITS {
+        return Err(invalid("RSA keys must have at least 2048 bits"));
+    }
+    if bits > MAX_RSA_BITS {
+        return Err(invalid("RSA keys must have at most 16384 bits"));
+    }
+    if n.last().is_none_or(|b| b & 1 == 0) {
+        return Err(invalid("the RSA modulus is even"));
+    }
+    let e = rsa
+        .e
+        .as_positive_bytes()
+        .ok_or_else(|| invalid("the RSA exponent is negative"))?;
+    let e_bits = bit_len(e);
+    if e_bits > MAX_RSA_EXPONENT_BITS {
+        return Err(invalid("the RSA exponent has more than 64 bits"));
+    }
+    let e_value = e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    if e_value < 3 || e_value & 1 == 0 {
+        return Err(invalid("the RSA exponent must be odd and at least 3"));
+    }
+    Ok(())
+}
+
+/// ECDSA: the point must decode and lie on the named curve (ssh-key has already checked that
+/// the curve name inside the blob matches the key type and the point's size).
+fn check_ecdsa(key: &ssh_key::public::EcdsaPublicKey) -> Result<(), CoreError> {
+    let point = key.as_sec1_bytes();
+    let on_curve = match key.curve() {
+        EcdsaCurve::NistP256 => p256::PublicKey::from_sec1_bytes(point).is_ok(),
+        EcdsaCurve::NistP384 => p384::PublicKey::from_sec1_bytes(point).is_ok(),
+        EcdsaCurve::NistP521 => p521::PublicKey::from_sec1_bytes(point).is_ok(),
+    };
+    if on_curve {
+        Ok(())
+    } else {
+        Err(invalid("the ECDSA point is not on its curve"))
     }
 }
 

@@ -112,3 +112,146 @@ fn generated_keys_are_rsa_2048_with_a_pkcs1_private_key() {
     assert!(line.starts_with("ssh-rsa "));
     assert_eq!(PublicKey::parse(&line).unwrap(), kp.public);
 }
+
+/// An SSH wire blob from its fields, each as an SSH `string` (an mpint is a string too).
+fn blob_line(algorithm: &str, fields: &[&[u8]]) -> String {
+    let mut blob = Vec::new();
+    for f in std::iter::once(algorithm.as_bytes()).chain(fields.iter().copied()) {
+        blob.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        blob.extend_from_slice(f);
+    }
+    format!(
+        "{algorithm} {}",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    )
+}
+
+/// An unsigned big-endian magnitude as a canonical SSH mpint (a zero byte before a high bit).
+fn mpint(magnitude: &[u8]) -> Vec<u8> {
+    let trimmed: Vec<u8> = magnitude.iter().copied().skip_while(|b| *b == 0).collect();
+    match trimmed.first() {
+        Some(b) if *b >= 0x80 => [&[0u8][..], &trimmed].concat(),
+        _ => trimmed,
+    }
+}
+
+/// An odd modulus of exactly `bits` bits.
+fn modulus(bits: usize) -> Vec<u8> {
+    let mut n = vec![0xc3u8; bits.div_ceil(8)];
+    let spare = n.len() * 8 - bits;
+    n[0] = (n[0] >> spare) | (0x80 >> spare);
+    n
+}
+
+fn rsa_key(e: &[u8], n: &[u8]) -> String {
+    blob_line("ssh-rsa", &[e, n])
+}
+
+#[test]
+fn rsa_parameters_are_checked_as_openssh_and_openssl_do() {
+    let e65537 = mpint(&[1, 0, 1]);
+    let n2048 = mpint(&modulus(2048));
+    assert!(PublicKey::parse(&rsa_key(&e65537, &n2048)).is_ok());
+    assert!(PublicKey::parse(&rsa_key(&e65537, &mpint(&modulus(16384)))).is_ok());
+    assert!(PublicKey::parse(&rsa_key(&mpint(&[3]), &n2048)).is_ok());
+    let e64 = mpint(&[0x80, 0, 0, 0, 0, 0, 0, 1]);
+    assert!(PublicKey::parse(&rsa_key(&e64, &n2048)).is_ok(), "64 bits");
+
+    let mut even = modulus(2048);
+    *even.last_mut().unwrap() &= 0xfe;
+    let mut e40000 = vec![0x55u8; 5000];
+    *e40000.last_mut().unwrap() = 1;
+    let negative_n: Vec<u8> = modulus(2048); // high bit set, no zero byte: a negative mpint
+    let padded_n = [&[0u8, 0u8][..], &n2048].concat();
+    let cases = [
+        (
+            "88000-bit modulus",
+            rsa_key(&e65537, &mpint(&modulus(88_000))),
+        ),
+        (
+            "16392-bit modulus",
+            rsa_key(&e65537, &mpint(&modulus(16_392))),
+        ),
+        ("2047-bit modulus", rsa_key(&e65537, &mpint(&modulus(2047)))),
+        ("even modulus", rsa_key(&e65537, &mpint(&even))),
+        ("negative modulus", rsa_key(&e65537, &negative_n)),
+        ("zero-padded modulus", rsa_key(&e65537, &padded_n)),
+        ("e = 1", rsa_key(&mpint(&[1]), &n2048)),
+        ("empty e (zero)", rsa_key(&[], &n2048)),
+        ("even e", rsa_key(&mpint(&[1, 0, 0]), &n2048)),
+        ("negative e", rsa_key(&[0x81], &n2048)),
+        (
+            "65-bit e",
+            rsa_key(&mpint(&[1, 0, 0, 0, 0, 0, 0, 0, 1]), &n2048),
+        ),
+        ("40000-bit e", rsa_key(&mpint(&e40000), &n2048)),
+    ];
+    for (what, text) in cases {
+        assert!(
+            matches!(
+                PublicKey::parse(&text),
+                Err(keyplane_core::CoreError::InvalidPublicKey(_))
+            ),
+            "{what} was accepted"
+        );
+    }
+}
+
+#[test]
+fn ecdsa_points_must_lie_on_the_named_curve() {
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    let g256 = p256::AffinePoint::GENERATOR.to_encoded_point(false);
+    let g384 = p384::AffinePoint::GENERATOR.to_encoded_point(false);
+    let g521 = p521::AffinePoint::GENERATOR.to_encoded_point(false);
+    let ecdsa = |alg: &str, curve: &str, point: &[u8]| {
+        blob_line(&format!("ecdsa-sha2-{alg}"), &[curve.as_bytes(), point])
+    };
+    for (name, point) in [
+        ("nistp256", g256.as_bytes()),
+        ("nistp384", g384.as_bytes()),
+        ("nistp521", g521.as_bytes()),
+    ] {
+        assert!(
+            PublicKey::parse(&ecdsa(name, name, point)).is_ok(),
+            "{name} generator"
+        );
+        let mut off = point.to_vec();
+        *off.last_mut().unwrap() ^= 1;
+        assert!(
+            PublicKey::parse(&ecdsa(name, name, &off)).is_err(),
+            "{name} point off the curve"
+        );
+    }
+    let compressed = p256::AffinePoint::GENERATOR.to_encoded_point(true);
+    assert!(PublicKey::parse(&ecdsa("nistp256", "nistp256", compressed.as_bytes())).is_ok());
+    let cases = [
+        (
+            "curve name mismatch",
+            ecdsa("nistp256", "nistp384", g256.as_bytes()),
+        ),
+        (
+            "point of another curve",
+            ecdsa("nistp256", "nistp256", g384.as_bytes()),
+        ),
+        ("identity point", ecdsa("nistp256", "nistp256", &[0])),
+        ("x = y = 1", {
+            let mut p = vec![4u8];
+            p.extend([0u8; 31].iter().chain(&[1]).chain(&[0u8; 31]).chain(&[1]));
+            ecdsa("nistp256", "nistp256", &p)
+        }),
+    ];
+    for (what, text) in cases {
+        assert!(PublicKey::parse(&text).is_err(), "{what} was accepted");
+    }
+}
+
+#[test]
+fn ed25519_keys_are_exactly_32_bytes() {
+    assert!(PublicKey::parse(&blob_line("ssh-ed25519", &[&[9u8; 32]])).is_ok());
+    for len in [0, 31, 33, 64] {
+        assert!(
+            PublicKey::parse(&blob_line("ssh-ed25519", &[&vec![9u8; len]])).is_err(),
+            "{len} bytes"
+        );
+    }
+}

@@ -208,14 +208,14 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
             .transpose()?
             .unwrap_or(10)
             .clamp(10, 100);
-        let seq = match ctx.p.opt("NextToken") {
-            None => 0,
-            Some(t) => t
-                .strip_prefix("kp1.")
-                .and_then(|s| s.parse::<i64>().ok())
-                .filter(|s| *s >= 0)
-                .ok_or(CoreError::InvalidNextToken)?,
+        // Opaque, and bound to the caller and region: see crate::page_token.
+        let scope = crate::page_token::Scope {
+            listing: "aliyun.DescribeInstances",
+            caller: ctx.caller,
+            extra: region.id,
         };
+        let key = &ctx.state.config.server_key;
+        let seq = crate::page_token::open(key, &scope, ctx.p.opt("NextToken"))?;
         let listing = list_visible(
             ctx,
             "ecs:DescribeInstances",
@@ -227,10 +227,7 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         )
         .await?;
         let items: Vec<Value> = listing.items.iter().map(instance_json).collect();
-        let next = listing
-            .next_seq
-            .map(|s| format!("kp1.{s}"))
-            .unwrap_or_default();
+        let next = crate::page_token::seal(key, &scope, listing.next_seq);
         return Ok(obj([
             ("TotalCount", json!(listing.total)),
             ("NextToken", json!(next)),

@@ -151,26 +151,17 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     ]))
 }
 
-/// `KeyPairNames`: a JSON array of 1 to 100 names.
+/// `KeyPairNames`: a JSON array of 1 to 100 names, the cap enforced while parsing.
 fn parse_names(raw: &str) -> Result<Vec<String>, CoreError> {
-    let values: Vec<Value> = match serde_json::from_str(raw) {
-        Ok(Value::Array(v)) if !v.is_empty() => v,
-        _ => return Err(CoreError::InvalidKeyPairNames),
+    use keyplane_core::json_list::{parse, ListError, ListRule};
+    let rule = ListRule {
+        max: MAX_DELETE_NAMES,
+        trim: false,
     };
-    let mut names: Vec<String> = Vec::new();
-    for v in values {
-        let name = v
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .ok_or(CoreError::InvalidKeyPairNames)?;
-        if !names.iter().any(|n| n == name) {
-            names.push(name.to_string());
-        }
-    }
-    if names.len() > MAX_DELETE_NAMES {
-        return Err(CoreError::TooManyKeyPairNames(MAX_DELETE_NAMES));
-    }
-    Ok(names)
+    parse(raw, rule).map_err(|e| match e {
+        ListError::Malformed => CoreError::InvalidKeyPairNames,
+        ListError::TooMany => CoreError::TooManyKeyPairNames(MAX_DELETE_NAMES),
+    })
 }
 
 pub async fn delete(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {

@@ -9,7 +9,7 @@ use keyplane_core::CoreError;
 use keyplane_store::{InstanceFilter, Page};
 use serde_json::{json, Value};
 
-use super::{iso, next_token, obj, parse_token, tags_json, Ctx, Output};
+use super::{iso, obj, tags_json, Ctx, Output};
 
 pub const MAX_IDS: usize = 100;
 pub const MAX_RESULTS: i64 = 100;
@@ -60,7 +60,7 @@ fn instance_json(i: &Instance) -> Value {
 
 pub async fn describe(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     let max = ctx.p.int("MaxResults", 10, 1, MAX_RESULTS)?;
-    let seq = parse_token(ctx.p.get("NextToken"))?;
+    let seq = ctx.page_position("volc.DescribeInstances")?;
     let filter = InstanceFilter {
         account_id: ctx.account().to_string(),
         region_id: ctx.region.id.to_string(),
@@ -100,7 +100,10 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
             "Instances",
             Value::Array(items.iter().map(instance_json).collect()),
         ),
-        ("NextToken", json!(next_token(next))),
+        (
+            "NextToken",
+            json!(ctx.next_token("volc.DescribeInstances", next)),
+        ),
         ("TotalCount", json!(total)),
     ]))
 }

@@ -9,7 +9,7 @@ use keyplane_store::{BindOp, KeyPairFilter, Page};
 use serde_json::{json, Value};
 
 use super::error::instance_failure;
-use super::{iso, next_token, obj, parse_token, tags_json, Ctx, Output};
+use super::{iso, obj, tags_json, Ctx, Output};
 use crate::authz;
 
 pub const MAX_BIND_IDS: usize = 100;
@@ -103,7 +103,7 @@ fn key_pair_json(kp: &KeyPair) -> Value {
 
 pub async fn describe(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     let max = ctx.p.int("MaxResults", 10, 1, MAX_RESULTS)?;
-    let seq = parse_token(ctx.p.get("NextToken"))?;
+    let seq = ctx.page_position("volc.DescribeKeyPairs")?;
     let project = ctx.p.opt("ProjectName").filter(|p| *p != "default");
     let filter = KeyPairFilter {
         account_id: ctx.account().to_string(),
@@ -142,7 +142,10 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     let items: Vec<Value> = kps.iter().map(key_pair_json).collect();
     Ok(obj([
         ("KeyPairs", Value::Array(items)),
-        ("NextToken", json!(next_token(next))),
+        (
+            "NextToken",
+            json!(ctx.next_token("volc.DescribeKeyPairs", next)),
+        ),
         ("TotalCount", json!(total)),
     ]))
 }
@@ -246,13 +249,11 @@ pub async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Output, CoreError> {
         return Err(CoreError::missing("KeyPairNameAndKeyPairId"));
     }
     let mut ids = ctx
-        .list("InstanceIds", usize::MAX)?
+        .distinct_list("InstanceIds", MAX_BIND_IDS)?
         .ok_or_else(|| CoreError::missing("InstanceIds"))?;
+    // The list's cap already counted distinct values; this keeps the first of each.
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(id.clone()));
-    if ids.len() > MAX_BIND_IDS {
-        return Err(CoreError::TooManyInstanceIds(MAX_BIND_IDS));
-    }
     let action = match op {
         BindOp::Attach => "ecs:AttachKeyPair",
         BindOp::Detach => "ecs:DetachKeyPair",

@@ -44,7 +44,21 @@ impl Ctx<'_> {
 
     /// A strict `Name.N` list with this dialect's errors for InstanceIds and KeyPairNames.
     pub fn list(&self, name: &str, max: usize) -> Result<Option<Vec<String>>, CoreError> {
-        match self.p.strict_list(name, max) {
+        self.list_result(name, max, self.p.strict_list(name, max))
+    }
+
+    /// [`Ctx::list`] whose cap counts distinct values, for the calls that de-duplicate.
+    pub fn distinct_list(&self, name: &str, max: usize) -> Result<Option<Vec<String>>, CoreError> {
+        self.list_result(name, max, self.p.strict_list_distinct(name, max))
+    }
+
+    fn list_result(
+        &self,
+        name: &str,
+        max: usize,
+        parsed: Result<Option<Vec<&str>>, bool>,
+    ) -> Result<Option<Vec<String>>, CoreError> {
+        match parsed {
             Ok(list) => Ok(list.map(|l| l.into_iter().map(str::to_string).collect())),
             Err(too_many) => Err(match (name, too_many) {
                 ("InstanceIds", true) => CoreError::TooManyInstanceIds(max),
@@ -56,6 +70,33 @@ impl Ctx<'_> {
                     CoreError::invalid(name, "Use Name.1, Name.2, … without gaps or empty values.")
                 }
             }),
+        }
+    }
+
+    /// The page position of this call's `NextToken` (opaque: see [`crate::page_token`]).
+    pub fn page_position(&self, listing: &str) -> Result<i64, CoreError> {
+        let scope = self.token_scope(listing);
+        crate::page_token::open(
+            &self.state.config.server_key,
+            &scope,
+            self.p.get("NextToken"),
+        )
+    }
+
+    /// The `NextToken` for the page at `next`, or `""` after the last page.
+    pub fn next_token(&self, listing: &str, next: Option<i64>) -> String {
+        crate::page_token::seal(
+            &self.state.config.server_key,
+            &self.token_scope(listing),
+            next,
+        )
+    }
+
+    fn token_scope<'s>(&'s self, listing: &'s str) -> crate::page_token::Scope<'s> {
+        crate::page_token::Scope {
+            listing,
+            caller: self.caller,
+            extra: self.region.id,
         }
     }
 
@@ -351,20 +392,4 @@ pub fn tags_json(tags: &[Tag]) -> Value {
             .map(|t| json!({"Key": t.key, "Value": t.value}))
             .collect(),
     )
-}
-
-/// A keyset page token: `kp1.<sequence>`.
-pub fn parse_token(raw: Option<&str>) -> Result<i64, CoreError> {
-    match raw.filter(|t| !t.is_empty()) {
-        None => Ok(0),
-        Some(t) => t
-            .strip_prefix("kp1.")
-            .and_then(|s| s.parse::<i64>().ok())
-            .filter(|s| *s >= 0)
-            .ok_or(CoreError::InvalidNextToken),
-    }
-}
-
-pub fn next_token(next: Option<i64>) -> String {
-    next.map(|s| format!("kp1.{s}")).unwrap_or_default()
 }

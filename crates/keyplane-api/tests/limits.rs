@@ -27,7 +27,7 @@ async fn aliyun_form(app: &App, action: &str, params: &[(&str, &str)]) -> Resp {
     ] {
         all.push((k.into(), v.into()));
     }
-    let sts = keyplane_sig::alibaba::v1_string_to_sign("POST", &all);
+    let sts = keyplane_sig::alibaba::v1_string_to_sign("POST", "/", &all);
     let sig = keyplane_sig::alibaba::v1_signature(&SecretKey::new(SECRET), &sts);
     all.push(("Signature".into(), sig));
     app.post_raw(

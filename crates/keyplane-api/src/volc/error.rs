@@ -330,6 +330,7 @@ mod tests {
             (CoreError::IdempotentProcessing, 412, "IdempotentProcessing"),
             (CoreError::Internal("x".into()), 500, "InternalError"),
             (CoreError::Throttled, 429, "FlowLimitExceeded"),
+            (CoreError::Busy, 503, "ServiceUnavailable"),
         ];
         for (err, status, code) in cases {
             let v = VolcError::from(err);

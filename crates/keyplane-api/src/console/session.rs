@@ -34,6 +34,13 @@ impl Binding {
     pub fn password(stored_hash: &str) -> Self {
         Self::Password(Sha256::digest(stored_hash.as_bytes()).into())
     }
+
+    fn digest(&self) -> &[u8] {
+        match self {
+            Self::AccessKey => &[],
+            Self::Password(d) => d,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -66,15 +73,6 @@ impl Session {
                     bool::from(Binding::password(&h).digest().ct_eq(digest.as_slice()))
                 }))
             }
-        }
-    }
-}
-
-impl Binding {
-    fn digest(&self) -> &[u8] {
-        match self {
-            Self::AccessKey => &[],
-            Self::Password(d) => d,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod authz;
 pub mod config;
 pub mod console;
+pub mod cpu;
 pub mod idempotency;
 pub mod native;
 pub mod nonces;
@@ -42,6 +43,29 @@ pub struct AppState {
     pub throttle: throttle::Throttle,
     pub agents: agent_api::AgentHub,
     pub sessions: console::Sessions,
+    /// Failed console sign-ins per source address.
+    pub sign_in_guard: console::guard::SignInGuard,
+    /// Password hashing and key generation, bounded (SPEC section 6).
+    pub cpu: cpu::CpuQueue,
+}
+
+impl AppState {
+    /// The state a server over `store` starts with (nonces loaded from the store).
+    pub async fn new(store: Arc<dyn Store>, config: ServerConfig) -> anyhow::Result<Arc<Self>> {
+        let nonces = nonces::NonceCache::load(store.clone()).await?;
+        let throttle =
+            throttle::Throttle::new(config.throttle_per_second, config.throttle_burst, &store);
+        Ok(Arc::new(AppState {
+            store,
+            config,
+            nonces,
+            throttle,
+            agents: agent_api::AgentHub::default(),
+            sessions: console::Sessions::default(),
+            sign_in_guard: console::guard::SignInGuard::default(),
+            cpu: cpu::CpuQueue::default(),
+        }))
+    }
 }
 
 /// Which vendor dialect a request speaks (SPEC section 11): from the signature scheme, then the
@@ -97,17 +121,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     store.complete_transitions(chrono::Utc::now()).await?;
-    let nonces = nonces::NonceCache::load(store.clone()).await?;
-    let throttle =
-        throttle::Throttle::new(config.throttle_per_second, config.throttle_burst, &store);
-    let state = Arc::new(AppState {
-        store: store.clone(),
-        config,
-        nonces,
-        throttle,
-        agents: agent_api::AgentHub::default(),
-        sessions: console::Sessions::default(),
-    });
+    let state = AppState::new(store.clone(), config).await?;
     agent_api::forward_announcements(state.clone()).await?;
     let background = spawn_background(state.clone());
     let app = router(state.clone());
@@ -210,6 +224,8 @@ fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
             }
             if n.is_multiple_of(600) {
                 state.nonces.purge().await;
+                state.sign_in_guard.forget_idle();
+                state.throttle.forget_idle();
             }
             if !state.config.transition_delay.is_zero() {
                 if let Err(e) = state.store.complete_transitions(chrono::Utc::now()).await {

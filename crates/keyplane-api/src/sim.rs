@@ -12,17 +12,21 @@ use crate::params::Params;
 use crate::AppState;
 
 /// The crypt hash of a `Password` parameter that passes the vendor rule; the plaintext goes no
-/// further than this call.
-pub fn password_hash(
+/// further than this call. The hash (5,000 rounds of SHA-512) runs in the CPU queue.
+pub async fn password_hash(
+    cpu: &crate::cpu::CpuQueue,
     raw: Option<&str>,
     os: OsType,
     rule: Rule,
 ) -> Result<Option<String>, CoreError> {
-    raw.map(|p| {
-        instance_password::check(p, os, rule)?;
-        instance_password::hash(p)
-    })
-    .transpose()
+    let Some(p) = raw else {
+        return Ok(None);
+    };
+    instance_password::check(p, os, rule)?;
+    let p = zeroize::Zeroizing::new(p.to_string());
+    cpu.run(move || instance_password::hash(&p))
+        .await?
+        .map(Some)
 }
 
 /// Where the dialects' ModifyInstanceAttribute differ: the password rule and the host name's
@@ -35,7 +39,8 @@ pub struct ModifyRule {
 
 /// The change a ModifyInstanceAttribute asks for, every value checked; `description` is parsed by
 /// the dialect, whose rules differ most there.
-pub fn change(
+pub async fn change(
+    cpu: &crate::cpu::CpuQueue,
     p: &Params<'_>,
     inst: &Instance,
     rule: &ModifyRule,
@@ -51,7 +56,7 @@ pub fn change(
             .opt(rule.host_name_param)
             .map(|h| names::parse_host_name(h, inst.os_type, rule.host_name_max))
             .transpose()?,
-        password_hash: password_hash(p.opt("Password"), inst.os_type, rule.password)?,
+        password_hash: password_hash(cpu, p.opt("Password"), inst.os_type, rule.password).await?,
     })
 }
 

@@ -88,6 +88,9 @@ pub enum CoreError {
     PolicyNotAttached(String),
     #[error("invalid password: {0}")]
     InvalidPassword(String),
+    /// The user has no console password (GetLoginProfile, UpdateLoginProfile, DeleteLoginProfile).
+    #[error("user {0} has no login profile")]
+    LoginProfileNotFound(String),
     /// An instance login password that breaks the vendor rule (the reason never quotes it).
     #[error("invalid instance password: {0}")]
     InvalidInstancePassword(String),
@@ -102,6 +105,10 @@ pub enum CoreError {
     /// The database is out of reach; nothing was written and the call may be retried.
     #[error("the service is temporarily unavailable")]
     ServiceUnavailable,
+    /// The queue of CPU-heavy work (password hashing, key generation) is full; nothing was done
+    /// and the call may be retried.
+    #[error("the server is busy")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
 }

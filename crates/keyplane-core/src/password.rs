@@ -48,6 +48,23 @@ pub fn verify(password: &str, stored: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether `password` matches `stored`; with no stored hash (an unknown user, a user without a
+/// console password, an AccessKey sign-in) it verifies against a dummy hash of the same
+/// parameters and answers `false`, so every refusal costs one full argon2 verification and the
+/// time taken tells nothing about which case it was.
+pub fn verify_or_dummy(password: &str, stored: Option<&str>) -> bool {
+    static DUMMY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        hash("dummy-password-never-matches").expect("hashing the dummy password")
+    });
+    match stored {
+        Some(stored) => verify(password, stored),
+        None => {
+            let _ = verify(password, &DUMMY);
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +85,7 @@ mod tests {
         assert!(h.starts_with("$argon2id$") && !h.contains("Passw0rd!"));
         assert!(verify("Passw0rd!", &h));
         assert!(!verify("Passw0rd?", &h));
+        assert!(verify_or_dummy("Passw0rd!", Some(&h)));
+        assert!(!verify_or_dummy("dummy-password-never-matches", None));
     }
 }

@@ -888,6 +888,25 @@ pub async fn ram(store: &dyn Store) {
             .as_deref(),
         Some("$argon2id$hash")
     );
+    assert!(store.delete_login_profile(&account, "alice").await.unwrap());
+    assert!(!store.delete_login_profile(&account, "alice").await.unwrap());
+    assert!(store
+        .login_profile(&account, "alice")
+        .await
+        .unwrap()
+        .is_none());
+    store
+        .set_login_profile(&account, "alice", "$argon2id$hash")
+        .await
+        .unwrap();
+    store.delete_user(&account, "alice").await.unwrap();
+    // The user's console password goes with the user: a new user of that name has none.
+    store.create_user(&user("alice", &account)).await.unwrap();
+    assert!(store
+        .login_profile(&account, "alice")
+        .await
+        .unwrap()
+        .is_none());
     store.delete_user(&account, "alice").await.unwrap();
     store.delete_policy(&account, "kp-only").await.unwrap();
     assert!(store.user(&account, "alice").await.unwrap().is_none());

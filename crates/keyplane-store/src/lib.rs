@@ -286,6 +286,8 @@ pub trait Store: Send + Sync + 'static {
     async fn set_login_profile(&self, account: &str, user: &str, password_hash: &str)
         -> Result<()>;
     async fn login_profile(&self, account: &str, user: &str) -> Result<Option<String>>;
+    /// Removes the user's console password; false when it had none.
+    async fn delete_login_profile(&self, account: &str, user: &str) -> Result<bool>;
 
     /// Adds an AccessKey for the root (`user_name` None) or a user, at most `max` each.
     async fn create_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()>;

@@ -206,6 +206,7 @@ impl From<CoreError> for AliError {
             ),
             CoreError::UserAlreadyExists(_) => e(409, "EntityAlreadyExists.User", "The user already exists."),
             CoreError::UserNotFound(_) => e(404, "EntityNotExist.User", "The user does not exist."),
+            CoreError::LoginProfileNotFound(_) => e(404, "EntityNotExist.User.LoginProfile", "The login profile of the user does not exist."),
             CoreError::UserHasAccessKeys(_) => e(
                 409,
                 "DeleteConflict.User.AccessKey",
@@ -271,6 +272,11 @@ impl From<CoreError> for AliError {
                 503,
                 "ServiceUnavailable",
                 "The request has failed due to a temporary failure of the server.",
+            ),
+            CoreError::Busy => e(
+                503,
+                "ServiceUnavailable",
+                "The server is busy with other requests; try again in a moment.",
             ),
             CoreError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");

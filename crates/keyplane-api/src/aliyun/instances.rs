@@ -81,8 +81,13 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
                 .ok_or_else(|| CoreError::KeyPairNotFound(name.into()))?,
         ),
     };
-    let password_hash =
-        crate::sim::password_hash(ctx.p.opt("Password"), image.os_type, Rule::Alibaba)?;
+    let password_hash = crate::sim::password_hash(
+        &ctx.state.cpu,
+        ctx.p.opt("Password"),
+        image.os_type,
+        Rule::Alibaba,
+    )
+    .await?;
     if ctx.p.bool("DryRun")?.unwrap_or(false) {
         return Err(CoreError::DryRunOperation);
     }
@@ -384,7 +389,7 @@ pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         .opt("Description")
         .map(names::parse_instance_description)
         .transpose()?;
-    let change = crate::sim::change(&ctx.p, &inst, &rule, description)?;
+    let change = crate::sim::change(&ctx.state.cpu, &ctx.p, &inst, &rule, description).await?;
     let dry_run = ctx.p.bool("DryRun")?.unwrap_or(false);
     crate::sim::modify(ctx.state, &inst, &change, dry_run).await?;
     Ok(Body200::new())

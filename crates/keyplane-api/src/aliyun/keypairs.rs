@@ -58,9 +58,7 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     {
         return Err(CoreError::KeyPairAlreadyExists(name.to_string()));
     }
-    let generated = tokio::task::spawn_blocking(generate_rsa_2048)
-        .await
-        .map_err(|e| CoreError::Internal(format!("key generation task: {e}")))??;
+    let generated = ctx.state.cpu.run(generate_rsa_2048).await??;
     let kp = new_key_pair(ctx, region.id, name, &generated.public)?;
     ctx.state.store.create_key_pair(&kp, KEY_PAIR_QUOTA).await?;
     Ok(obj([

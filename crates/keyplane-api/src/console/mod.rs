@@ -4,17 +4,20 @@
 //! A session starts with an AccessKey ID and secret or a RAM user's console password, and lives in
 //! an HttpOnly, SameSite=Strict cookie that expires after an hour; every request that changes
 //! something must also carry the session's CSRF token in `X-CSRF-Token`. Sessions are kept in memory
-//! by each server (a restart signs everyone out).
+//! by each server (a restart signs everyone out) and end when their credential changes
+//! ([`session`]); failed sign-ins are throttled per source address ([`guard`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+pub mod guard;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keyplane_core::{ids, password, CoreError};
+use keyplane_core::{password, CoreError};
 use keyplane_store::AccessKeyRecord;
 use serde::Deserialize;
 use serde_json::json;
@@ -23,8 +26,9 @@ use subtle::ConstantTimeEq;
 use crate::auth::{self, Caller};
 use crate::AppState;
 
+pub use session::{Sessions, TTL};
+
 pub const COOKIE: &str = "kp_session";
-pub const TTL: Duration = Duration::from_secs(3600);
 
 const INDEX: &str = include_str!("../../../../web/console/index.html");
 const APP_JS: &str = include_str!("../../../../web/console/app.js");
@@ -64,50 +68,6 @@ fn page(body: &'static str, content_type: &'static str) -> Response {
         .into_response()
 }
 
-struct Session {
-    key: AccessKeyRecord,
-    principal: String,
-    csrf: String,
-    expires: Instant,
-}
-
-#[derive(Default)]
-pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
-}
-
-impl Sessions {
-    fn insert(&self, key: AccessKeyRecord, principal: String) -> (String, String) {
-        let (id, csrf) = (
-            ids::new_access_key_secret() + &ids::new_access_key_secret(),
-            ids::new_access_key_secret(),
-        );
-        let mut map = self.map.lock().expect("sessions lock");
-        map.retain(|_, s| s.expires > Instant::now());
-        map.insert(
-            id.clone(),
-            Session {
-                key,
-                principal,
-                csrf: csrf.clone(),
-                expires: Instant::now() + TTL,
-            },
-        );
-        (id, csrf)
-    }
-
-    fn get(&self, id: &str) -> Option<(AccessKeyRecord, String, String)> {
-        let map = self.map.lock().expect("sessions lock");
-        map.get(id)
-            .filter(|s| s.expires > Instant::now())
-            .map(|s| (s.key.clone(), s.principal.clone(), s.csrf.clone()))
-    }
-
-    fn remove(&self, id: &str) {
-        self.map.lock().expect("sessions lock").remove(id);
-    }
-}
-
 fn session_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::COOKIE)
@@ -120,6 +80,28 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
         })
 }
 
+/// The session a request's cookie names, if it is still valid; `Err` is the answer to send.
+async fn valid_session(state: &AppState, id: &str) -> Result<session::Session, Response> {
+    let Some(s) = state.sessions.get(id) else {
+        return Err(denied("Your session has expired; sign in again."));
+    };
+    match s.still_valid(state).await {
+        Ok(true) => Ok(s),
+        Ok(false) => {
+            state.sessions.remove(id);
+            Err(denied(match s.binding {
+                session::Binding::AccessKey => {
+                    "The AccessKey of this session is no longer active; sign in again."
+                }
+                session::Binding::Password(_) => {
+                    "The password of this session has changed or was removed; sign in again."
+                }
+            }))
+        }
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
 /// The caller of a signed-in browser; `mutating` requests must carry the CSRF token.
 pub async fn session_caller(
     state: &AppState,
@@ -128,34 +110,34 @@ pub async fn session_caller(
     mutating: bool,
 ) -> Option<Result<Caller, Response>> {
     let id = session_id(headers)?;
-    let Some((key, _, csrf)) = state.sessions.get(&id) else {
-        return Some(Err(denied("Your session has expired; sign in again.")));
+    let s = match valid_session(state, &id).await {
+        Ok(s) => s,
+        Err(response) => return Some(Err(response)),
     };
-    if mutating {
-        let sent = headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !bool::from(sent.as_bytes().ct_eq(csrf.as_bytes())) {
-            return Some(Err((StatusCode::FORBIDDEN, Json(json!({"Code": "InvalidCsrfToken", "Message": "The request lacks the session's CSRF token."}))).into_response()));
-        }
-    }
-    // A disabled or deleted AccessKey ends its sessions too.
-    if key.id != "console" {
-        match state.store.access_key(&key.id).await {
-            Ok(Some(k)) if k.active => {}
-            _ => {
-                return Some(Err(denied(
-                    "The AccessKey of this session is no longer active.",
-                )))
-            }
-        }
+    if mutating && !csrf_matches(headers, &s.csrf) {
+        return Some(Err(csrf_refused()));
     }
     Some(
-        auth::caller_for(state, key, peer)
+        auth::caller_for(state, s.key, peer)
             .await
             .map_err(|_| denied("Sign in again.")),
     )
+}
+
+fn csrf_matches(headers: &HeaderMap, csrf: &str) -> bool {
+    let sent = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    bool::from(sent.as_bytes().ct_eq(csrf.as_bytes()))
+}
+
+fn csrf_refused() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"Code": "InvalidCsrfToken", "Message": "The request lacks the session's CSRF token."})),
+    )
+        .into_response()
 }
 
 fn denied(message: &str) -> Response {
@@ -164,6 +146,29 @@ fn denied(message: &str) -> Response {
         Json(json!({"Code": "SessionRequired", "Message": message})),
     )
         .into_response()
+}
+
+/// 503 for a full CPU queue or a store out of reach: nothing was decided, the caller may retry.
+fn unavailable(e: &CoreError) -> Response {
+    let message = match e {
+        CoreError::Busy => "The server is busy with other sign-ins; try again in a moment.",
+        _ => "The service is temporarily unavailable; try again later.",
+    };
+    if let CoreError::Internal(detail) = e {
+        tracing::error!(%detail, "console sign-in");
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        Json(json!({"Code": "ServiceUnavailable", "Message": message})),
+    )
+        .into_response()
+}
+
+/// The session cookie, `Secure` when clients reach the server over HTTPS.
+fn cookie(state: &AppState, value: &str, max_age: u64) -> String {
+    let secure = if state.config.https { "; Secure" } else { "" };
+    format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}")
 }
 
 #[derive(Deserialize)]
@@ -176,23 +181,19 @@ pub struct SignIn {
     password: Option<String>,
 }
 
-/// `POST /api/v1/session`: one answer for every wrong credential, so nothing is learned from it.
-pub async fn sign_in(
-    State(state): State<Arc<AppState>>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    Json(s): Json<SignIn>,
-) -> Response {
-    let wrong = || denied("The credentials are not valid.");
-    match state
-        .throttle
-        .check(&peer.ip().to_string(), "ConsoleSignIn")
-        .await
-    {
-        Ok(()) => {}
-        Err(CoreError::Throttled) => return (StatusCode::TOO_MANY_REQUESTS, Json(json!({"Code": "Throttling", "Message": "Too many sign-in attempts; wait a moment."}))).into_response(),
-        Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"Code": "ServiceUnavailable", "Message": "Try again later."}))).into_response(),
-    }
-    let (key, principal) = match (
+/// Who a sign-in proved to be.
+struct SignedIn {
+    key: AccessKeyRecord,
+    principal: String,
+    binding: session::Binding,
+}
+
+/// The identity `s` proves, or `None`. Every attempt, whatever it holds, costs exactly one argon2
+/// verification through the CPU queue (against a dummy hash when there is no stored one), so an
+/// unknown user, a user without a console password, a wrong password and an unknown or wrong
+/// AccessKey take the same work and get the same answer.
+async fn authenticate(state: &AppState, s: SignIn) -> Result<Option<SignedIn>, CoreError> {
+    let (candidate, password, stored) = match (
         s.access_key_id,
         s.access_key_secret,
         s.account_id,
@@ -200,86 +201,121 @@ pub async fn sign_in(
         s.password,
     ) {
         (Some(id), Some(secret), ..) => {
-            let Ok(Some(key)) = state.store.access_key(&id).await else {
-                return wrong();
-            };
-            let Ok(stored) = state.config.server_key.open(&key.id, &key.secret) else {
-                return wrong();
-            };
-            if !key.active || !bool::from(stored.as_bytes().ct_eq(secret.as_bytes())) {
-                return wrong();
-            }
-            let principal = key
-                .user_name
-                .as_ref()
-                .map(|u| format!("user/{u}"))
-                .unwrap_or_else(|| "root".into());
-            (key, principal)
+            let key = state.store.access_key(&id).await?.filter(|key| {
+                key.active
+                    && state
+                        .config
+                        .server_key
+                        .open(&key.id, &key.secret)
+                        .is_ok_and(|stored| bool::from(stored.as_bytes().ct_eq(secret.as_bytes())))
+            });
+            let candidate = key.map(|key| SignedIn {
+                principal: key
+                    .user_name
+                    .as_ref()
+                    .map(|u| format!("user/{u}"))
+                    .unwrap_or_else(|| "root".into()),
+                key,
+                binding: session::Binding::AccessKey,
+            });
+            (candidate, secret, None)
         }
         (_, _, Some(account), Some(user), Some(pw)) => {
-            let Ok(Some(hash)) = state.store.login_profile(&account, &user).await else {
-                return wrong();
-            };
-            let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
-                .await
-                .unwrap_or(false);
-            if !ok {
-                return wrong();
-            }
-            let key = AccessKeyRecord {
-                id: "console".into(),
-                account_id: account,
-                user_name: Some(user.clone()),
-                secret: String::new(),
-                active: true,
-            };
-            (key, format!("user/{user}"))
+            let stored = state.store.login_profile(&account, &user).await?;
+            let candidate = stored.as_deref().map(|hash| SignedIn {
+                principal: format!("user/{user}"),
+                key: AccessKeyRecord {
+                    id: "console".into(),
+                    account_id: account,
+                    user_name: Some(user.clone()),
+                    secret: String::new(),
+                    active: true,
+                },
+                binding: session::Binding::password(hash),
+            });
+            (candidate, pw, stored)
         }
-        _ => return wrong(),
+        _ => (None, String::new(), None),
     };
-    let account = key.account_id.clone();
-    let (id, csrf) = state.sessions.insert(key, principal.clone());
-    let cookie = format!(
-        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        TTL.as_secs()
-    );
+    let password_ok = state
+        .cpu
+        .run(move || password::verify_or_dummy(&password, stored.as_deref()))
+        .await?;
+    Ok(candidate.filter(|c| match c.binding {
+        session::Binding::AccessKey => true,
+        session::Binding::Password(_) => password_ok,
+    }))
+}
+
+/// `POST /api/v1/session`: one answer for every wrong credential, so nothing is learned from it;
+/// an address that keeps failing gets 429 before any password is hashed.
+pub async fn sign_in(
+    State(state): State<Arc<AppState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Json(s): Json<SignIn>,
+) -> Response {
+    if let Err(wait) = state.sign_in_guard.check(peer.ip()) {
+        return too_many_attempts(wait);
+    }
+    let signed = match authenticate(&state, s).await {
+        Ok(Some(signed)) => signed,
+        Ok(None) => {
+            state.sign_in_guard.failed(peer.ip());
+            return denied("The credentials are not valid.");
+        }
+        Err(e) => return unavailable(&e),
+    };
+    let account = signed.key.account_id.clone();
+    let principal = signed.principal.clone();
+    let (id, csrf) = state
+        .sessions
+        .insert(signed.key, signed.principal, signed.binding);
     (
-        [(header::SET_COOKIE, cookie)],
+        [(header::SET_COOKIE, cookie(&state, &id, TTL.as_secs()))],
         Json(json!({"AccountId": account, "Principal": principal, "CsrfToken": csrf})),
+    )
+        .into_response()
+}
+
+fn too_many_attempts(wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, secs.max(1).to_string())],
+        Json(json!({
+            "Code": "Throttling",
+            "Message": format!("Too many failed sign-ins from this address; try again in {} seconds.", secs.max(1)),
+        })),
     )
         .into_response()
 }
 
 /// `GET /api/v1/session`: who is signed in (the page reads its CSRF token from here).
 pub async fn current(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    match session_id(&headers).and_then(|id| state.sessions.get(&id)) {
-        Some((key, principal, csrf)) => {
-            Json(json!({"AccountId": key.account_id, "Principal": principal, "CsrfToken": csrf}))
-                .into_response()
-        }
-        None => denied("Not signed in."),
+    let Some(id) = session_id(&headers) else {
+        return denied("Not signed in.");
+    };
+    match valid_session(&state, &id).await {
+        Ok(s) => Json(
+            json!({"AccountId": s.key.account_id, "Principal": s.principal, "CsrfToken": s.csrf}),
+        )
+        .into_response(),
+        Err(response) => response,
     }
 }
 
 /// `DELETE /api/v1/session`: signs out (CSRF token required).
 pub async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Some(id) = session_id(&headers) {
-        if let Some((_, _, csrf)) = state.sessions.get(&id) {
-            let sent = headers
-                .get("x-csrf-token")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if !bool::from(sent.as_bytes().ct_eq(csrf.as_bytes())) {
-                return (StatusCode::FORBIDDEN, Json(json!({"Code": "InvalidCsrfToken", "Message": "The request lacks the session's CSRF token."}))).into_response();
+        if let Some(s) = state.sessions.get(&id) {
+            if !csrf_matches(&headers, &s.csrf) {
+                return csrf_refused();
             }
         }
         state.sessions.remove(&id);
     }
     (
-        [(
-            header::SET_COOKIE,
-            format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-        )],
+        [(header::SET_COOKIE, cookie(&state, "", 0))],
         Json(json!({})),
     )
         .into_response()

@@ -27,6 +27,8 @@ pub const ACTIONS: &[&str] = &[
     "ListUsers",
     "DeleteUser",
     "CreateLoginProfile",
+    "UpdateLoginProfile",
+    "DeleteLoginProfile",
     "CreateAccessKey",
     "ListAccessKeys",
     "UpdateAccessKey",
@@ -135,6 +137,23 @@ async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
             Ok(Body200::new())
         }
         "CreateLoginProfile" => create_login_profile(ctx).await,
+        "UpdateLoginProfile" => update_login_profile(ctx).await,
+        "DeleteLoginProfile" => {
+            let name = user_param(ctx, "DeleteLoginProfile")?;
+            if ctx.state.store.user(ctx.account(), &name).await?.is_none() {
+                return Err(CoreError::UserNotFound(name));
+            }
+            // The user's console sessions end with it (they are bound to the stored hash).
+            if !ctx
+                .state
+                .store
+                .delete_login_profile(ctx.account(), &name)
+                .await?
+            {
+                return Err(CoreError::LoginProfileNotFound(name));
+            }
+            Ok(Body200::new())
+        }
         "CreateAccessKey" => create_access_key(ctx).await,
         "ListAccessKeys" => list_access_keys(ctx).await,
         "UpdateAccessKey" => update_access_key(ctx).await,
@@ -297,9 +316,7 @@ async fn create_login_profile(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     if ctx.state.store.user(ctx.account(), &name).await?.is_none() {
         return Err(CoreError::UserNotFound(name));
     }
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
-        .await
-        .map_err(|e| CoreError::Internal(format!("password hashing task: {e}")))??;
+    let hash = ctx.state.cpu.run(move || password::hash(&pw)).await??;
     ctx.state
         .store
         .set_login_profile(ctx.account(), &name, &hash)
@@ -313,6 +330,39 @@ async fn create_login_profile(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
             "CreateDate": date(Utc::now()),
         }),
     )]))
+}
+
+/// Sets a new console password (`Password` is optional, as on the vendor: without it nothing
+/// changes). The new hash has a new salt, which ends the user's console sessions.
+async fn update_login_profile(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let name = user_param(ctx, "UpdateLoginProfile")?;
+    let pw = ctx.p.opt("Password").map(str::to_string);
+    if let Some(pw) = &pw {
+        password::check_rules(pw)?;
+    }
+    ctx.p.bool("PasswordResetRequired")?;
+    ctx.p.bool("MFABindRequired")?;
+    if ctx.state.store.user(ctx.account(), &name).await?.is_none() {
+        return Err(CoreError::UserNotFound(name));
+    }
+    if ctx
+        .state
+        .store
+        .login_profile(ctx.account(), &name)
+        .await?
+        .is_none()
+    {
+        return Err(CoreError::LoginProfileNotFound(name));
+    }
+    if let Some(pw) = pw {
+        let pw = zeroize::Zeroizing::new(pw);
+        let hash = ctx.state.cpu.run(move || password::hash(&pw)).await??;
+        ctx.state
+            .store
+            .set_login_profile(ctx.account(), &name, &hash)
+            .await?;
+    }
+    Ok(Body200::new())
 }
 
 /// Whose keys: `UserName`, else the calling user (a RAM user manages its own), else the root.

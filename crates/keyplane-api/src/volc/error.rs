@@ -161,7 +161,8 @@ impl From<CoreError> for VolcError {
             | CoreError::PolicyInUse(_)
             | CoreError::PolicyAlreadyAttached(_)
             | CoreError::PolicyNotAttached(_)
-            | CoreError::InvalidPassword(_)) => {
+            | CoreError::InvalidPassword(_)
+            | CoreError::LoginProfileNotFound(_)) => {
                 let ali = crate::aliyun::error::AliError::from(other);
                 e(ali.status.as_u16(), ali.code, ali.message)
             }
@@ -182,6 +183,11 @@ impl From<CoreError> for VolcError {
                 503,
                 "ServiceUnavailable",
                 "The service is temporarily unavailable. Please try again later.",
+            ),
+            CoreError::Busy => e(
+                503,
+                "ServiceUnavailable",
+                "The server is busy with other requests. Please try again later.",
             ),
             CoreError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
@@ -329,6 +335,7 @@ mod tests {
             (CoreError::IdempotentProcessing, 412, "IdempotentProcessing"),
             (CoreError::Internal("x".into()), 500, "InternalError"),
             (CoreError::Throttled, 429, "FlowLimitExceeded"),
+            (CoreError::Busy, 503, "ServiceUnavailable"),
         ];
         for (err, status, code) in cases {
             let v = VolcError::from(err);

@@ -148,8 +148,13 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         ),
     };
     let tags = ctx.p.tags_named("Tags")?;
-    let password_hash =
-        crate::sim::password_hash(ctx.p.opt("Password"), image.os_type, Rule::Volcengine)?;
+    let password_hash = crate::sim::password_hash(
+        &ctx.state.cpu,
+        ctx.p.opt("Password"),
+        image.os_type,
+        Rule::Volcengine,
+    )
+    .await?;
     if ctx.p.bool("DryRun")?.unwrap_or(false) {
         return Err(CoreError::DryRunOperation);
     }
@@ -286,7 +291,7 @@ pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         host_name_param: "Hostname",
         host_name_max: 63,
     };
-    let change = crate::sim::change(&ctx.p, &inst, &rule, description)?;
+    let change = crate::sim::change(&ctx.state.cpu, &ctx.p, &inst, &rule, description).await?;
     let dry_run = ctx.p.bool("DryRun")?.unwrap_or(false);
     crate::sim::modify(ctx.state, &inst, &change, dry_run).await?;
     Ok(Output::new())

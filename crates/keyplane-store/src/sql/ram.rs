@@ -207,6 +207,20 @@ impl SqlStore {
         .map_err(db)
     }
 
+    pub(super) async fn delete_login_profile_impl(
+        &self,
+        account: &str,
+        user: &str,
+    ) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM login_profiles WHERE account_id = $1 AND user_name = $2")
+            .bind(account)
+            .bind(user)
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
     pub(super) async fn create_access_key_impl(
         &self,
         key: &AccessKeyRecord,

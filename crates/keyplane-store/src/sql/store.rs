@@ -427,6 +427,9 @@ impl Store for SqlStore {
     async fn login_profile(&self, account: &str, user: &str) -> Result<Option<String>> {
         self.login_profile_impl(account, user).await
     }
+    async fn delete_login_profile(&self, account: &str, user: &str) -> Result<bool> {
+        self.delete_login_profile_impl(account, user).await
+    }
     async fn create_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()> {
         self.create_access_key_impl(key, max).await
     }

@@ -123,7 +123,7 @@ pub async fn serve(
     store.complete_transitions(chrono::Utc::now()).await?;
     let state = AppState::new(store.clone(), config).await?;
     agent_api::forward_announcements(state.clone()).await?;
-    let background = spawn_background(state.clone());
+    let (stop_background, background) = spawn_background(state.clone());
     let app = router(state.clone());
     axum::serve(
         listener,
@@ -131,7 +131,8 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await?;
-    background.abort();
+    let _ = stop_background.send(());
+    let _ = background.await;
     state.nonces.flush().await?;
     Ok(())
 }
@@ -212,12 +213,21 @@ async fn healthz(State(state): State<Arc<AppState>>) -> (axum::http::StatusCode,
 }
 
 /// Periodic work kept off the request path: flushing and purging nonces, finishing transitions.
-fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Stopped through the returned sender between two rounds, never cancelled inside one: a flush
+/// cut off after it took its batch would lose those nonces, and with them replay protection
+/// across the restart that follows.
+fn spawn_background(
+    state: Arc<AppState>,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
         let mut n: u64 = 0;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut stopped => return,
+            }
             n += 1;
             if let Err(e) = state.nonces.flush().await {
                 tracing::warn!(error = %e, "nonce flush failed; will retry");
@@ -233,5 +243,6 @@ fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
                 }
             }
         }
-    })
+    });
+    (stop, task)
 }

@@ -17,6 +17,7 @@ pub mod native;
 pub mod nonces;
 pub mod params;
 pub mod ram_api;
+pub mod registration_tokens;
 pub mod sim;
 pub mod throttle;
 pub mod volc;

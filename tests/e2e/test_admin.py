@@ -74,3 +74,52 @@ def test_a_throttled_call_is_refused_with_a_retry_hint_and_changes_nothing():
         assert [r["Action"] for r in audit["Records"]] == ["ImportKeyPair"]
     finally:
         s.stop()
+
+
+def register(server, token, login_user="root"):
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(f"http://{server.endpoint}/agent/v1/register", method="POST",
+                                 data=json.dumps({"Token": token, "LoginUser": login_user}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_registration_tokens_expire_are_listed_without_secrets_and_revoked(server):
+    """SPEC section 7: create answers the token, its ID and expiry; list never shows a token;
+    revoke stops it at once, and a revoked token is refused like one that never existed."""
+    out = admin(server, "registration-token", "create", "--region", R, "--zone", "cn-hangzhou-h", "--name", "web-9", "--ttl", "8h")
+    assert out.returncode == 0, out.stderr
+    created = json.loads(out.stdout)
+    assert set(created) == {"Token", "TokenId", "ExpiresAt"} and created["TokenId"].startswith("rt-")
+    default = json.loads(admin(server, "registration-token", "create", "--region", R).stdout)
+
+    listed = admin(server, "registration-token", "list")
+    assert listed.returncode == 0, listed.stderr
+    tokens = json.loads(listed.stdout)["Tokens"]
+    assert tokens == [
+        {"TokenId": created["TokenId"], "Name": "web-9", "ExpiresAt": created["ExpiresAt"], "Used": False},
+        {"TokenId": default["TokenId"], "Name": "", "ExpiresAt": default["ExpiresAt"], "Used": False},
+    ]
+    assert "kprt-" not in listed.stdout
+
+    bad = admin(server, "registration-token", "create", "--region", R, "--ttl", "31d")
+    assert bad.returncode != 0 and "InvalidParameter" in bad.stderr and "30 days" in bad.stderr
+
+    assert register(server, created["Token"], "..")[0] == 400
+    status, reg = register(server, created["Token"])
+    assert status == 200, reg
+    revoked = admin(server, "registration-token", "revoke", default["TokenId"])
+    assert revoked.returncode == 0, revoked.stderr
+    assert json.loads(revoked.stdout) == {"TokenId": default["TokenId"]}
+    unknown = register(server, "kprt-never-issued")
+    dead = register(server, default["Token"])
+    assert dead[0] == unknown[0] == 403 and dead[1]["Message"] == unknown[1]["Message"]
+    tokens = json.loads(admin(server, "registration-token", "list").stdout)["Tokens"]
+    assert [(t["TokenId"], t["Used"]) for t in tokens] == [(created["TokenId"], True)]
+    again = admin(server, "registration-token", "revoke", default["TokenId"])
+    assert again.returncode != 0 and "InvalidParameter" in again.stderr

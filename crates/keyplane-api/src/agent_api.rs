@@ -10,11 +10,17 @@
 //!   after a password reset of a Linux instance.
 //! - `POST /agent/v1/report` `{"AppliedSeq","Fingerprints","PasswordLogin","PasswordVersion","Error"}`:
 //!   what is in effect on the host; the server derives the binding state from it.
+//!
+//! Whoever holds a token or a credential is still an untrusted client: bodies are read up to
+//! [`MAX_BODY_BYTES`] (413 past it), and every field is checked and bounded before anything is
+//! stored (400 `InvalidParameter` naming the field). A LoginUser becomes a path and a user on the
+//! host, so it must be a plain POSIX user name.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +29,7 @@ use keyplane_core::binding::Binding;
 use keyplane_core::ids;
 use keyplane_core::model::{Instance, InstanceStatus, OsType, Provider};
 use keyplane_store::AgentReport;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -100,6 +107,97 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({"Code": code, "Message": message}))).into_response()
 }
 
+/// The largest register or report body: a report is at most a hundred fingerprints and an error
+/// text of 4 KiB, far below this.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+const MAX_FINGERPRINTS: usize = 100;
+const MAX_FINGERPRINT_LEN: usize = 128;
+const MAX_ERROR_LEN: usize = 4096;
+const MAX_OS_NAME_LEN: usize = 255;
+/// A token is `kprt-` and 60 characters; a longer one cannot be a token.
+const MAX_TOKEN_LEN: usize = 128;
+
+/// The JSON body of an agent call, bounded before it is parsed.
+async fn read_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, Response> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "InvalidParameter",
+            "The body must be JSON (Content-Type: application/json).",
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLarge",
+                &format!("The body is larger than {MAX_BODY_BYTES} bytes."),
+            )
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            &format!("The body is not the expected JSON: {e}."),
+        )
+    })
+}
+
+/// A POSIX user name as `useradd` accepts it by default: `^[a-z_][a-z0-9_-]{0,31}$`. This refuses
+/// `.` and `..` (paths), a leading `-` (an option to ssh or a tool) and a trailing `$` (machine
+/// accounts).
+pub fn valid_login_user(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && name.len() <= 32
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// A DNS-style host name: at most 253 characters, dot-separated labels of 1 to 63 letters, digits
+/// and hyphens, none starting or ending with a hyphen.
+pub fn valid_host_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Text shown to people as is (OsName): bounded, with no control characters and none of the
+/// invisible or direction-changing characters that make a listing lie.
+fn valid_display_text(text: &str, max_bytes: usize) -> bool {
+    text.len() <= max_bytes
+        && !text.chars().any(|c| {
+            c.is_control()
+                || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
+        })
+}
+
+/// A fingerprint as the agent reports it: `SHA256:` and base64, or `invalid` for a line it could
+/// not parse. No commas: the store keeps the list comma-separated.
+fn valid_fingerprint(fp: &str) -> bool {
+    fp.len() <= MAX_FINGERPRINT_LEN
+        && !fp.is_empty()
+        && fp
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=:".contains(&b))
+}
+
+fn invalid(message: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, "InvalidParameter", message)
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Registration {
@@ -114,34 +212,41 @@ pub struct Registration {
     host_name: String,
 }
 
-pub async fn register(State(state): State<Arc<AppState>>, Json(r): Json<Registration>) -> Response {
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let r: Registration = match read_body(&headers, body).await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    // Windows hosts are registered by tests and kept for compatibility; the agent itself sends linux.
     let os_type = match r.os_type.as_str() {
         "" | "linux" => OsType::Linux,
         "windows" => OsType::Windows,
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidParameter",
-                "OsType is linux or windows.",
-            )
-        }
+        _ => return invalid("OsType is linux or windows."),
     };
     let login_user = if r.login_user.is_empty() {
         "root".to_string()
     } else {
         r.login_user
     };
-    let valid_user = login_user.len() <= 32
-        && login_user
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    let valid_text = |s: &str| s.len() <= 255 && !s.chars().any(char::is_control);
-    if !valid_user || !valid_text(&r.host_name) || !valid_text(&r.os_name) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "InvalidParameter",
-            "LoginUser, HostName or OsName is not valid.",
+    if r.token.len() > MAX_TOKEN_LEN {
+        return invalid("Token is not a registration token.");
+    }
+    if !valid_login_user(&login_user) {
+        return invalid(
+            "LoginUser must be a POSIX user name: a lowercase letter or _, then up to 31 lowercase letters, digits, _ or -.",
         );
+    }
+    if !r.host_name.is_empty() && !valid_host_name(&r.host_name) {
+        return invalid(
+            "HostName must be a DNS name: at most 253 characters, labels of letters, digits and hyphens.",
+        );
+    }
+    if !valid_display_text(&r.os_name, MAX_OS_NAME_LEN) {
+        return invalid("OsName must be at most 255 bytes of printable text.");
     }
     let id = ids::new_instance_id();
     let credential = format!(
@@ -195,7 +300,7 @@ pub async fn register(State(state): State<Arc<AppState>>, Json(r): Json<Registra
         Ok(None) => error(
             StatusCode::FORBIDDEN,
             "InvalidRegistrationToken",
-            "The registration token is unknown or was used.",
+            "The registration token is unknown, used, expired or revoked.",
         ),
         Err(e) => {
             tracing::error!(error = %e, "registration failed");
@@ -315,18 +420,24 @@ pub struct Report {
 pub async fn report(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Json(r): Json<Report>,
+    body: Body,
 ) -> Response {
     let id = match agent(&state, &headers).await {
         Ok(id) => id,
         Err(r) => return r,
     };
-    if r.fingerprints.len() > 100 || r.error.as_ref().is_some_and(|e| e.len() > 4096) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "InvalidParameter",
-            "The report is too large.",
-        );
+    let r: Report = match read_body(&headers, body).await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    if r.fingerprints.len() > MAX_FINGERPRINTS {
+        return invalid("Fingerprints holds at most 100 fingerprints.");
+    }
+    if !r.fingerprints.iter().all(|f| valid_fingerprint(f)) {
+        return invalid("Fingerprints must be SHA256 fingerprints of at most 128 characters.");
+    }
+    if r.error.as_ref().is_some_and(|e| e.len() > MAX_ERROR_LEN) {
+        return invalid("Error is at most 4096 bytes.");
     }
     let report = AgentReport {
         applied_seq: r.applied_seq,

@@ -19,6 +19,7 @@ pub mod nonces;
 pub mod page_token;
 pub mod params;
 pub mod ram_api;
+pub mod registration_tokens;
 pub mod sim;
 pub mod throttle;
 pub mod volc;
@@ -218,7 +219,10 @@ async fn healthz(State(state): State<Arc<AppState>>) -> (axum::http::StatusCode,
 /// across the restart that follows.
 fn spawn_background(
     state: Arc<AppState>,
-) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));

@@ -8,8 +8,14 @@
 //! - `GET /api/v1/audit?Action=&Principal=&Result=&AccountId=&Since=&MaxResults=&NextToken=`: the
 //!   audit log of the caller's account (the bootstrap root may name any account); a RAM user needs
 //!   an Allow for `keyplane:DescribeAuditRecords`.
-//! - `POST /api/v1/registration-tokens?Region=&Zone=&Name=`: a one-time token for `keyplane agent`
-//!   (`keyplane:CreateRegistrationToken`); answers `{"Token"}`, shown once.
+//! - `POST /api/v1/registration-tokens?Region=&Zone=&Name=&Ttl=`: a one-time token for
+//!   `keyplane agent` (`keyplane:CreateRegistrationToken`); answers `{"Token", "TokenId",
+//!   "ExpiresAt"}`, the token shown once. `Ttl` is `90s`, `15m`, `8h`, `30d` (1 minute to 30 days,
+//!   default 24 h).
+//! - `GET /api/v1/registration-tokens`: `{"Tokens": [{"TokenId", "Name", "ExpiresAt", "Used"}]}`,
+//!   the account's tokens not revoked, without secrets (`keyplane:DescribeRegistrationTokens`).
+//! - `POST /api/v1/registration-tokens/{TokenId}/revoke`: the token no longer registers anything
+//!   (`keyplane:RevokeRegistrationToken`); answers `{"TokenId"}`. See `registration_tokens`.
 //! - `POST /api/v1/ecs/{Action}` (form body): an Alibaba ECS action for the console's session,
 //!   with the same RAM checks and audit as a signed call.
 //! - `GET /api/v1/instances?RegionId=&InstanceId=`: instances with their binding state
@@ -79,7 +85,16 @@ pub async fn handle(
         ("POST", "/api/v1/accounts") => create_account(&state, &caller, &p).await,
         ("GET", "/api/v1/accounts") => list_accounts(&state, &caller).await,
         ("GET", "/api/v1/audit") => audit(&state, &caller, &p).await,
-        ("POST", "/api/v1/registration-tokens") => registration_token(&state, &caller, &p).await,
+        ("POST", "/api/v1/registration-tokens") => {
+            crate::registration_tokens::create(&state, &caller, &p).await
+        }
+        ("GET", "/api/v1/registration-tokens") => {
+            crate::registration_tokens::list(&state, &caller).await
+        }
+        ("POST", path) if revoked_token_id(path).is_some() => {
+            let token_id = revoked_token_id(path).unwrap_or_default();
+            crate::registration_tokens::revoke(&state, &caller, token_id).await
+        }
         ("GET", "/api/v1/instances") => instances(&state, &caller, &p).await,
         _ => Err(CoreError::invalid(
             "path",
@@ -239,49 +254,10 @@ async fn audit(
     ]))
 }
 
-async fn registration_token(
-    state: &AppState,
-    caller: &Caller,
-    p: &Params<'_>,
-) -> Result<serde_json::Map<String, Value>, CoreError> {
-    let region_id = p.required("Region")?;
-    let region = keyplane_core::catalog::region(region_id)
-        .ok_or_else(|| CoreError::RegionNotFound(region_id.into()))?;
-    let zone = match p.opt("Zone") {
-        Some(z) => *region
-            .zones
-            .iter()
-            .find(|x| **x == z)
-            .ok_or_else(|| CoreError::ZoneNotFound(z.into()))?,
-        None => region.zones[0],
-    };
-    let name = p.opt("Name").unwrap_or_default();
-    if name.chars().count() > 128 || name.chars().any(char::is_control) {
-        return Err(CoreError::invalid(
-            "Name",
-            "At most 128 characters, no control characters.",
-        ));
-    }
-    caller.check(
-        "keyplane:CreateRegistrationToken",
-        &caller.instance_arn(region.id, "*"),
-    )?;
-    let token = format!(
-        "kprt-{}{}",
-        ids::new_access_key_secret(),
-        ids::new_access_key_secret()
-    );
-    state
-        .store
-        .create_registration_token(&keyplane_store::RegistrationToken {
-            token_hash: crate::agent_api::sha256_hex(&token),
-            account_id: caller.account_id.clone(),
-            region_id: region.id.into(),
-            zone_id: zone.into(),
-            name: name.into(),
-        })
-        .await?;
-    Ok(crate::aliyun::obj([("Token", json!(token))]))
+/// The `{TokenId}` of `/api/v1/registration-tokens/{TokenId}/revoke`.
+fn revoked_token_id(path: &str) -> Option<&str> {
+    path.strip_prefix("/api/v1/registration-tokens/")?
+        .strip_suffix("/revoke")
 }
 
 async fn instances(

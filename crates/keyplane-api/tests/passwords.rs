@@ -364,6 +364,8 @@ async fn register_host(app: &App, os_type: &str) -> (String, String) {
     let token = format!("kprt-test-{os_type}");
     app.store
         .create_registration_token(&keyplane_store::RegistrationToken {
+            token_id: keyplane_core::ids::new_registration_token_id(),
+            expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
             token_hash: keyplane_api::agent_api::sha256_hex(&token),
             account_id: app.account.clone(),
             region_id: "cn-hangzhou".into(),

@@ -21,6 +21,12 @@ pub fn new_instance_id() -> String {
     format!("i-{}", random_suffix(20))
 }
 
+/// A new registration token ID, `rt-` and 20 characters: the public handle that lists and revokes
+/// a token (the token itself is a separate secret).
+pub fn new_registration_token_id() -> String {
+    format!("rt-{}", random_suffix(20))
+}
+
 /// A new 16-digit account ID that does not start with 0.
 pub fn new_account_id() -> String {
     let mut rng = OsRng;
@@ -54,5 +60,7 @@ mod tests {
         assert!(i[2..].bytes().all(|b| ALPHABET.contains(&b)));
         assert_eq!(new_account_id().len(), 16);
         assert_ne!(new_instance_id(), new_instance_id());
+        let rt = new_registration_token_id();
+        assert!(rt.starts_with("rt-") && rt.len() == 23);
     }
 }

@@ -10,7 +10,7 @@ use keyplane_core::{ids, CoreError, InstanceFailure};
 
 use crate::{
     parse_ts, ts, AccessKeyRecord, AuditFilter, AuditRecord, BindOp, InstanceFilter, KeyPairFilter,
-    Page, PolicyRecord, Store, StoredResponse, TokenClaim, User,
+    Page, PolicyRecord, RegistrationToken, Store, StoredResponse, TokenClaim, User,
 };
 
 const REGION: &str = "cn-hangzhou";
@@ -997,4 +997,125 @@ pub async fn audit(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(other.total, 0);
+}
+
+/// Registration tokens: listed without secrets per account, redeemed once, and refused alike
+/// once expired or revoked; another account can neither see nor revoke them.
+pub async fn registration_tokens(store: &dyn Store) {
+    let account = account(store).await;
+    let other = AccessKeyRecord {
+        id: "LTAIotheraccount".into(),
+        account_id: ids::new_account_id(),
+        user_name: None,
+        secret: "secret".into(),
+        active: true,
+    };
+    store.create_account("other", &other).await.unwrap();
+    let token = |name: &str, account: &str, expires: chrono::DateTime<Utc>| RegistrationToken {
+        token_id: ids::new_registration_token_id(),
+        token_hash: format!("hash-{name}"),
+        account_id: account.into(),
+        region_id: REGION.into(),
+        zone_id: "cn-hangzhou-h".into(),
+        name: name.into(),
+        expires_at: expires,
+    };
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let live = token("live", &account, later);
+    let expired = token(
+        "expired",
+        &account,
+        Utc::now() - chrono::Duration::seconds(1),
+    );
+    let revoked = token("revoked", &account, later);
+    let theirs = token("theirs", &other.account_id, later);
+    for t in [&live, &expired, &revoked, &theirs] {
+        store.create_registration_token(t).await.unwrap();
+    }
+    let host = |account: &str| {
+        let mut i = instance(account, InstanceStatus::Running, OsType::Linux);
+        i.provider = Provider::Host;
+        i
+    };
+
+    // Another account's token is "no such token", and revoking twice is "no such token".
+    assert!(!store
+        .revoke_registration_token(&account, &theirs.token_id)
+        .await
+        .unwrap());
+    assert!(store
+        .revoke_registration_token(&account, &revoked.token_id)
+        .await
+        .unwrap());
+    assert!(!store
+        .revoke_registration_token(&account, &revoked.token_id)
+        .await
+        .unwrap());
+
+    let listed = store.list_registration_tokens(&account).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|t| t.token_id.as_str()).collect();
+    assert_eq!(ids, [live.token_id.as_str(), expired.token_id.as_str()]);
+    assert_eq!(
+        (
+            listed[0].name.as_str(),
+            listed[0].used,
+            listed[0].region_id.as_str()
+        ),
+        ("live", false, REGION)
+    );
+    assert_eq!(
+        listed[0].expires_at.timestamp_micros(),
+        live.expires_at.timestamp_micros()
+    );
+    let theirs_listed = store
+        .list_registration_tokens(&other.account_id)
+        .await
+        .unwrap();
+    assert_eq!(theirs_listed.len(), 1);
+    assert_eq!(theirs_listed[0].token_id, theirs.token_id);
+
+    // Expired, revoked and unknown tokens redeem alike: None, and no instance appears.
+    for hash in ["hash-expired", "hash-revoked", "hash-unknown"] {
+        let h = host(&account);
+        assert_eq!(
+            store
+                .redeem_registration_token(hash, &h, "cred")
+                .await
+                .unwrap(),
+            None,
+            "{hash}"
+        );
+        assert!(store.instance(&account, &h.id).await.unwrap().is_none());
+    }
+    let h = host("ignored");
+    let inst = store
+        .redeem_registration_token("hash-live", &h, "cred")
+        .await
+        .unwrap()
+        .expect("a live token redeems");
+    assert_eq!(
+        (inst.account_id.as_str(), inst.name.as_str()),
+        (account.as_str(), "live")
+    );
+    assert!(store
+        .redeem_registration_token("hash-live", &host(&account), "cred")
+        .await
+        .unwrap()
+        .is_none());
+    let listed = store.list_registration_tokens(&account).await.unwrap();
+    assert!(listed[0].used && !listed[1].used);
+    // Revoking a used token hides it from the listing; the host it registered stays.
+    assert!(store
+        .revoke_registration_token(&account, &live.token_id)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .list_registration_tokens(&account)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store.instance(&account, &inst.id).await.unwrap().is_some());
 }

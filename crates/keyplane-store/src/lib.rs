@@ -155,11 +155,30 @@ pub struct AuditFilter {
 /// A one-time registration token, as stored (only its hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistrationToken {
+    /// The public handle (`rt-` + 20 lowercase alphanumerics) that lists and revokes the token;
+    /// knowing it does not let anyone register.
+    pub token_id: String,
     pub token_hash: String,
     pub account_id: String,
     pub region_id: String,
     pub zone_id: String,
     pub name: String,
+    /// From then on the token redeems like an unknown one.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A registration token as listed: what an operator needs to recognise and revoke it, never the
+/// secret or its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationTokenInfo {
+    pub token_id: String,
+    pub region_id: String,
+    pub zone_id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// An agent registered with it.
+    pub used: bool,
 }
 
 /// What a host's agent needs to make the binding true.
@@ -314,8 +333,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(PolicyRecord, DateTime<Utc>)>>;
 
     async fn create_registration_token(&self, token: &RegistrationToken) -> Result<()>;
+    /// The account's tokens that were not revoked (used and expired ones included), oldest first.
+    async fn list_registration_tokens(&self, account: &str) -> Result<Vec<RegistrationTokenInfo>>;
+    /// Revokes one of the account's tokens; false when the account has no such token (or it was
+    /// revoked already). Another account's token is "no such token".
+    async fn revoke_registration_token(&self, account: &str, token_id: &str) -> Result<bool>;
     /// Uses a token once: inserts the host instance (with the agent's credential hash) in the
-    /// token's account, region and zone. An unknown or used token is `None`.
+    /// token's account, region and zone. An unknown, used, expired or revoked token is `None`,
+    /// all alike, so an answer tells nothing about which tokens exist.
     async fn redeem_registration_token(
         &self,
         token_hash: &str,

@@ -138,4 +138,89 @@ async fn the_database_and_its_side_files_are_private_whatever_the_umask() {
     for f in ["old.db", "old.db-wal", "old.db-shm"] {
         assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
     }
+
+/// A store from before registration tokens expired (migrations up to 0006) keeps its tokens on
+/// upgrade: each gets a TokenId, an unused one expires 24 hours after the upgrade and still
+/// redeems until then, a used one stays used (docs/AGENT.md, "Registration tokens").
+#[tokio::test]
+async fn tokens_from_before_expiry_get_an_id_and_a_day_to_live_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let old = dir.path().join("old-migrations");
+    std::fs::create_dir(&old).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.as_str() < "0007" {
+            std::fs::copy(entry.path(), old.join(&name)).unwrap();
+        }
+    }
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        let at = "2025-01-01T00:00:00.000000Z";
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ('1234', 'default', $1)")
+            .bind(at)
+            .execute(&pool)
+            .await
+            .unwrap();
+        for (hash, used) in [("hash-unused", None), ("hash-used", Some(at))] {
+            sqlx::query(
+                "INSERT INTO registration_tokens (token_hash, account_id, region_id, zone_id, name, created_at, used_at) \
+                 VALUES ($1, '1234', 'cn-hangzhou', 'cn-hangzhou-h', $1, $2, $3)",
+            )
+            .bind(hash)
+            .bind(at)
+            .bind(used)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+    let before = chrono::Utc::now();
+    let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    let after = chrono::Utc::now();
+    let listed = keyplane_store::Store::list_registration_tokens(&s, "1234")
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    let (unused, used) = if listed[0].name == "hash-unused" {
+        (&listed[0], &listed[1])
+    } else {
+        (&listed[1], &listed[0])
+    };
+    for t in [unused, used] {
+        assert!(t.token_id.starts_with("rt-") && t.token_id.len() == 23);
+        assert!(t.token_id[3..]
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    }
+    assert_ne!(unused.token_id, used.token_id);
+    assert!(!unused.used && used.used);
+    let day = chrono::Duration::hours(24);
+    let slack = chrono::Duration::seconds(1);
+    assert!(unused.expires_at >= before + day - slack && unused.expires_at <= after + day + slack);
+    assert!(used.expires_at < before);
+    let mut host = conformance::instance(
+        "1234",
+        keyplane_core::model::InstanceStatus::Running,
+        keyplane_core::model::OsType::Linux,
+    );
+    host.provider = keyplane_core::model::Provider::Host;
+    assert!(
+        keyplane_store::Store::redeem_registration_token(&s, "hash-unused", &host, "c")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

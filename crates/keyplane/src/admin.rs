@@ -51,7 +51,8 @@ enum AdminCommand {
 
 #[derive(clap::Subcommand)]
 enum TokenCommand {
-    /// A one-time token for `keyplane agent --token`; prints `{"Token": …}`.
+    /// A one-time token for `keyplane agent --token`; prints `{"Token", "TokenId", "ExpiresAt"}`
+    /// (the token is shown only this once).
     Create {
         #[arg(long)]
         region: String,
@@ -59,7 +60,16 @@ enum TokenCommand {
         zone: Option<String>,
         #[arg(long)]
         name: Option<String>,
+        /// How long the token can be used: `90s`, `15m`, `8h`, `30d` (1 minute to 30 days;
+        /// 24 hours when absent).
+        #[arg(long)]
+        ttl: Option<String>,
     },
+    /// The account's tokens not revoked: `{"Tokens": [{"TokenId", "Name", "ExpiresAt", "Used"}]}`
+    /// (never the tokens themselves).
+    List,
+    /// Revokes a token by its ID (`rt-…`): no agent can register with it any more.
+    Revoke { token_id: String },
 }
 
 #[derive(clap::Subcommand)]
@@ -96,10 +106,16 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
             }
             answer
         }
-        AdminCommand::RegistrationToken(TokenCommand::Create { region, zone, name }) => {
+        AdminCommand::RegistrationToken(TokenCommand::Create {
+            region,
+            zone,
+            name,
+            ttl,
+        }) => {
             let mut q: Vec<(String, String)> = vec![("Region".into(), region)];
             q.extend(zone.map(|z| ("Zone".to_string(), z)));
             q.extend(name.map(|n| ("Name".to_string(), n)));
+            q.extend(ttl.map(|t| ("Ttl".to_string(), t)));
             let answer = client
                 .call(
                     "POST",
@@ -110,7 +126,52 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
                 )
                 .await?;
             if answer.status.is_success() {
-                println!("{}", serde_json::json!({"Token": answer.body["Token"]}));
+                let b = &answer.body;
+                println!(
+                    "{}",
+                    serde_json::json!({"Token": b["Token"], "TokenId": b["TokenId"], "ExpiresAt": b["ExpiresAt"]})
+                );
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            answer
+        }
+        AdminCommand::RegistrationToken(TokenCommand::List) => {
+            let answer = client
+                .call(
+                    "GET",
+                    "/api/v1/registration-tokens",
+                    "DescribeRegistrationTokens",
+                    "v1",
+                    &[],
+                )
+                .await?;
+            if answer.status.is_success() {
+                let out = serde_json::json!({"Tokens": answer.body["Tokens"]});
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            answer
+        }
+        AdminCommand::RegistrationToken(TokenCommand::Revoke { token_id }) => {
+            // The ID goes into the path: anything but an ID's characters is refused here rather
+            // than sent as another path.
+            if !token_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                anyhow::bail!("{token_id:?} is not a registration token ID (rt-…)");
+            }
+            let answer = client
+                .call(
+                    "POST",
+                    &format!("/api/v1/registration-tokens/{token_id}/revoke"),
+                    "RevokeRegistrationToken",
+                    "v1",
+                    &[],
+                )
+                .await?;
+            if answer.status.is_success() {
+                println!("{}", serde_json::json!({"TokenId": answer.body["TokenId"]}));
                 return Ok(std::process::ExitCode::SUCCESS);
             }
             answer

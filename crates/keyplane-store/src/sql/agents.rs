@@ -8,23 +8,73 @@ use sqlx::Row;
 use super::rows::{insert_instance, instance_from_row};
 use super::store::{db, write_binding};
 use super::SqlStore;
-use crate::{ts, AgentDesired, AgentReport, RegistrationToken, Result};
+use crate::{
+    parse_ts, ts, AgentDesired, AgentReport, RegistrationToken, RegistrationTokenInfo, Result,
+};
 
 impl SqlStore {
     pub(super) async fn create_registration_token_impl(&self, t: &RegistrationToken) -> Result<()> {
         sqlx::query(
-            "INSERT INTO registration_tokens (token_hash, account_id, region_id, zone_id, name, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO registration_tokens (token_hash, token_id, account_id, region_id, zone_id, name, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&t.token_hash)
+        .bind(&t.token_id)
         .bind(&t.account_id)
         .bind(&t.region_id)
         .bind(&t.zone_id)
         .bind(&t.name)
         .bind(ts(Utc::now()))
+        .bind(ts(t.expires_at))
         .execute(&self.writer)
         .await
         .map_err(db)?;
         Ok(())
+    }
+
+    pub(super) async fn list_registration_tokens_impl(
+        &self,
+        account: &str,
+    ) -> Result<Vec<RegistrationTokenInfo>> {
+        let rows = sqlx::query(
+            "SELECT token_id, region_id, zone_id, name, created_at, expires_at, used_at FROM registration_tokens \
+             WHERE account_id = $1 AND revoked_at IS NULL ORDER BY created_at, token_id",
+        )
+        .bind(account)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RegistrationTokenInfo {
+                    token_id: r.get(0),
+                    region_id: r.get(1),
+                    zone_id: r.get(2),
+                    name: r.get(3),
+                    created_at: parse_ts(&r.get::<String, _>(4))?,
+                    expires_at: parse_ts(&r.get::<String, _>(5))?,
+                    used: r.get::<Option<String>, _>(6).is_some(),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn revoke_registration_token_impl(
+        &self,
+        account: &str,
+        token_id: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE registration_tokens SET revoked_at = $1 \
+             WHERE account_id = $2 AND token_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(ts(Utc::now()))
+        .bind(account)
+        .bind(token_id)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn redeem_registration_token_impl(
@@ -34,9 +84,16 @@ impl SqlStore {
         credential_hash: &str,
     ) -> Result<Option<Instance>> {
         let mut tx = self.begin().await?;
+        // One statement checks and claims the token, so no check can go stale before the claim.
+        // The timestamps are fixed-width UTC text (`ts`), so comparing the text compares the times.
+        let now = ts(Utc::now());
         let row = sqlx::query(
-            "SELECT account_id, region_id, zone_id, name FROM registration_tokens WHERE token_hash = $1 AND used_at IS NULL",
+            "UPDATE registration_tokens SET used_at = $1, instance_id = $2 \
+             WHERE token_hash = $3 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1 \
+             RETURNING account_id, region_id, zone_id, name",
         )
+        .bind(&now)
+        .bind(&instance.id)
         .bind(token_hash)
         .fetch_optional(&mut *tx)
         .await
@@ -57,15 +114,6 @@ impl SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        sqlx::query(
-            "UPDATE registration_tokens SET used_at = $1, instance_id = $2 WHERE token_hash = $3",
-        )
-        .bind(ts(Utc::now()))
-        .bind(&inst.id)
-        .bind(token_hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(Some(inst))
     }

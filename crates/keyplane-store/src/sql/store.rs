@@ -18,7 +18,8 @@ use super::{push_name_pattern, ram, Db, DbRow, SqlStore, BACKEND};
 use crate::{
     ts, AccessKeyInfo, AccessKeyRecord, AgentDesired, AgentReport, AuditFilter, AuditRecord,
     BindOp, InstanceChange, InstanceFilter, InstanceOutcome, KeyPairFilter, Listing, Page,
-    PolicyRecord, RegistrationToken, Result, Store, StoredResponse, TokenClaim, User,
+    PolicyRecord, RegistrationToken, RegistrationTokenInfo, Result, Store, StoredResponse,
+    TokenClaim, User,
 };
 
 /// A database error as the API sees it: the database being out of reach is `ServiceUnavailable`
@@ -476,6 +477,12 @@ impl Store for SqlStore {
     }
     async fn create_registration_token(&self, token: &RegistrationToken) -> Result<()> {
         self.create_registration_token_impl(token).await
+    }
+    async fn list_registration_tokens(&self, account: &str) -> Result<Vec<RegistrationTokenInfo>> {
+        self.list_registration_tokens_impl(account).await
+    }
+    async fn revoke_registration_token(&self, account: &str, token_id: &str) -> Result<bool> {
+        self.revoke_registration_token_impl(account, token_id).await
     }
     async fn redeem_registration_token(
         &self,

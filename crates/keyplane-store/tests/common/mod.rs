@@ -53,6 +53,12 @@ macro_rules! conformance_tests {
         }
 
         #[tokio::test]
+        async fn registration_tokens_expire_are_revoked_and_stay_in_their_account() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::registration_tokens(&s).await;
+        }
+
+        #[tokio::test]
         async fn the_audit_log_appends_filters_and_pages() {
             let (_g, s) = $fresh().await;
             keyplane_store::conformance::audit(&s).await;

@@ -1,0 +1,19 @@
+-- Registration tokens that expire and can be listed and revoked (docs/AGENT.md, "Registration
+-- tokens"). token_id is the public handle (the secret stays stored only as its SHA-256);
+-- expires_at and revoked_at are `ts` text like every other time, so they compare as text.
+ALTER TABLE registration_tokens ADD COLUMN token_id TEXT;
+ALTER TABLE registration_tokens ADD COLUMN expires_at TEXT;
+ALTER TABLE registration_tokens ADD COLUMN revoked_at TEXT;
+
+-- Tokens made before this release had no expiry: an unused one gets the default lifetime (24 h)
+-- from the upgrade, so a token lying around in a shell history stops working a day later; a used
+-- one expired when it was used.
+UPDATE registration_tokens SET
+    token_id = 'rt-' || lower(hex(randomblob(10))),
+    expires_at = CASE
+        WHEN used_at IS NULL THEN strftime('%Y-%m-%dT%H:%M:%f', 'now', '+1 day') || '000Z'
+        ELSE used_at
+    END;
+
+CREATE UNIQUE INDEX registration_tokens_token_id ON registration_tokens (token_id);
+CREATE INDEX registration_tokens_account ON registration_tokens (account_id, created_at);

@@ -138,6 +138,7 @@ async fn the_database_and_its_side_files_are_private_whatever_the_umask() {
     for f in ["old.db", "old.db-wal", "old.db-shm"] {
         assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
     }
+}
 
 /// A store from before registration tokens expired (migrations up to 0006) keeps its tokens on
 /// upgrade: each gets a TokenId, an unused one expires 24 hours after the upgrade and still

@@ -13,12 +13,14 @@ pub mod authz;
 pub mod config;
 pub mod console;
 pub mod idempotency;
+pub mod listener;
 pub mod native;
 pub mod nonces;
 pub mod params;
 pub mod ram_api;
 pub mod sim;
 pub mod throttle;
+pub mod tls;
 pub mod volc;
 pub mod wire;
 
@@ -104,12 +106,7 @@ pub async fn serve(
     agent_api::forward_announcements(state.clone()).await?;
     let background = spawn_background(state.clone());
     let app = router(state.clone());
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    listener::run(listener, app, &state.config, shutdown).await?;
     background.abort();
     state.nonces.flush().await?;
     Ok(())

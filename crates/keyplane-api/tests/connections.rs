@@ -65,7 +65,9 @@ fn tls_config(dir: &Path) -> ServerConfig {
 /// The certificate a fresh TLS connection to `addr` is shown, verified against `ca`.
 async fn presented_certificate(addr: &str, ca: &Ca) -> Vec<u8> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(ca.cert.der().to_vec())).unwrap();
+    roots
+        .add(CertificateDer::from(ca.cert.der().to_vec()))
+        .unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -97,7 +99,11 @@ async fn a_tls_server_answers_a_client_that_trusts_its_ca_and_no_other() {
     let base = format!("https://{}", app.host);
 
     let trusting = client_trusting(&ca);
-    let health = trusting.get(format!("{base}/healthz")).send().await.unwrap();
+    let health = trusting
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     // A signed vendor call over TLS, with the peer address still reaching the handler.
     let query = common::pairs(&[("RegionId", "cn-hangzhou")]);
@@ -150,7 +156,11 @@ async fn a_reload_serves_the_new_certificate_and_a_failed_reload_keeps_the_old()
     assert_eq!(presented_certificate(&app.host, &ca).await, second);
 
     // A renewal caught half-written: the reload fails and the server keeps its certificate.
-    std::fs::write(certs.path().join("key.pem"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    std::fs::write(
+        certs.path().join("key.pem"),
+        "-----BEGIN PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let err = handle.reload().unwrap_err();
     assert!(format!("{err:#}").contains("key.pem"), "{err:#}");
     assert_eq!(presented_certificate(&app.host, &ca).await, second);
@@ -170,8 +180,8 @@ fn missing_or_empty_certificate_files_are_clear_start_up_errors() {
     let err = TlsCerts::load(&dir.path().join("no.pem"), &dir.path().join("no.key")).unwrap_err();
     assert!(format!("{err:#}").contains("no.pem"), "{err:#}");
     std::fs::write(dir.path().join("empty.pem"), "").unwrap();
-    let err = TlsCerts::load(&dir.path().join("empty.pem"), &dir.path().join("no.key"))
-        .unwrap_err();
+    let err =
+        TlsCerts::load(&dir.path().join("empty.pem"), &dir.path().join("no.key")).unwrap_err();
     assert!(
         format!("{err:#}").contains("holds no PEM certificate"),
         "{err:#}"

@@ -54,7 +54,14 @@ impl Server {
     fn start(dir: &Path, extra: &[&str]) -> Self {
         let db = format!("sqlite://{}", dir.join("k.db").display());
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--db", &db, "--log-json"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                &db,
+                "--log-json",
+            ])
             .args(extra)
             .env("KEYPLANE_ROOT_ACCESS_KEY_ID", AK)
             .env("KEYPLANE_ROOT_ACCESS_KEY_SECRET", SECRET)

@@ -2,7 +2,11 @@
 and clients built from the vendors' official SDKs pointed at it (nothing is mocked).
 
 The store is SQLite, or, when KEYPLANE_E2E_POSTGRES names a PostgreSQL superuser URL, a fresh
-PostgreSQL database per server (scripts/test.sh runs the suite both ways)."""
+PostgreSQL database per server (scripts/test.sh runs the suite both ways).
+
+With KEYPLANE_E2E_TLS=1 every server serves HTTPS with a certificate from a throwaway CA made here
+with `openssl`, and every client trusts that CA: the SDKs through their own options, the `keyplane`
+CLI and agent through KEYPLANE_CA_FILE, urllib through SSL_CERT_FILE."""
 
 import os
 import secrets
@@ -25,6 +29,38 @@ NO_AGENT = "centos_7_9_x64_20G_noagent_20200101.vhd"
 
 
 POSTGRES = os.environ.get("KEYPLANE_E2E_POSTGRES")
+TLS = os.environ.get("KEYPLANE_E2E_TLS") == "1"
+SCHEME = "https" if TLS else "http"
+
+
+def make_certificates():
+    """A CA and a server certificate for 127.0.0.1 signed by it; returns (ca, cert, key) paths."""
+    d = tempfile.mkdtemp(prefix="kp-e2e-tls-")
+    ca, ca_key, cert, key, csr = (os.path.join(d, n) for n in
+                                  ("ca.pem", "ca.key", "cert.pem", "key.pem", "cert.csr"))
+    ext = os.path.join(d, "leaf.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
+                "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = lambda args: subprocess.run(["openssl", *args], check=True, capture_output=True)
+    run(["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
+         "-subj", "/CN=keyplane e2e CA", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    run(["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"])
+    run(["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", cert, "-days", "2", "-extfile", ext])
+    return ca, cert, key
+
+
+CA = CERT = KEY = None
+if TLS:
+    CA, CERT, KEY = make_certificates()
+    # Inherited by the keyplane CLI and agent this suite starts, and read by urllib and requests.
+    os.environ.update(KEYPLANE_CA_FILE=CA, SSL_CERT_FILE=CA, REQUESTS_CA_BUNDLE=CA)
+    # The old SDK's requests default to HTTP, for every AcsClient a test makes.
+    from aliyunsdkcore.request import set_default_protocol_type
+    set_default_protocol_type("https")
 
 
 def new_postgres_database():
@@ -61,6 +97,11 @@ class Server:
     def endpoint(self):
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def url(self):
+        """The base URL, `http://` or (KEYPLANE_E2E_TLS=1) `https://`."""
+        return f"{SCHEME}://{self.endpoint}"
+
     def start(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYPLANE_ROOT_")}
         if self.root_env:
@@ -68,11 +109,12 @@ class Server:
         env.update(self.env_extra)
         log = open(os.path.join(self.dir, "server.log"), "ab")
         self.proc = subprocess.Popen(
-            [BINARY, "serve", "--listen", self.endpoint, "--db", self.db, "--data-dir", self.dir],
+            [BINARY, "serve", "--listen", self.endpoint, "--db", self.db, "--data-dir", self.dir,
+             *(["--tls-cert", CERT, "--tls-key", KEY] if TLS else [])],
             env=env, stdout=log, stderr=subprocess.STDOUT)
         for _ in range(200):
             try:
-                with urllib.request.urlopen(f"http://{self.endpoint}/healthz", timeout=1) as r:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
                     if r.status == 200:
                         return
             except OSError:
@@ -134,7 +176,9 @@ def tea_client(server, v1=False, ak=AK, sk=SK):
     from alibabacloud_ecs20140526.client import Client
     from alibabacloud_tea_openapi import models as om
     cfg = om.Config(access_key_id=ak, access_key_secret=sk, region_id=REGION,
-                    endpoint=server.endpoint, protocol="http")
+                    endpoint=server.endpoint, protocol=SCHEME)
+    if CA:
+        cfg.ca = CA
     if v1:
         cfg.signature_algorithm = "v2"
     return Client(cfg)
@@ -156,6 +200,6 @@ def tea_v1(server):
 def core(server):
     """The old official SDK (aliyun-python-sdk-core), V1 signing."""
     from aliyunsdkcore.client import AcsClient
-    client = AcsClient(AK, SK, REGION)
+    client = AcsClient(AK, SK, REGION, verify=CA)
     client.add_endpoint(REGION, "Ecs", server.endpoint)
     return client

@@ -17,7 +17,7 @@ R = "cn-hangzhou"
 
 def admin(server, *args, ak=AK, sk=SK):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KEYPLANE_", "ALIBABA_CLOUD_"))}
-    env.update(KEYPLANE_ENDPOINT=f"http://{server.endpoint}", KEYPLANE_ACCESS_KEY_ID=ak, KEYPLANE_ACCESS_KEY_SECRET=sk)
+    env.update(KEYPLANE_ENDPOINT=server.url, KEYPLANE_ACCESS_KEY_ID=ak, KEYPLANE_ACCESS_KEY_SECRET=sk)
     return subprocess.run([BINARY, "admin", *args], env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -84,7 +84,7 @@ class Host:
 
 def admin(server, *args):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KEYPLANE_", "ALIBABA_CLOUD_"))}
-    env.update(KEYPLANE_ENDPOINT=f"http://{server.endpoint}", KEYPLANE_ACCESS_KEY_ID=AK, KEYPLANE_ACCESS_KEY_SECRET=SK)
+    env.update(KEYPLANE_ENDPOINT=server.url, KEYPLANE_ACCESS_KEY_ID=AK, KEYPLANE_ACCESS_KEY_SECRET=SK)
     out = subprocess.run([BINARY, "admin", *args], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -99,7 +99,7 @@ def host():
 
 def start_agent(server, host, state_dir, token):
     return subprocess.Popen(
-        [BINARY, "agent", "--server", f"http://{server.endpoint}", "--token", token, "--state-dir", state_dir,
+        [BINARY, "agent", "--server", server.url, "--token", token, "--state-dir", state_dir,
          "--login-user", host.user, "--sshd-config", host.config, "--sshd-dropin-dir", host.dropins,
          "--sshd-bin", "/usr/sbin/sshd", "--reload-command", f"kill -HUP $(cat {host.dir}/sshd.pid)",
          "--check-interval", "1"],

@@ -48,7 +48,7 @@ def cli(args, env_extra, clear=True):
 
 
 def test_the_cli_calls_actions_and_exits_non_zero_with_the_vendor_code(server):
-    env = dict(KEYPLANE_ENDPOINT=f"http://{server.endpoint}", KEYPLANE_REGION="cn-hangzhou",
+    env = dict(KEYPLANE_ENDPOINT=server.url, KEYPLANE_REGION="cn-hangzhou",
                KEYPLANE_ACCESS_KEY_ID=AK, KEYPLANE_ACCESS_KEY_SECRET=SK)
     _, line = ssh_keygen()
     out = cli(["ImportKeyPair", "--KeyPairName", "from-cli", "--PublicKeyBody", line], dict(env))
@@ -65,13 +65,13 @@ def test_the_cli_calls_actions_and_exits_non_zero_with_the_vendor_code(server):
 
 def test_the_cli_reads_the_vendor_environment_and_a_profile_file(server, tmp_path):
     vendor = dict(ALIBABA_CLOUD_ACCESS_KEY_ID=AK, ALIBABA_CLOUD_ACCESS_KEY_SECRET=SK)
-    out = cli(["--endpoint", f"http://{server.endpoint}", "--region", "cn-beijing", "DescribeZones"], vendor)
+    out = cli(["--endpoint", server.url, "--region", "cn-beijing", "DescribeZones"], vendor)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["Zones"]["Zone"][0]["ZoneId"].startswith("cn-beijing")
     home = tmp_path / "home"
     (home / ".keyplane").mkdir(parents=True)
     (home / ".keyplane" / "profile.json").write_text(json.dumps({
-        "endpoint": f"http://{server.endpoint}", "region": "cn-shanghai",
+        "endpoint": server.url, "region": "cn-shanghai",
         "access_key_id": AK, "access_key_secret": SK}))
     out = cli(["DescribeZones"], {"HOME": str(home)})
     assert out.returncode == 0, out.stderr

@@ -10,7 +10,7 @@ from aliyunsdkecs.request.v20140526 import (AttachKeyPairRequest, CreateKeyPairR
                                             ImportKeyPairRequest, RebootInstanceRequest, RunInstancesRequest,
                                             StartInstanceRequest, StopInstanceRequest)
 
-from conftest import LINUX, WINDOWS
+from conftest import CA, LINUX, WINDOWS
 from helpers import ids_json, md5_fingerprint, sdk_error, ssh_keygen
 
 
@@ -91,7 +91,7 @@ def test_vendor_errors_reach_the_old_sdk_as_server_exceptions(core):
 
 def test_a_wrong_secret_is_recognised_by_the_old_sdk(server):
     from aliyunsdkcore.client import AcsClient
-    c = AcsClient("LTAI5tEndToEndTests01", "wrong-secret", "cn-hangzhou")
+    c = AcsClient("LTAI5tEndToEndTests01", "wrong-secret", "cn-hangzhou", verify=CA)
     c.add_endpoint("cn-hangzhou", "Ecs", server.endpoint)
     req = DescribeKeyPairsRequest.DescribeKeyPairsRequest()
     try:

@@ -56,9 +56,9 @@ def test_a_nonce_used_on_one_server_is_refused_on_the_other(pair):
     req.set_accept_format("JSON")
     req.set_method("GET")
     path = req.get_url(R, AK, SK)
-    status, body, _ = get(f"http://{a.endpoint}{path}")
+    status, body, _ = get(f"{a.url}{path}")
     assert status == 200, body
-    status, body, _ = get(f"http://{b.endpoint}{path}")
+    status, body, _ = get(f"{b.url}{path}")
     assert (status, json.loads(body)["Code"]) == (400, "SignatureNonceUsed")
 
 
@@ -132,20 +132,20 @@ def test_concurrent_attach_calls_through_both_servers_end_in_a_serial_order(pair
 def test_an_agent_on_one_server_hears_a_reboot_issued_on_the_other(pair):
     a, b = pair
     token = admin(a, "registration-token", "create", "--region", R, "--name", "web-1")["Token"]
-    req = urllib.request.Request(f"http://{a.endpoint}/agent/v1/register", method="POST",
+    req = urllib.request.Request(f"{a.url}/agent/v1/register", method="POST",
                                  data=json.dumps({"Token": token, "LoginUser": "root"}).encode(),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req) as r:
         reg = json.loads(r.read())
     auth = {"Authorization": f"Bearer {reg['InstanceId']}:{reg['Credential']}"}
-    _, body, headers = get(f"http://{a.endpoint}/agent/v1/desired", auth)
+    _, body, headers = get(f"{a.url}/agent/v1/desired", auth)
     seq = json.loads(body)["ApplySeq"]
     # The agent long-polls server A for up to 30 s; the reboot goes to server B.
     result = {}
 
     def poll():
         started = time.monotonic()
-        result["reply"] = get(f"http://{a.endpoint}/agent/v1/desired?wait=30", {**auth, "If-None-Match": headers["ETag"]})
+        result["reply"] = get(f"{a.url}/agent/v1/desired?wait=30", {**auth, "If-None-Match": headers["ETag"]})
         result["seconds"] = time.monotonic() - started
         result["after_reboot"] = time.monotonic() - result["rebooted"]
 

@@ -11,7 +11,7 @@ from alibabacloud_ram20150501 import models as rm
 from alibabacloud_ram20150501.client import Client as RamClient
 from alibabacloud_tea_openapi import utils_models as om
 
-from conftest import AK, LINUX, SK, tea_client
+from conftest import AK, CA, LINUX, SCHEME, SK, tea_client
 from helpers import ids_json, sdk_error, ssh_keygen
 from volc_helpers import api_error, volc
 
@@ -19,7 +19,7 @@ R = "cn-hangzhou"
 
 
 def ram(server, ak=AK, sk=SK):
-    return RamClient(om.Config(access_key_id=ak, access_key_secret=sk, endpoint=server.endpoint, protocol="http"))
+    return RamClient(om.Config(access_key_id=ak, access_key_secret=sk, endpoint=server.endpoint, protocol=SCHEME, ca=CA))
 
 
 @pytest.fixture
@@ -155,10 +155,10 @@ def test_an_oversized_policy_document_is_refused(server):
     # A 1 MB document in a form body (V1-signed like pop-core): refused before or by the policy rules.
     from aliyunsdkcore.client import AcsClient
     from aliyunsdkcore.request import CommonRequest
-    c = AcsClient(AK, SK, "cn-hangzhou")
+    c = AcsClient(AK, SK, "cn-hangzhou", verify=CA)
     req = CommonRequest(domain=server.endpoint, version="2015-05-01", action_name="CreatePolicy")
     req.set_method("POST")
-    req.set_protocol_type("http")
+    req.set_protocol_type(SCHEME)
     req.add_body_params("PolicyName", "huge")
     req.add_body_params("PolicyDocument", json.dumps({"Version": "1", "Statement": [{"Effect": "Allow", "Action": "ecs:*", "Resource": ["acs:ecs:*:*:instance/" + "a" * 1_000_000]}]}))
     status, code = sdk_error(lambda: c.do_action_with_exception(req))

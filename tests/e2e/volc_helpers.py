@@ -11,13 +11,15 @@ import volcenginesdkcore
 import volcenginesdkecs
 from volcenginesdkcore.signv4 import SignerV4
 
-from conftest import AK, SK
+from conftest import AK, CA, SCHEME, SK
 
 
 def volc(server, region="cn-beijing", ak=AK, sk=SK, retries=True):
     cfg = volcenginesdkcore.Configuration()
     cfg.ak, cfg.sk, cfg.region = ak, sk, region
-    cfg.host, cfg.scheme = server.endpoint, "http"
+    cfg.host, cfg.scheme = server.endpoint, SCHEME
+    if CA:
+        cfg.ssl_ca_cert = CA
     cfg.auto_retry = retries
     return volcenginesdkecs.ECSApi(volcenginesdkcore.ApiClient(cfg))
 
@@ -29,7 +31,7 @@ def raw(server, action, params, region="cn-beijing", service="ecs", sk=SK, mutat
     SignerV4.sign("/", "GET", headers, "", [], query, AK, sk, region, service)
     if mutate_headers:
         mutate_headers(headers)
-    url = f"http://{server.endpoint}/?{urllib.parse.urlencode(query)}"
+    url = f"{server.url}/?{urllib.parse.urlencode(query)}"
     req = urllib.request.Request(url, headers={k: v for k, v in headers.items() if k != "Host"})
     try:
         with urllib.request.urlopen(req, timeout=30) as r:

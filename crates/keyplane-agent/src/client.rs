@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use crate::apply::{Desired, Observed};
+use crate::transport::Transport;
 
 /// Answers larger than this are not read (a server never sends one).
 pub const MAX_RESPONSE: usize = 64 * 1024;
@@ -35,10 +36,17 @@ async fn read_json(resp: reqwest::Response) -> anyhow::Result<Value> {
 }
 
 impl Client {
+    /// A client with the default transport: system roots, plain HTTP only to this host.
     pub fn new(server: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(90))
-            .build()?;
+        Self::with_transport(server, &Transport::default())
+    }
+
+    /// A client for `server` that speaks HTTPS as `transport` says (see [`crate::transport`]).
+    pub fn with_transport(server: &str, transport: &Transport) -> anyhow::Result<Self> {
+        let http = transport.client(
+            server,
+            reqwest::Client::builder().timeout(Duration::from_secs(90)),
+        )?;
         Ok(Self {
             base: server.trim_end_matches('/').to_string(),
             http,

@@ -8,8 +8,14 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
-    /// The keyplane server, e.g. `http://keyplane.internal:8080`.
+    /// The keyplane server, e.g. `https://keyplane.internal:8443`. Plain `http://` only to a
+    /// loopback address, unless `insecure_http`.
     pub server: String,
+    /// Trust only the CA certificates in this PEM file (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// Allow plain `http://` to a server that is not on this host: the registration token and the
+    /// agent's credential then cross the network in clear.
+    pub insecure_http: bool,
     /// A one-time registration token (needed only until the agent has registered).
     pub token: Option<String>,
     /// Where the instance ID and the credential are kept (0700; the credential 0600).
@@ -38,6 +44,8 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             server: "http://127.0.0.1:8080".into(),
+            ca_file: None,
+            insecure_http: false,
             token: None,
             state_dir: "/var/lib/keyplane-agent".into(),
             login_user: None,
@@ -61,6 +69,14 @@ impl AgentConfig {
         Ok(toml::from_str(&text)?)
     }
 
+    /// How the agent reaches the server.
+    pub fn transport(&self) -> crate::transport::Transport {
+        crate::transport::Transport {
+            ca_file: self.ca_file.clone(),
+            insecure_http: self.insecure_http,
+        }
+    }
+
     /// The drop-in that sorts first: sshd keeps the first value it reads.
     pub fn dropin_path(&self) -> PathBuf {
         self.sshd_dropin_dir.join("00-keyplane.conf")
@@ -75,7 +91,9 @@ mod tests {
     fn the_packaged_example_file_parses_and_unknown_keys_are_refused() {
         let example = include_str!("../../../packaging/agent.toml");
         let cfg: AgentConfig = toml::from_str(example).unwrap();
-        assert_eq!(cfg.server, "http://keyplane.internal:8080");
+        assert_eq!(cfg.server, "https://keyplane.internal:8443");
+        assert_eq!(cfg.ca_file, Some(PathBuf::from("/etc/keyplane/ca.pem")));
+        assert!(!cfg.insecure_http);
         assert!(cfg.manage_sshd && !cfg.apply_online);
         assert_eq!(
             cfg.dropin_path(),

@@ -16,5 +16,6 @@ pub mod password;
 pub mod run;
 pub mod sshd;
 pub mod transform;
+pub mod transport;
 
 pub use config::AgentConfig;

@@ -96,7 +96,7 @@ async fn apply_and_report(cfg: &AgentConfig, client: &Client, desired: &Desired)
 }
 
 pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
-    let mut client = Client::new(&cfg.server)?;
+    let mut client = Client::with_transport(&cfg.server, &cfg.transport())?;
     let (id, credential) = identity(&cfg, &client).await?;
     client.authenticate(&id, &credential);
     let check_every = Duration::from_secs(cfg.check_interval_secs.max(1));
@@ -122,7 +122,11 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             Ok(None) => backoff = Duration::from_secs(1),
             Err(e) => {
                 let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 2);
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64 + jitter, "the server is unreachable or answered badly; keeping the host as it is");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    retry_in_ms = backoff.as_millis() as u64 + jitter,
+                    "the server is unreachable or answered badly; keeping the host as it is"
+                );
                 tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;

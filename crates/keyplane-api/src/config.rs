@@ -25,6 +25,16 @@ pub struct ServerConfig {
     /// Clients reach this server over HTTPS (it serves TLS itself, or sits behind a TLS-terminating
     /// proxy): console cookies are then marked `Secure`.
     pub https: bool,
+    /// Serve HTTPS with this certificate (reloadable); `None`: plain HTTP.
+    pub tls: Option<crate::tls::TlsCerts>,
+    /// Connections open at once; the next waits in the listen backlog until one closes. Keep it
+    /// below the process's file-descriptor limit (`ulimit -n`) less what the store needs.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and how long a keep-alive
+    /// connection may sit idle between requests (hyper runs one timer for both).
+    pub header_read_timeout: Duration,
+    /// How long a client may take to finish the TLS handshake.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +49,10 @@ impl Default for ServerConfig {
             throttle_burst: 2000,
             server_key: ServerKey::generate(),
             https: false,
+            tls: None,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod console;
 pub mod cpu;
 pub mod idempotency;
+pub mod listener;
 pub mod native;
 pub mod nonces;
 pub mod page_token;
@@ -22,6 +23,7 @@ pub mod ram_api;
 pub mod registration_tokens;
 pub mod sim;
 pub mod throttle;
+pub mod tls;
 pub mod volc;
 pub mod wire;
 
@@ -126,12 +128,7 @@ pub async fn serve(
     agent_api::forward_announcements(state.clone()).await?;
     let (stop_background, background) = spawn_background(state.clone());
     let app = router(state.clone());
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    listener::run(listener, app, &state.config, shutdown).await?;
     let _ = stop_background.send(());
     let _ = background.await;
     state.nonces.flush().await?;

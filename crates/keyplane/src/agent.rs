@@ -9,9 +9,16 @@ pub struct AgentArgs {
     /// A TOML file with the settings below (flags win).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The keyplane server URL.
+    /// The keyplane server URL, e.g. https://keyplane.internal:8443.
     #[arg(long)]
     server: Option<String>,
+    /// Trust only the CA certificates in this PEM file instead of the system's roots.
+    #[arg(long, env = "KEYPLANE_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Allow plain http:// to a server that is not on this host (the registration token and the
+    /// credential then cross the network in clear).
+    #[arg(long)]
+    insecure_http: bool,
     /// One-time registration token (`keyplane admin registration-token create`).
     #[arg(long, env = "KEYPLANE_AGENT_TOKEN")]
     token: Option<String>,
@@ -63,6 +70,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<std::process::ExitCode> {
     };
     if let Some(v) = args.server {
         cfg.server = v;
+    }
+    if args.ca_file.is_some() {
+        cfg.ca_file = args.ca_file;
+    }
+    if args.insecure_http {
+        cfg.insecure_http = true;
     }
     if args.token.is_some() {
         cfg.token = args.token;

@@ -9,9 +9,16 @@ use keyplane_sig::SecretKey;
 /// Where and as whom: the flags shared by `keyplane ecs` and `keyplane admin`.
 #[derive(clap::Args, Clone)]
 pub struct Connection {
-    /// Server URL, e.g. http://127.0.0.1:8080.
+    /// Server URL, e.g. https://keyplane.example.com:8443 (plain http:// only to this host).
     #[arg(long, global = true)]
     pub endpoint: Option<String>,
+    /// Trust only the CA certificates in this PEM file instead of the system's roots.
+    #[arg(long, global = true, env = "KEYPLANE_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Allow plain http:// to a server that is not on this host (signed calls then cross the
+    /// network in clear).
+    #[arg(long, global = true)]
+    pub insecure_http: bool,
     /// Default RegionId for the call.
     #[arg(long, global = true)]
     pub region: Option<String>,
@@ -57,6 +64,7 @@ pub struct Client {
     pub region: Option<String>,
     access_key_id: String,
     secret: SecretKey,
+    http: reqwest::Client,
 }
 
 /// A server's answer: HTTP status and JSON body.
@@ -90,11 +98,17 @@ impl Client {
             .or(profile.access_key_secret)
             .context("no AccessKey secret: set KEYPLANE_ACCESS_KEY_SECRET or the profile file")?,
         );
+        let transport = keyplane_agent::transport::Transport {
+            ca_file: c.ca_file.clone(),
+            insecure_http: c.insecure_http,
+        };
+        let http = transport.client(&endpoint, reqwest::Client::builder())?;
         Ok(Self {
             endpoint,
             region,
             access_key_id,
             secret,
+            http,
         })
     }
 
@@ -137,7 +151,7 @@ impl Client {
             qs.join("&")
         );
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
-        let mut req = reqwest::Client::new().request(method, &target);
+        let mut req = self.http.request(method, &target);
         for (name, value) in headers.iter().filter(|(n, _)| n != "host") {
             req = req.header(name, value);
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use keyplane_api::tls::TlsCerts;
 use keyplane_api::ServerConfig;
 use keyplane_core::ids;
 use keyplane_core::secretbox::ServerKey;
@@ -45,6 +46,29 @@ pub struct ServeArgs {
     /// a crash of the process; a power cut can lose the last commits).
     #[arg(long, env = "KEYPLANE_SQLITE_SYNCHRONOUS", default_value = "full", value_parser = ["full", "normal"])]
     sqlite_synchronous: String,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); reloaded on SIGHUP.
+    #[arg(long, env = "KEYPLANE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert; reloaded on SIGHUP.
+    #[arg(long, env = "KEYPLANE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Clients reach this server through a TLS-terminating proxy: mark console cookies Secure
+    /// without serving TLS here.
+    #[arg(long, env = "KEYPLANE_BEHIND_HTTPS_PROXY")]
+    behind_https_proxy: bool,
+    /// Connections open at once; more wait in the listen backlog. Keep below `ulimit -n`.
+    #[arg(long, env = "KEYPLANE_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a client may take to send a request's headers; also how long an idle keep-alive
+    /// connection is kept.
+    #[arg(long, env = "KEYPLANE_HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_secs: u64,
+    /// Seconds a client may take to finish the TLS handshake.
+    #[arg(long, env = "KEYPLANE_TLS_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    tls_handshake_timeout_secs: u64,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "KEYPLANE_LOG_JSON")]
     log_json: bool,
@@ -111,8 +135,36 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", dir.display()))
 }
 
+/// The certificate of `--tls-cert`/`--tls-key`: both or neither.
+fn load_tls(args: &ServeArgs) -> anyhow::Result<Option<TlsCerts>> {
+    match (&args.tls_cert, &args.tls_key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsCerts::load(cert, key)?)),
+        _ => bail!("--tls-cert and --tls-key (KEYPLANE_TLS_CERT, KEYPLANE_TLS_KEY) go together: give both or neither"),
+    }
+}
+
+/// Reloads the certificate on every SIGHUP; a reload that fails keeps the one in use.
+fn reload_on_sighup(certs: TlsCerts) -> anyhow::Result<()> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match certs.reload() {
+                Ok(()) => tracing::info!("reloaded the TLS certificate"),
+                Err(e) => tracing::error!(
+                    error = format!("{e:#}"),
+                    "reloading the TLS certificate failed; keeping the one in use"
+                ),
+            }
+        }
+    });
+    Ok(())
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     init_logging(args.log_json);
+    let tls = load_tls(&args)?;
     let (store, dir, shown) = open_store(&args).await?;
     let key_file = args
         .server_key_file
@@ -123,8 +175,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, db = %shown, %account, "keyplane serving");
+    if let Some(certs) = &tls {
+        reload_on_sighup(certs.clone())?;
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(listen = %listener.local_addr()?, %scheme, db = %shown, %account, "keyplane serving");
     let config = ServerConfig {
+        https: tls.is_some() || args.behind_https_proxy,
+        tls,
+        max_connections: args.max_connections as usize,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout_secs),
         transition_delay: Duration::from_millis(args.transition_delay_ms),
         throttle_per_second: args.throttle_per_second,
         throttle_burst: args.throttle_burst,

@@ -3,7 +3,8 @@
 # Debian packages (OpenSSH client and server, sshpass, Chromium, PostgreSQL, Python venv, Node), the
 # official SDKs in ./.venv and ./tests/node,
 # then format and lint checks, the Rust tests (unit, conformance, integration), the end-to-end tests
-# with the official SDKs against the real binary, and the shared contract check. The storage tests,
+# with the official SDKs against the real binary (over HTTP, and once more over HTTPS with a
+# throwaway CA), and the shared contract check. The storage tests,
 # the API integration tests and the end-to-end tests run twice: on SQLite and on PostgreSQL (a
 # throwaway cluster on a loopback port, in a temporary directory, as a non-root user).
 set -euo pipefail
@@ -21,6 +22,7 @@ command -v sshpass >/dev/null || need+=(sshpass)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v cc >/dev/null || need+=(build-essential)
+command -v openssl >/dev/null || need+=(openssl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v pg_dump >/dev/null || need+=(postgresql-client)
@@ -64,6 +66,15 @@ step "end-to-end: official Python SDKs, on SQLite"
 
 step "end-to-end: official Node SDK, and the console in headless Chromium, on SQLite"
 (cd tests/node && node --test)
+
+step "end-to-end over HTTPS: official Python SDKs, the agent with a real sshd, on SQLite"
+tls_dir=$(mktemp -d /tmp/keyplane-tls.XXXXXX)
+trap 'scripts/postgres.sh stop "$pg_dir"; rm -rf "$pg_dir" "$tls_dir"' EXIT
+scripts/test-certs.sh "$tls_dir"
+KEYPLANE_E2E_TLS=1 KEYPLANE_E2E_TLS_DIR="$tls_dir" .venv/bin/python -m pytest -q tests/e2e
+
+step "end-to-end over HTTPS: official Node SDK, and the console in headless Chromium, on SQLite"
+(cd tests/node && KEYPLANE_E2E_TLS=1 KEYPLANE_E2E_TLS_DIR="$tls_dir" NODE_EXTRA_CA_CERTS="$tls_dir/ca.pem" node --test)
 
 step "end-to-end: official Python SDKs, on PostgreSQL (and several servers on one database)"
 KEYPLANE_E2E_POSTGRES="$pg_url" .venv/bin/python -m pytest -q tests/e2e

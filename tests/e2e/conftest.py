@@ -4,8 +4,8 @@ and clients built from the vendors' official SDKs pointed at it (nothing is mock
 The store is SQLite, or, when KEYPLANE_E2E_POSTGRES names a PostgreSQL superuser URL, a fresh
 PostgreSQL database per server (scripts/test.sh runs the suite both ways).
 
-With KEYPLANE_E2E_TLS=1 every server serves HTTPS with a certificate from a throwaway CA made here
-with `openssl`, and every client trusts that CA: the SDKs through their own options, the `keyplane`
+With KEYPLANE_E2E_TLS=1 every server serves HTTPS with a certificate from a throwaway CA
+(scripts/test-certs.sh, into KEYPLANE_E2E_TLS_DIR when set), and every client trusts that CA: the SDKs through their own options, the `keyplane`
 CLI and agent through KEYPLANE_CA_FILE, urllib through SSL_CERT_FILE."""
 
 import os
@@ -34,23 +34,12 @@ SCHEME = "https" if TLS else "http"
 
 
 def make_certificates():
-    """A CA and a server certificate for 127.0.0.1 signed by it; returns (ca, cert, key) paths."""
-    d = tempfile.mkdtemp(prefix="kp-e2e-tls-")
-    ca, ca_key, cert, key, csr = (os.path.join(d, n) for n in
-                                  ("ca.pem", "ca.key", "cert.pem", "key.pem", "cert.csr"))
-    ext = os.path.join(d, "leaf.ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
-                "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run = lambda args: subprocess.run(["openssl", *args], check=True, capture_output=True)
-    run(["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
-         "-subj", "/CN=keyplane e2e CA", "-addext", "basicConstraints=critical,CA:TRUE",
-         "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-    run(["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"])
-    run(["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-         "-out", cert, "-days", "2", "-extfile", ext])
-    return ca, cert, key
+    """A CA and a server certificate for 127.0.0.1 signed by it (scripts/test-certs.sh, shared with
+    the Node pass); returns (ca, cert, key) paths."""
+    d = os.environ.get("KEYPLANE_E2E_TLS_DIR") or tempfile.mkdtemp(prefix="kp-e2e-tls-")
+    if not os.path.exists(os.path.join(d, "cert.pem")):
+        subprocess.run([os.path.join(ROOT, "scripts", "test-certs.sh"), d], check=True)
+    return tuple(os.path.join(d, n) for n in ("ca.pem", "cert.pem", "key.pem"))
 
 
 CA = CERT = KEY = None

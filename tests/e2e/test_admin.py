@@ -79,7 +79,7 @@ def test_a_throttled_call_is_refused_with_a_retry_hint_and_changes_nothing():
 def register(server, token, login_user="root"):
     import urllib.error
     import urllib.request
-    req = urllib.request.Request(f"http://{server.endpoint}/agent/v1/register", method="POST",
+    req = urllib.request.Request(f"{server.url}/agent/v1/register", method="POST",
                                  data=json.dumps({"Token": token, "LoginUser": login_user}).encode(),
                                  headers={"Content-Type": "application/json"})
     try:

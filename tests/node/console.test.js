@@ -13,7 +13,7 @@ const Ecs = require('@alicloud/ecs20140526');
 const Ram = require('@alicloud/ram20150501');
 const { $OpenApiUtil } = require('@alicloud/openapi-core');
 
-const { ROOT, startServer: start } = require('./server');
+const { ROOT, SCHEME, TLS, BROWSER_TLS_ARGS, startServer: start } = require('./server');
 const SHOTS = path.join(ROOT, 'docs', 'screenshots');
 const AK = 'LTAI5tConsoleTest001';
 const SK = 'console-test-secret';
@@ -22,7 +22,7 @@ const WINDOWS = 'win2022_21H2_x64_dtc_en-us_40G_alibase_20240816.vhd';
 
 
 function config(port) {
-  return new $OpenApiUtil.Config({ accessKeyId: AK, accessKeySecret: SK, regionId: 'cn-hangzhou', endpoint: `127.0.0.1:${port}`, protocol: 'http' });
+  return new $OpenApiUtil.Config({ accessKeyId: AK, accessKeySecret: SK, regionId: 'cn-hangzhou', endpoint: `127.0.0.1:${port}`, protocol: SCHEME });
 }
 
 async function launch() {
@@ -30,7 +30,7 @@ async function launch() {
     executablePath: '/usr/bin/chromium',
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
+      '--disable-component-update', '--disable-sync', ...BROWSER_TLS_ARGS],
   });
 }
 
@@ -53,9 +53,10 @@ test('the console guide workflow, from sign-in to restart', async () => {
     // Refusals of the API that the page shows on purpose (a bad key, a bound key pair) are not errors.
     page.on('console', (m) => { if (m.type() === 'error' && !m.location().url.includes('/api/v1/')) errors.push(`${m.text()} ${m.location().url}`); });
     page.on('pageerror', (e) => errors.push(String(e)));
-    const base = `http://127.0.0.1:${port}/console`;
+    const base = `${SCHEME}://127.0.0.1:${port}/console`;
 
-    // Sign in with an AccessKey; the cookie is HttpOnly, SameSite=Strict and expires.
+    // Sign in with an AccessKey; the cookie is HttpOnly, SameSite=Strict, expires, and is Secure
+    // when the console is served over HTTPS.
     await page.goto(base);
     await page.screenshot({ path: path.join(SHOTS, 'sign-in.png') });
     await page.getByLabel('AccessKey secret').fill('wrong');
@@ -67,6 +68,7 @@ test('the console guide workflow, from sign-in to restart', async () => {
     await page.getByRole('heading', { name: 'SSH Key Pairs' }).waitFor();
     const cookie = (await context.cookies()).find((c) => c.name === 'kp_session');
     assert.ok(cookie.httpOnly && cookie.sameSite === 'Strict' && cookie.expires > Date.now() / 1000);
+    assert.strictEqual(cookie.secure, TLS);
     // Without the CSRF token a change is refused even with the cookie.
     const csrfless = await page.evaluate(async () => (await fetch('/api/v1/ecs/DeleteKeyPairs', { method: 'POST', body: new URLSearchParams({ RegionId: 'cn-hangzhou', KeyPairNames: '["x"]' }) })).status);
     assert.strictEqual(csrfless, 403);
@@ -201,10 +203,10 @@ test('a RAM user signs in with a password and sees only what its policy allows',
       { Effect: 'Allow', Action: ['ecs:Describe*'], Resource: [`acs:ecs:*:*:instance/${ids[0]}`] },
       { Effect: 'Allow', Action: ['keyplane:DescribeAuditRecords'], Resource: ['*'] }] }) }));
     await ram.attachPolicyToUser(new Ram.AttachPolicyToUserRequest({ policyType: 'Custom', policyName: 'one', userName: 'carol' }));
-    const account = (await (await fetch(`http://127.0.0.1:${port}/api/v1/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ AccessKeyId: AK, AccessKeySecret: SK }) })).json()).AccountId;
+    const account = (await (await fetch(`${SCHEME}://127.0.0.1:${port}/api/v1/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ AccessKeyId: AK, AccessKeySecret: SK }) })).json()).AccountId;
 
     const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
-    await page.goto(`http://127.0.0.1:${port}/console`);
+    await page.goto(`${SCHEME}://127.0.0.1:${port}/console`);
     await page.getByLabel('Account ID').fill(account);
     await page.getByLabel('User name').fill('carol');
     await page.getByLabel('Password', { exact: true }).fill('wrong-Pass-1');

@@ -11,14 +11,14 @@ const path = require('node:path');
 const Ecs = require('@alicloud/ecs20140526');
 const { $OpenApiUtil } = require('@alicloud/openapi-core');
 
-const { startServer: start } = require('./server');
+const { SCHEME, startServer: start } = require('./server');
 const AK = 'LTAI5tNodeEndToEnd01';
 const SK = 'node-end-to-end-secret';
 
 
 function client(port, v1) {
   const config = new $OpenApiUtil.Config({
-    accessKeyId: AK, accessKeySecret: SK, regionId: 'cn-hangzhou', endpoint: `127.0.0.1:${port}`, protocol: 'http',
+    accessKeyId: AK, accessKeySecret: SK, regionId: 'cn-hangzhou', endpoint: `127.0.0.1:${port}`, protocol: SCHEME,
   });
   if (v1) config.signatureAlgorithm = 'v2';
   return new Ecs.default(config);

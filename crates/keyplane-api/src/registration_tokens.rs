@@ -60,14 +60,7 @@ pub async fn create(
     let region_id = p.required("Region")?;
     let region = keyplane_core::catalog::region(region_id)
         .ok_or_else(|| CoreError::RegionNotFound(region_id.into()))?;
-    let zone = match p.opt("Zone") {
-        Some(z) => *region
-            .zones
-            .iter()
-            .find(|x| **x == z)
-            .ok_or_else(|| CoreError::ZoneNotFound(z.into()))?,
-        None => region.zones[0],
-    };
+    let zone = region.zone(p.opt("Zone"))?;
     let name = p.opt("Name").unwrap_or_default();
     if name.chars().count() > 128 || name.chars().any(char::is_control) {
         return Err(CoreError::invalid(

@@ -200,6 +200,21 @@ pub struct Region {
     pub zones: &'static [&'static str],
 }
 
+impl Region {
+    /// The zone a call names (it must be one of this region's), or the region's first zone.
+    pub fn zone(&self, named: Option<&str>) -> Result<&'static str, crate::CoreError> {
+        match named {
+            Some(z) => self
+                .zones
+                .iter()
+                .find(|x| **x == z)
+                .copied()
+                .ok_or_else(|| crate::CoreError::ZoneNotFound(z.into())),
+            None => Ok(self.zones[0]),
+        }
+    }
+}
+
 /// A fingerprint filter in any form the dialects accept, normalized to one of the stored forms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FingerprintQuery {

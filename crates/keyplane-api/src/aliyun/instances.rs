@@ -45,14 +45,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let instance_type = ctx.p.required("InstanceType")?;
     let image =
         catalog::image(image_id).ok_or_else(|| CoreError::ImageNotFound(image_id.into()))?;
-    let zone = match ctx.p.opt("ZoneId") {
-        Some(z) => *region
-            .zones
-            .iter()
-            .find(|x| **x == z)
-            .ok_or_else(|| CoreError::ZoneNotFound(z.into()))?,
-        None => region.zones[0],
-    };
+    let zone = region.zone(ctx.p.opt("ZoneId"))?;
     let amount = ctx.p.int("Amount", 1, 1, MAX_AMOUNT)?;
     let io_optimized = match ctx.p.opt("IoOptimized") {
         None | Some("optimized") => true,

@@ -117,15 +117,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         .ok_or_else(|| CoreError::missing("InstanceTypeId"))?;
     let image =
         catalog::image(image_id).ok_or_else(|| CoreError::ImageNotFound(image_id.into()))?;
-    let zone = match ctx.p.opt("ZoneId") {
-        Some(z) => *ctx
-            .region
-            .zones
-            .iter()
-            .find(|x| **x == z)
-            .ok_or_else(|| CoreError::ZoneNotFound(z.into()))?,
-        None => ctx.region.zones[0],
-    };
+    let zone = ctx.region.zone(ctx.p.opt("ZoneId"))?;
     let count = ctx.p.int("Count", 1, 1, MAX_COUNT)?;
     ctx.caller.check(
         "ecs:RunInstances",

@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// How long a client may take to finish the TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// How long a write to a client may make no progress: a client that stops reading its
+    /// answers (pipelining requests it never reads) would otherwise hold its connection forever.
+    pub write_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +56,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -10,6 +10,9 @@
 //! - a request's headers must arrive within `header_read_timeout`. In hyper 1.x that timer also
 //!   runs while a keep-alive connection sits idle waiting for its next request (hyper restarts it
 //!   when a response is done), so the same bound closes idle connections; a test pins this;
+//! - a write that makes no progress for `write_timeout` closes the connection: a client that
+//!   pipelines requests and never reads the answers would otherwise park the connection on a full
+//!   socket buffer forever (found by the attacker pass of issue 13);
 //! - a body and the handler are bounded by the router's request timeout.
 //!
 //! On shutdown the loop stops accepting, asks every connection to close after its in-flight
@@ -48,6 +51,7 @@ pub async fn run(
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     let handshake_timeout = config.tls_handshake_timeout;
+    let write_timeout = config.write_timeout;
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -75,6 +79,9 @@ pub async fn run(
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
+            let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+            stream.set_write_timeout(Some(write_timeout));
+            let stream = Box::pin(stream);
             match acceptor {
                 None => conn.serve(stream).await,
                 Some(a) => match tokio::time::timeout(handshake_timeout, a.accept(stream)).await {

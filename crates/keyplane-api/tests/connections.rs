@@ -296,3 +296,48 @@ async fn past_the_connection_limit_a_client_waits_until_a_slot_frees() {
     assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_answers_is_disconnected() {
+    // Found by the attacker pass: pipelined requests whose answers are never read parked the
+    // connection on a full socket buffer, where no read timeout applies, for ever.
+    let config = ServerConfig {
+        write_timeout: Duration::from_millis(500),
+        ..ServerConfig::default()
+    };
+    let app = spawn_with(config, None).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let conn = socket.connect(app.host.parse().unwrap()).await.unwrap();
+    let (mut reader, mut writer) = conn.into_split();
+    // Far more answer bytes (2,000 × the console script) than the socket buffers on both sides hold.
+    const REQUESTS: usize = 2_000;
+    let one = b"GET /console/app.js HTTP/1.1\r\nHost: keyplane\r\n\r\n";
+    let pipelined = one.repeat(REQUESTS);
+    tokio::spawn(async move {
+        let _ = writer.write_all(&pipelined).await;
+    });
+    // Not reading: the server's writes stall and, past the write timeout, it gives up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = 0usize;
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut buf = [0u8; 65536];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the connection was still open after 60 s");
+    let script = include_bytes!("../../../web/console/app.js").len();
+    assert!(
+        got < REQUESTS * script,
+        "all {REQUESTS} answers were delivered ({got} bytes): the stalled connection was kept"
+    );
+    // The server still answers others.
+    let mut other = TcpStream::connect(&app.host).await.unwrap();
+    assert!(healthz_on(&mut other).await.starts_with("HTTP/1.1 200"));
+    app.stop().await;
+}

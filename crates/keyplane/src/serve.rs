@@ -69,6 +69,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYPLANE_TLS_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
     tls_handshake_timeout_secs: u64,
+    /// Seconds a write to a client may make no progress before the connection is closed (a
+    /// client that stops reading its answers).
+    #[arg(long, env = "KEYPLANE_WRITE_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    write_timeout_secs: u64,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "KEYPLANE_LOG_JSON")]
     log_json: bool,
@@ -186,6 +191,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         max_connections: args.max_connections as usize,
         header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
         tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout_secs),
+        write_timeout: Duration::from_secs(args.write_timeout_secs),
         transition_delay: Duration::from_millis(args.transition_delay_ms),
         throttle_per_second: args.throttle_per_second,
         throttle_burst: args.throttle_burst,

@@ -111,3 +111,13 @@ def test_the_server_key_can_live_outside_the_data_directory_and_data_files_are_p
         tea_client(s).describe_regions(m.DescribeRegionsRequest())
     finally:
         s.stop()
+
+
+def test_a_server_key_file_readable_by_others_is_made_private_at_start(server):
+    server.stop()
+    key_file = os.path.join(server.dir, "server.key")
+    os.chmod(key_file, 0o644)
+    server.start()
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert "the server key was readable by others" in server.log()
+    tea_client(server).describe_regions(m.DescribeRegionsRequest())

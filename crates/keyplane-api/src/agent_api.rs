@@ -174,14 +174,36 @@ pub fn valid_host_name(name: &str) -> bool {
         })
 }
 
-/// Text shown to people as is (OsName): bounded, with no control characters and none of the
-/// invisible or direction-changing characters that make a listing lie.
+/// The invisible and direction-changing characters that make a listing lie.
+fn deceptive(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
+}
+
+/// Text shown to people as is (OsName): bounded, with no control or deceptive characters.
 fn valid_display_text(text: &str, max_bytes: usize) -> bool {
-    text.len() <= max_bytes
-        && !text.chars().any(|c| {
-            c.is_control()
-                || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
+    text.len() <= max_bytes && !text.chars().any(|c| c.is_control() || deceptive(c))
+}
+
+/// An apply error as the console and the API show it. It is sshd's or the system's message, which
+/// may span lines, so it is kept, with every control character but a newline or a tab and every
+/// deceptive character shown as U+FFFD instead of refusing the report (which would leave the
+/// binding's state stale).
+fn display_safe(text: String) -> String {
+    if !text
+        .chars()
+        .any(|c| deceptive(c) || (c.is_control() && c != '\n' && c != '\t'))
+    {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if deceptive(c) || (c.is_control() && c != '\n' && c != '\t') {
+                '\u{FFFD}'
+            } else {
+                c
+            }
         })
+        .collect()
 }
 
 /// A fingerprint as the agent reports it: `SHA256:` and base64, or `invalid` for a line it could
@@ -444,7 +466,7 @@ pub async fn report(
         fingerprints: r.fingerprints,
         password_login: r.password_login,
         password_version: r.password_version,
-        error: r.error,
+        error: r.error.map(display_safe),
     };
     match state.store.record_agent_report(&id, &report).await {
         Ok(inst) => Json(json!({"BindingState": inst.binding.state.as_str(), "BindingError": inst.binding.error})).into_response(),
@@ -452,5 +474,20 @@ pub async fn report(
             tracing::error!(error = %e, "recording a report failed");
             error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "Try again.")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_safe;
+
+    #[test]
+    fn an_apply_error_keeps_its_lines_but_not_its_deceptive_characters() {
+        let sshd = "line 3: Bad configuration option: Foo\n\tterminating".to_string();
+        assert_eq!(display_safe(sshd.clone()), sshd);
+        assert_eq!(
+            display_safe("\u{202E}evil\u{200B}\u{7}x".to_string()),
+            "\u{FFFD}evil\u{FFFD}\u{FFFD}x"
+        );
     }
 }

@@ -13,6 +13,9 @@ pub struct Params<'a> {
     first: HashMap<&'a str, &'a str>,
 }
 
+/// The longest name filter (see [`Params::pattern`]).
+pub const MAX_PATTERN_BYTES: usize = 512;
+
 /// How many `Tag.N` entries a call may carry.
 pub const MAX_TAG_PARAMS: usize = 20;
 
@@ -46,6 +49,19 @@ impl<'a> Params<'a> {
     /// A parameter that is present and not empty.
     pub fn opt(&self, name: &str) -> Option<&'a str> {
         self.get(name).filter(|v| !v.is_empty())
+    }
+
+    /// A name filter with `*` wildcards (DescribeKeyPairs, DescribeInstances). No name is longer
+    /// than 128 characters, so a longer pattern is a mistake or an attack: the database's own
+    /// pattern limit would answer it with an internal error.
+    pub fn pattern(&self, name: &str) -> Result<Option<&'a str>, CoreError> {
+        match self.opt(name) {
+            Some(v) if v.len() > MAX_PATTERN_BYTES => Err(CoreError::invalid(
+                name,
+                format!("A name filter has at most {MAX_PATTERN_BYTES} bytes."),
+            )),
+            v => Ok(v),
+        }
     }
 
     pub fn required(&self, name: &str) -> Result<&'a str, CoreError> {

@@ -40,11 +40,18 @@ struct Answer {
 
 impl Console {
     async fn over(app: &App, https: bool) -> Self {
-        let config = ServerConfig {
-            server_key: common::server_key(),
-            https,
-            ..ServerConfig::default()
-        };
+        Self::with(
+            app,
+            ServerConfig {
+                https,
+                ..ServerConfig::default()
+            },
+        )
+        .await
+    }
+
+    async fn with(app: &App, mut config: ServerConfig) -> Self {
+        config.server_key = common::server_key();
         let state = AppState::new(app.store.clone(), config).await.unwrap();
         let router = keyplane_api::router(state.clone());
         Self { state, router }
@@ -89,6 +96,19 @@ impl Console {
         seen
     }
 
+    /// A DescribeRegions through the console's POST route, with the session's CSRF token.
+    async fn describe_regions(&self, cookie: &str) -> (u16, String) {
+        let req = Request::get("/api/v1/session").header(header::COOKIE, cookie);
+        let who = self.send("192.0.2.200", req, Body::empty()).await;
+        let csrf = who.body["CsrfToken"].as_str().unwrap().to_string();
+        let req = Request::post("/api/v1/ecs/DescribeRegions")
+            .header(header::COOKIE, cookie)
+            .header("x-csrf-token", csrf)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        let a = self.send("192.0.2.200", req, Body::empty()).await;
+        (a.status, a.body["Code"].as_str().unwrap_or("").to_string())
+    }
+
     async fn assert_ended(&self, cookie: &str) {
         assert_eq!(
             self.use_session(cookie).await,
@@ -109,6 +129,11 @@ fn set_cookie(a: &Answer) -> &str {
 
 /// A RAM call signed with the root AccessKey, as the RAM SDK sends it (V3, version 2015-05-01).
 async fn ram(app: &App, action: &str, params: &[(&str, &str)]) -> Resp {
+    ram_as(app, common::AK, common::SECRET, action, params).await
+}
+
+/// A RAM call signed with the AccessKey `ak`.
+async fn ram_as(app: &App, ak: &str, secret: &str, action: &str, params: &[(&str, &str)]) -> Resp {
     let query = common::pairs(params);
     let call = V3Call {
         method: "POST",
@@ -121,7 +146,7 @@ async fn ram(app: &App, action: &str, params: &[(&str, &str)]) -> Resp {
         date: &common::now(),
         nonce: &common::nonce(),
     };
-    let headers = sign_v3(&call, common::AK, &SecretKey::new(common::SECRET));
+    let headers = sign_v3(&call, ak, &SecretKey::new(secret));
     let resp = app.send_v3(&query, &headers).await;
     assert_eq!(resp.status, 200, "{action}: {}", resp.text);
     resp
@@ -372,4 +397,52 @@ async fn the_cookie_is_secure_only_when_clients_come_over_https() {
         assert_eq!(out.status, 200);
         assert_eq!(set_cookie(&out).ends_with("; Secure"), https);
     }
+}
+
+#[tokio::test]
+async fn one_console_users_calls_do_not_use_up_anothers_throttle() {
+    // Found by the attacker pass: every password session was throttled under one shared name, so
+    // one busy user (of any account) got every other account's console users throttled.
+    let app = common::spawn_app().await;
+    let (other_account, other_ak, other_secret) = app.other_account().await;
+    let console = Console::with(
+        &app,
+        ServerConfig {
+            throttle_per_second: 1,
+            throttle_burst: 2,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    user_with_password(&app, "alice").await;
+    let alice = console.session(password(&app, "alice", PASSWORD)).await;
+    let codes: Vec<(u16, String)> = {
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(console.describe_regions(&alice).await);
+        }
+        seen
+    };
+    assert!(codes.iter().any(|(_, c)| c == "Throttling"), "{codes:?}");
+    // Bob, in another account, is not throttled by Alice's calls.
+    ram_as(
+        &app,
+        &other_ak,
+        &other_secret,
+        "CreateUser",
+        &[("UserName", "bob")],
+    )
+    .await;
+    ram_as(
+        &app,
+        &other_ak,
+        &other_secret,
+        "CreateLoginProfile",
+        &[("UserName", "bob"), ("Password", PASSWORD)],
+    )
+    .await;
+    let bob = console
+        .session(json!({"AccountId": other_account, "UserName": "bob", "Password": PASSWORD}))
+        .await;
+    assert_eq!(console.describe_regions(&bob).await, (200, String::new()));
 }

@@ -382,3 +382,32 @@ async fn next_tokens_are_opaque_and_refused_for_another_account_or_when_edited()
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["Result"]["KeyPairs"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn an_overlong_name_filter_is_a_client_error_not_an_internal_one() {
+    // Found by the attacker pass: a 50 KB pattern hit SQLite's pattern limit (500 InternalError).
+    let app = spawn_app().await;
+    let long = "a*".repeat(30_000);
+    let fits = "*".repeat(keyplane_api::params::MAX_PATTERN_BYTES);
+    for (action, name) in [
+        ("DescribeKeyPairs", "KeyPairName"),
+        ("DescribeInstances", "InstanceName"),
+    ] {
+        let r = aliyun_form(&app, action, &[("RegionId", "cn-hangzhou"), (name, &long)]).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "InvalidParameter"),
+            "{}",
+            r.text
+        );
+        let r = aliyun_form(&app, action, &[("RegionId", "cn-hangzhou"), (name, &fits)]).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = volc_form(&app, action, &pairs(&[(name, &long)])).await;
+        assert_eq!(
+            (r.status, volc_code(&r)),
+            (400, "InvalidParameter"),
+            "{}",
+            r.text
+        );
+    }
+}

@@ -218,6 +218,7 @@ fn load_server_key(file: &Path) -> anyhow::Result<ServerKey> {
     let file = file.to_path_buf();
     match std::fs::read_to_string(&file) {
         Ok(text) => {
+            private(&file)?;
             Ok(ServerKey::from_base64(&text)
                 .with_context(|| format!("reading {}", file.display()))?)
         }
@@ -229,6 +230,22 @@ fn load_server_key(file: &Path) -> anyhow::Result<ServerKey> {
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
     }
+}
+
+/// The server key opens every stored secret: a copy readable by others (left by hand, or by a
+/// restore that ignored modes) is set to 0600, with a warning.
+fn private(file: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(file = %file.display(), mode = format!("{:o}", mode & 0o777), "the server key was readable by others; now mode 0600");
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("setting the mode of {}", file.display()))?;
+    }
+    Ok(())
 }
 
 async fn bootstrap(

@@ -180,7 +180,7 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         account_id: ctx.account().to_string(),
         region_id: region.id.to_string(),
         ids,
-        name: ctx.p.opt("InstanceName").map(str::to_string),
+        name: ctx.p.pattern("InstanceName")?.map(str::to_string),
         key_pair_name: ctx.p.opt("KeyPairName").map(str::to_string),
         status: ctx.p.opt("Status").map(parse_status).transpose()?,
         io_optimized: ctx.p.bool("IoOptimized")?,

@@ -94,7 +94,7 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let filter = KeyPairFilter {
         account_id: ctx.account().to_string(),
         region_id: region.id.to_string(),
-        name: ctx.p.opt("KeyPairName").map(str::to_string),
+        name: ctx.p.pattern("KeyPairName")?.map(str::to_string),
         fingerprint: ctx.p.opt("KeyPairFingerPrint").map(FingerprintQuery::parse),
         resource_group_id: ctx.p.opt("ResourceGroupId").map(str::to_string),
         tags: ctx.p.tags()?,

@@ -57,37 +57,25 @@ fn key(ip: IpAddr) -> IpAddr {
 }
 
 impl SignInGuard {
-    /// `Err(retry_after)` while `ip` may not try again.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+    /// Admits one sign-in attempt from `ip`, or `Err(retry_after)` while it may not try. The attempt
+    /// is charged as a failure at once, so concurrent attempts cannot all pass the check before any
+    /// of them has failed (the attacker pass of issue 13 got 20 guesses through a burst of 5 that
+    /// way); [`SignInGuard::refund`] gives the charge back when the attempt did not fail.
+    pub fn begin(&self, ip: IpAddr) -> Result<(), Duration> {
         let now = Instant::now();
         let mut table = self.table.lock().expect("sign-in guard lock");
-        match table.get(&key(ip)) {
-            Some(b) => {
-                let short = wait(b.short, now, SHORT_BURST, SHORT_INTERVAL);
-                let long = wait(b.long, now, LONG_BURST, LONG_INTERVAL);
-                match short.max(long) {
-                    Some(w) => Err(w),
-                    None => Ok(()),
-                }
+        if let Some(b) = table.get(&key(ip)) {
+            let short = wait(b.short, now, SHORT_BURST, SHORT_INTERVAL);
+            let long = wait(b.long, now, LONG_BURST, LONG_INTERVAL);
+            if let Some(w) = short.max(long) {
+                return Err(w);
             }
-            None if table.len() < MAX_ADDRESSES => Ok(()),
-            None => {
-                table.retain(|_, b| b.short > now || b.long > now);
-                if table.len() < MAX_ADDRESSES {
-                    Ok(())
-                } else {
-                    Err(SHORT_INTERVAL)
-                }
-            }
-        }
-    }
-
-    /// Charges one failed sign-in to `ip`.
-    pub fn failed(&self, ip: IpAddr) {
-        let now = Instant::now();
-        let mut table = self.table.lock().expect("sign-in guard lock");
-        if table.len() >= MAX_ADDRESSES {
+        } else if table.len() >= MAX_ADDRESSES {
             table.retain(|_, b| b.short > now || b.long > now);
+            if table.len() >= MAX_ADDRESSES {
+                // Fail closed: a flood from that many addresses still failing is an attack.
+                return Err(SHORT_INTERVAL);
+            }
         }
         let b = table.entry(key(ip)).or_insert(Buckets {
             short: now,
@@ -95,6 +83,17 @@ impl SignInGuard {
         });
         b.short = b.short.max(now) + SHORT_INTERVAL;
         b.long = b.long.max(now) + LONG_INTERVAL;
+        Ok(())
+    }
+
+    /// Gives back the charge of an attempt that did not fail: a valid credential, or one the
+    /// server could not check (busy).
+    pub fn refund(&self, ip: IpAddr) {
+        let mut table = self.table.lock().expect("sign-in guard lock");
+        if let Some(b) = table.get_mut(&key(ip)) {
+            b.short = b.short.checked_sub(SHORT_INTERVAL).unwrap_or(b.short);
+            b.long = b.long.checked_sub(LONG_INTERVAL).unwrap_or(b.long);
+        }
     }
 
     /// Drops addresses whose buckets are full again, so the table follows current failures.
@@ -116,22 +115,42 @@ mod tests {
         let guard = SignInGuard::default();
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         for _ in 0..SHORT_BURST {
-            assert!(guard.check(a).is_ok());
-            guard.failed(a);
+            assert!(guard.begin(a).is_ok());
         }
-        let retry = guard.check(a).unwrap_err();
+        let retry = guard.begin(a).unwrap_err();
         assert!(retry > Duration::ZERO && retry <= SHORT_INTERVAL);
-        assert!(guard.check(b).is_ok());
+        assert!(guard.begin(b).is_ok());
+    }
+
+    #[test]
+    fn attempts_still_running_count_so_a_concurrent_burst_gets_no_more_than_the_burst() {
+        let guard = SignInGuard::default();
+        let a: IpAddr = "192.0.2.3".parse().unwrap();
+        // 60 attempts begun before any has finished: only the burst is admitted.
+        let admitted = (0..60).filter(|_| guard.begin(a).is_ok()).count();
+        assert_eq!(admitted, SHORT_BURST as usize);
+    }
+
+    #[test]
+    fn attempts_that_did_not_fail_are_refunded() {
+        let guard = SignInGuard::default();
+        let a: IpAddr = "192.0.2.4".parse().unwrap();
+        for _ in 0..(LONG_BURST * 3) {
+            assert!(guard.begin(a).is_ok());
+            guard.refund(a);
+        }
     }
 
     #[test]
     fn ipv6_addresses_of_one_64_share_a_bucket() {
         let guard = SignInGuard::default();
         for i in 0..SHORT_BURST {
-            guard.failed(format!("2001:db8::{i}").parse().unwrap());
+            guard
+                .begin(format!("2001:db8::{i}").parse().unwrap())
+                .unwrap();
         }
-        assert!(guard.check("2001:db8::ffff".parse().unwrap()).is_err());
-        assert!(guard.check("2001:db8:0:1::1".parse().unwrap()).is_ok());
+        assert!(guard.begin("2001:db8::ffff".parse().unwrap()).is_err());
+        assert!(guard.begin("2001:db8:0:1::1".parse().unwrap()).is_ok());
     }
 
     #[test]

@@ -225,7 +225,10 @@ async fn authenticate(state: &AppState, s: SignIn) -> Result<Option<SignedIn>, C
             let candidate = stored.as_deref().map(|hash| SignedIn {
                 principal: format!("user/{user}"),
                 key: AccessKeyRecord {
-                    id: "console".into(),
+                    // Not an AccessKey: the name this session's calls are throttled and audited
+                    // under. One per user, so that no user's calls use up another's throttle (one
+                    // shared name let any account starve every other account's console users).
+                    id: format!("console:{account}:{user}"),
                     account_id: account,
                     user_name: Some(user.clone()),
                     secret: String::new(),
@@ -254,17 +257,19 @@ pub async fn sign_in(
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Json(s): Json<SignIn>,
 ) -> Response {
-    if let Err(wait) = state.sign_in_guard.check(peer.ip()) {
+    if let Err(wait) = state.sign_in_guard.begin(peer.ip()) {
         return too_many_attempts(wait);
     }
     let signed = match authenticate(&state, s).await {
         Ok(Some(signed)) => signed,
-        Ok(None) => {
-            state.sign_in_guard.failed(peer.ip());
-            return denied("The credentials are not valid.");
+        // The attempt stays charged: it failed.
+        Ok(None) => return denied("The credentials are not valid."),
+        Err(e) => {
+            state.sign_in_guard.refund(peer.ip());
+            return unavailable(&e);
         }
-        Err(e) => return unavailable(&e),
     };
+    state.sign_in_guard.refund(peer.ip());
     let account = signed.key.account_id.clone();
     let principal = signed.principal.clone();
     let (id, csrf) = state

@@ -65,7 +65,7 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         account_id: ctx.account().to_string(),
         region_id: ctx.region.id.to_string(),
         ids: ctx.list("InstanceIds", MAX_IDS)?,
-        name: ctx.p.opt("InstanceName").map(|n| format!("*{n}*")),
+        name: ctx.p.pattern("InstanceName")?.map(|n| format!("*{n}*")),
         key_pair_name: ctx.p.opt("KeyPairName").map(str::to_string),
         status: ctx.p.opt("Status").map(parse_status).transpose()?,
         zone_id: ctx.p.opt("ZoneId").map(str::to_string),

@@ -107,7 +107,7 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         account_id: ctx.account().to_string(),
         region_id: ctx.region.id.to_string(),
         // Volcengine matches KeyPairName fuzzily: anywhere in the name.
-        name: ctx.p.opt("KeyPairName").map(|n| format!("*{n}*")),
+        name: ctx.p.pattern("KeyPairName")?.map(|n| format!("*{n}*")),
         names: ctx.list("KeyPairNames", MAX_NAMES)?.unwrap_or_default(),
         ids: ctx.list("KeyPairIds", MAX_NAMES)?.unwrap_or_default(),
         fingerprint: ctx.p.opt("FingerPrint").map(FingerprintQuery::parse),

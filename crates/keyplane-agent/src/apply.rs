@@ -9,7 +9,7 @@ use std::path::Path;
 use keyplane_core::pubkey::PublicKey;
 
 use crate::config::AgentConfig;
-use crate::files::{atomic_write, lookup_user, read_nofollow, ssh_dir, UserEntry};
+use crate::files::{atomic_write_system, lookup_user, SshDir, UserEntry};
 use crate::{password, sshd, transform};
 
 /// The desired state, as the server sends it.
@@ -41,10 +41,15 @@ fn user_for(cfg: &AgentConfig, desired_user: &str) -> Result<UserEntry, String> 
     lookup_user(&cfg.passwd_file, name)
 }
 
+const KEYS: &str = "authorized_keys";
+
 /// Reads what is in effect, changing nothing.
 pub fn observe(cfg: &AgentConfig, login_user: &str) -> Result<Observed, String> {
     let user = user_for(cfg, login_user)?;
-    let keys = read_nofollow(&user.home.join(".ssh").join("authorized_keys"))?;
+    let keys = match SshDir::open(&user, false)? {
+        Some(ssh) => ssh.read(KEYS)?,
+        None => String::new(),
+    };
     Ok(Observed {
         fingerprints: transform::managed_fingerprints(&keys),
         password_login: sshd::password_login(&cfg.sshd_bin, &cfg.sshd_config, &user.name)?,
@@ -62,19 +67,28 @@ pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, String> {
         ),
         None => None,
     };
-    let dir = ssh_dir(&user)?;
-    let path = dir.join("authorized_keys");
-    let old = read_nofollow(&path)?;
+    let ssh = SshDir::open(&user, true)?.ok_or("~/.ssh could not be created")?;
+    let old = ssh.read(KEYS)?;
     let line = key.as_ref().map(PublicKey::to_openssh);
     let new = transform::authorized_keys(&old, line.as_deref());
-    if new != old || !path.exists() {
-        atomic_write(&path, new.as_bytes(), 0o600, Some((user.uid, user.gid)))?;
+    if new != old {
+        ssh.write(KEYS, new.as_bytes())?;
     }
-    let key_in_place = match &key {
-        None => true,
-        Some(k) => transform::managed_fingerprints(&read_nofollow(&path)?)
-            .contains(&k.sha256_fingerprint()),
+    // "In place" means sshd will accept it: the line is there, and StrictModes passes on the
+    // home, ~/.ssh and the file (a home others can write makes sshd ignore the key).
+    let key_problem = match &key {
+        None => None,
+        Some(k) => {
+            if !transform::managed_fingerprints(&ssh.read(KEYS)?).contains(&k.sha256_fingerprint())
+            {
+                Some("the key is not in authorized_keys after the write".to_string())
+            } else {
+                ssh.strict_modes_problem(KEYS)?
+                    .map(|why| format!("sshd would refuse the key: {why}"))
+            }
+        }
     };
+    let key_in_place = key_problem.is_none();
     let password_version = match &desired.password_hash {
         Some(hash) if desired.password_version > 0 => {
             password::set(&cfg.chpasswd_bin, &cfg.shadow_file, &user.name, hash)
@@ -88,8 +102,8 @@ pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, String> {
         let password_login = desired.password_login || !key_in_place;
         set_password_login(cfg, password_login)?;
     }
-    if !key_in_place {
-        return Err("the key could not be put in place; password login was left on".into());
+    if let Some(why) = key_problem {
+        return Err(format!("{why}; password login was left on"));
     }
     let mut observed = observe(cfg, &desired.login_user)?;
     observed.password_version = password_version;
@@ -119,7 +133,7 @@ fn set_password_login(cfg: &AgentConfig, password_login: bool) -> Result<(), Str
         // Unchanged bytes: no write, no reload. sshd must still accept what is there.
         return sshd::test_config(&cfg.sshd_bin, &cfg.sshd_config);
     }
-    atomic_write(&path, new.as_bytes(), 0o644, None)?;
+    atomic_write_system(&path, new.as_bytes(), 0o644)?;
     if let Err(e) = sshd::test_config(&cfg.sshd_bin, &cfg.sshd_config) {
         restore(&path, old.as_deref())?;
         return Err(format!("{e}; the last good configuration was restored"));
@@ -129,7 +143,7 @@ fn set_password_login(cfg: &AgentConfig, password_login: bool) -> Result<(), Str
 
 fn restore(path: &Path, old: Option<&[u8]>) -> Result<(), String> {
     match old {
-        Some(bytes) => atomic_write(path, bytes, 0o644, None),
+        Some(bytes) => atomic_write_system(path, bytes, 0o644),
         None => {
             std::fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))
         }

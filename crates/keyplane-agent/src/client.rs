@@ -17,12 +17,30 @@ pub struct Client {
     bearer: Option<String>,
 }
 
+/// The body, read chunk by chunk and abandoned as soon as it passes [`MAX_RESPONSE`]: a server (or
+/// anything on the way) sending gigabytes costs 64 KiB of memory, not gigabytes.
+async fn read_bounded(mut resp: reqwest::Response) -> anyhow::Result<Vec<u8>> {
+    let too_large =
+        || anyhow::anyhow!("the server's answer is larger than {MAX_RESPONSE} bytes; ignored");
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > MAX_RESPONSE {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 async fn read_json(resp: reqwest::Response) -> anyhow::Result<Value> {
     let status = resp.status();
-    let bytes = resp.bytes().await?;
-    if bytes.len() > MAX_RESPONSE {
-        bail!("the server's answer is larger than {MAX_RESPONSE} bytes; ignored");
-    }
+    let bytes = read_bounded(resp).await?;
     let v: Value =
         serde_json::from_slice(&bytes).context("the server's answer is not JSON; ignored")?;
     if !status.is_success() {
@@ -97,8 +115,19 @@ impl Client {
         if let Some(e) = etag {
             req = req.header("if-none-match", e);
         }
+        let started = std::time::Instant::now();
         let resp = req.send().await?;
         if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        // A proxy (or an older server) that ends a long poll by its own timeout answers 503 or
+        // 504 after the wait: nothing changed, and the server is not down.
+        let ended_by_timeout = matches!(
+            resp.status(),
+            reqwest::StatusCode::SERVICE_UNAVAILABLE | reqwest::StatusCode::GATEWAY_TIMEOUT
+        ) && wait > 0
+            && started.elapsed() >= Duration::from_secs(wait);
+        if ended_by_timeout && !resp.headers().contains_key("content-type") {
             return Ok(None);
         }
         let tag = resp

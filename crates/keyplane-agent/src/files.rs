@@ -1,10 +1,27 @@
-//! Files the agent writes as root on behalf of a user: never through a symlink under the home,
-//! always atomically (temp file in the same directory, fsync, owner and mode, rename, fsync dir).
+//! Files the agent writes as root on behalf of a user, inside that user's home.
+//!
+//! The user owns the home and can rename, replace or swap anything in it at any moment, including
+//! between two of our system calls. So nothing here resolves a path under the home twice: the home
+//! is opened once (`O_DIRECTORY|O_NOFOLLOW`), `.ssh` is opened (or made) relative to that
+//! descriptor without following a symlink, and every later step — reading the key file, creating
+//! the temp file, `fchown`/`fchmod`, the rename, the fsync — acts on those descriptors. A path the
+//! user swaps after we opened it changes nothing we do (the attacker pass of issue 21 turned the
+//! path-based `chown` into a root escalation, and the path-based rename into a write anywhere).
+//!
+//! Reading is bounded and typed: the key file is opened `O_NONBLOCK|O_NOFOLLOW` (a FIFO cannot
+//! hang us) and must be a regular file, with one link, owned by the user or root, of at most
+//! [`MAX_KEYS_FILE`] bytes; anything else is an error that changes nothing.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, CWD};
+use rustix::io::Errno;
+
+/// The largest authorized_keys file read (a real one holds a few keys, a few KiB).
+pub const MAX_KEYS_FILE: u64 = 1024 * 1024;
 
 /// A login user from the passwd database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +34,8 @@ pub struct UserEntry {
 
 /// Looks `name` up in a passwd file (`/etc/passwd`).
 pub fn lookup_user(passwd: &Path, name: &str) -> Result<UserEntry, String> {
-    let text =
-        fs::read_to_string(passwd).map_err(|e| format!("cannot read {}: {e}", passwd.display()))?;
+    let text = std::fs::read_to_string(passwd)
+        .map_err(|e| format!("cannot read {}: {e}", passwd.display()))?;
     for line in text.lines() {
         let f: Vec<&str> = line.split(':').collect();
         if f.len() >= 7 && f[0] == name {
@@ -39,66 +56,202 @@ pub fn lookup_user(passwd: &Path, name: &str) -> Result<UserEntry, String> {
     Err(format!("the login user {name} does not exist"))
 }
 
-/// Refuses `path` if it is a symlink (checked without following it).
-fn not_a_symlink(path: &Path) -> Result<(), String> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Err(format!(
-            "{} is a symlink; refusing to follow it",
-            path.display()
-        )),
-        _ => Ok(()),
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// What sshd's StrictModes demands of the home, `.ssh` and the key file (OpenSSH `safe_path`):
+/// owned by root or the user, and writable by neither group nor others. `None` when it holds.
+fn strict_modes_problem(stat: &rustix::fs::Stat, user: &UserEntry, what: &str) -> Option<String> {
+    if stat.st_uid != 0 && stat.st_uid != user.uid {
+        return Some(format!(
+            "{what} is owned by uid {}, neither {} nor root",
+            stat.st_uid, user.name
+        ));
     }
+    if stat.st_mode & 0o022 != 0 {
+        return Some(format!(
+            "{what} is writable by group or others (mode {:o})",
+            stat.st_mode & 0o7777
+        ));
+    }
+    None
 }
 
-/// `~/.ssh`, created 0700 and owned by the user when missing; refused when it is a symlink or not
-/// owned by the user.
-pub fn ssh_dir(user: &UserEntry) -> Result<PathBuf, String> {
-    let dir = user.home.join(".ssh");
-    not_a_symlink(&dir)?;
-    if !dir.exists() {
-        fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.gid))
-            .map_err(|e| format!("chown {}: {e}", dir.display()))?;
-    }
-    let meta = fs::symlink_metadata(&dir).map_err(|e| e.to_string())?;
-    if !meta.is_dir() {
-        return Err(format!("{} is not a directory", dir.display()));
-    }
-    if meta.uid() != user.uid && user.uid != 0 {
-        return Err(format!("{} is not owned by {}", dir.display(), user.name));
-    }
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
-    Ok(dir)
+/// The user's `~/.ssh`, opened: every file operation below goes through it.
+pub struct SshDir {
+    user: UserEntry,
+    home: OwnedFd,
+    dir: OwnedFd,
 }
 
-/// Reads a file without following a symlink; a missing file reads as empty.
-pub fn read_nofollow(path: &Path) -> Result<String, String> {
-    not_a_symlink(path)?;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path);
-    match file {
-        Ok(mut f) => {
-            let mut s = String::new();
-            f.read_to_string(&mut s)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            Ok(s)
+impl SshDir {
+    /// Opens `~/.ssh`, creating it (0700, owned by the user) when missing and `create` is set.
+    /// `Ok(None)` when it is missing and not to be created. A symlink, a non-directory or a
+    /// directory owned by someone other than the user or root is refused.
+    pub fn open(user: &UserEntry, create: bool) -> Result<Option<Self>, String> {
+        let home = rustix::fs::openat(CWD, &user.home, DIR_FLAGS, Mode::empty()).map_err(|e| {
+            format!(
+                "cannot open the home {}: {}",
+                user.home.display(),
+                explain(e)
+            )
+        })?;
+        let shown = user.home.join(".ssh");
+        let mut created = false;
+        let dir = match rustix::fs::openat(&home, ".ssh", DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(&home, ".ssh", Mode::from_raw_mode(0o700)) {
+                    Ok(()) => created = true,
+                    Err(Errno::EXIST) => {}
+                    Err(e) => return Err(format!("cannot create {}: {e}", shown.display())),
+                }
+                rustix::fs::openat(&home, ".ssh", DIR_FLAGS, Mode::empty())
+                    .map_err(|e| format!("cannot open {}: {}", shown.display(), explain(e)))?
+            }
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(format!("cannot open {}: {}", shown.display(), explain(e))),
+        };
+        let stat = rustix::fs::fstat(&dir).map_err(|e| e.to_string())?;
+        if created && stat.st_uid == 0 && user.uid != 0 {
+            // The directory we just made: give it to the user, on the descriptor, so a swap of
+            // the name between the mkdir and here cannot redirect the chown.
+            std::os::unix::fs::fchown(&dir, Some(user.uid), Some(user.gid))
+                .map_err(|e| format!("chown {}: {e}", shown.display()))?;
+        } else if stat.st_uid != user.uid && stat.st_uid != 0 {
+            return Err(format!(
+                "{} is owned by uid {}, not by {}",
+                shown.display(),
+                stat.st_uid,
+                user.name
+            ));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(format!("cannot open {}: {e}", path.display())),
+        if stat.st_mode & 0o777 != 0o700 {
+            rustix::fs::fchmod(&dir, Mode::from_raw_mode(0o700))
+                .map_err(|e| format!("chmod {}: {e}", shown.display()))?;
+        }
+        Ok(Some(Self {
+            user: user.clone(),
+            home,
+            dir,
+        }))
+    }
+
+    /// Reads `name` in this directory; a missing file reads as empty. Refused: anything but a
+    /// regular file with one link owned by the user or root, and files over [`MAX_KEYS_FILE`].
+    pub fn read(&self, name: &str) -> Result<String, String> {
+        let shown = self.user.home.join(".ssh").join(name);
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(&self.dir, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(String::new()),
+            Err(e) => return Err(format!("cannot open {}: {}", shown.display(), explain(e))),
+        };
+        let stat = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(format!("{} is not a regular file", shown.display()));
+        }
+        if stat.st_nlink != 1 {
+            return Err(format!(
+                "{} has {} hard links; refusing to read it",
+                shown.display(),
+                stat.st_nlink
+            ));
+        }
+        if stat.st_uid != self.user.uid && stat.st_uid != 0 {
+            return Err(format!(
+                "{} is owned by uid {}, not by {}",
+                shown.display(),
+                stat.st_uid,
+                self.user.name
+            ));
+        }
+        if stat.st_size as u64 > MAX_KEYS_FILE {
+            return Err(format!(
+                "{} is larger than {MAX_KEYS_FILE} bytes",
+                shown.display()
+            ));
+        }
+        let mut text = String::new();
+        // The size may grow after the fstat: the read is bounded again.
+        File::from(fd)
+            .take(MAX_KEYS_FILE + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
+        if text.len() as u64 > MAX_KEYS_FILE {
+            return Err(format!(
+                "{} is larger than {MAX_KEYS_FILE} bytes",
+                shown.display()
+            ));
+        }
+        Ok(text)
+    }
+
+    /// Replaces `name` with `bytes` (mode 0600, owned by the user): a temp file made in this
+    /// directory, written, fsynced, renamed over `name` and the directory fsynced, all through
+    /// its descriptor.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
+        let shown = self.user.home.join(".ssh").join(name);
+        let tmp = format!(".{name}.keyplane-{:016x}", rand::random::<u64>());
+        let flags = OFlags::WRONLY
+            | OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::NOFOLLOW
+            | OFlags::NOCTTY
+            | OFlags::CLOEXEC;
+        let result = (|| -> Result<(), Errno> {
+            let fd = rustix::fs::openat(&self.dir, &tmp, flags, Mode::from_raw_mode(0o600))?;
+            rustix::fs::fchown(
+                &fd,
+                Some(rustix::fs::Uid::from_raw(self.user.uid)),
+                Some(rustix::fs::Gid::from_raw(self.user.gid)),
+            )?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600))?;
+            let mut file = File::from(fd);
+            file.write_all(bytes)
+                .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+            rustix::fs::fsync(file.as_fd())?;
+            rustix::fs::renameat(&self.dir, &tmp, &self.dir, name)?;
+            rustix::fs::fsync(&self.dir)
+        })();
+        if let Err(e) = result {
+            let _ = rustix::fs::unlinkat(&self.dir, &tmp, rustix::fs::AtFlags::empty());
+            return Err(format!("cannot write {}: {e}", shown.display()));
+        }
+        Ok(())
+    }
+
+    /// Why sshd (StrictModes) would refuse the key file `name`, if it would: the home, `.ssh`
+    /// and the file must be owned by the user or root and not writable by group or others.
+    pub fn strict_modes_problem(&self, name: &str) -> Result<Option<String>, String> {
+        let home = rustix::fs::fstat(&self.home).map_err(|e| e.to_string())?;
+        let dir = rustix::fs::fstat(&self.dir).map_err(|e| e.to_string())?;
+        let file = rustix::fs::statat(&self.dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| format!("cannot check {name}: {e}"))?;
+        let home_shown = format!("the home {}", self.user.home.display());
+        Ok(strict_modes_problem(&home, &self.user, &home_shown)
+            .or_else(|| strict_modes_problem(&dir, &self.user, "~/.ssh"))
+            .or_else(|| strict_modes_problem(&file, &self.user, &format!("~/.ssh/{name}"))))
     }
 }
 
-/// Replaces `path` with `bytes` atomically, with the owner and mode given. The final rename
-/// replaces a symlink rather than writing through it; the check before is for a clear error.
-pub fn atomic_write(
-    path: &Path,
-    bytes: &[u8],
-    mode: u32,
-    owner: Option<(u32, u32)>,
-) -> Result<(), String> {
-    not_a_symlink(path)?;
+/// Errors a swapped path produces, said plainly.
+fn explain(e: Errno) -> String {
+    match e {
+        Errno::LOOP => "it is a symlink; refusing to follow it".into(),
+        // What O_DIRECTORY|O_NOFOLLOW gives for a symlink, as for a file.
+        Errno::NOTDIR => "it is a symlink or not a directory; refusing to follow it".into(),
+        e => e.to_string(),
+    }
+}
+
+/// Replaces a root-owned system file (sshd's drop-in) atomically: temp file in the same
+/// directory, fsync, mode, rename, fsync the directory. Only for directories no user can write.
+pub fn atomic_write_system(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path.parent().ok_or("no parent directory")?;
     let tmp = dir.join(format!(
         ".{}.keyplane-{:08x}",
@@ -106,23 +259,20 @@ pub fn atomic_write(
         rand::random::<u32>()
     ));
     let result = (|| -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
+        let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-        }
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.sync_all()?;
-        fs::rename(&tmp, path)?;
+        std::fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
@@ -130,9 +280,10 @@ pub fn atomic_write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn user(home: &Path) -> UserEntry {
-        let m = fs::metadata(home).unwrap();
+        let m = std::fs::metadata(home).unwrap();
         UserEntry {
             name: "me".into(),
             uid: m.uid(),
@@ -141,59 +292,121 @@ mod tests {
         }
     }
 
-    #[test]
-    fn writes_are_atomic_with_the_mode_asked_for() {
+    fn home() -> (tempfile::TempDir, PathBuf) {
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("authorized_keys");
-        atomic_write(&p, b"one\n", 0o600, None).unwrap();
-        atomic_write(&p, b"two\n", 0o600, None).unwrap();
-        assert_eq!(fs::read_to_string(&p).unwrap(), "two\n");
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(
-            fs::read_dir(d.path()).unwrap().count(),
-            1,
-            "no temp file left behind"
-        );
+        let home = d.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (d, home)
     }
 
     #[test]
-    fn symlinks_under_the_home_are_refused() {
-        let d = tempfile::tempdir().unwrap();
-        let secret = d.path().join("shadow");
-        fs::write(&secret, "root:secret\n").unwrap();
-        let home = d.path().join("home");
-        fs::create_dir(&home).unwrap();
-        // ~/.ssh as a symlink to somewhere else.
-        std::os::unix::fs::symlink(d.path(), home.join(".ssh")).unwrap();
-        assert!(ssh_dir(&user(&home)).unwrap_err().contains("symlink"));
-        fs::remove_file(home.join(".ssh")).unwrap();
-        // ~/.ssh/authorized_keys as a symlink to a sensitive file.
-        let ssh = ssh_dir(&user(&home)).unwrap();
+    fn writes_are_atomic_with_mode_0600() {
+        let (_d, home) = home();
+        let ssh = SshDir::open(&user(&home), true).unwrap().unwrap();
+        ssh.write("authorized_keys", b"one\n").unwrap();
+        ssh.write("authorized_keys", b"two\n").unwrap();
+        let p = home.join(".ssh/authorized_keys");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two\n");
         assert_eq!(
-            fs::metadata(&ssh).unwrap().permissions().mode() & 0o777,
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(home.join(".ssh"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
             0o700
         );
-        let keys = ssh.join("authorized_keys");
-        std::os::unix::fs::symlink(&secret, &keys).unwrap();
-        assert!(read_nofollow(&keys).unwrap_err().contains("symlink"));
-        assert!(atomic_write(&keys, b"pwned\n", 0o600, None)
-            .unwrap_err()
-            .contains("symlink"));
         assert_eq!(
-            fs::read_to_string(&secret).unwrap(),
-            "root:secret\n",
-            "never written through"
+            std::fs::read_dir(home.join(".ssh")).unwrap().count(),
+            1,
+            "no temp file left behind"
         );
+        assert_eq!(ssh.read("authorized_keys").unwrap(), "two\n");
+        assert_eq!(ssh.strict_modes_problem("authorized_keys").unwrap(), None);
+    }
+
+    #[test]
+    fn symlinks_under_the_home_are_refused_and_never_followed() {
+        let (d, home) = home();
+        let secret = d.path().join("shadow");
+        std::fs::write(&secret, "root:secret\n").unwrap();
+        std::os::unix::fs::symlink(d.path(), home.join(".ssh")).unwrap();
+        let e = SshDir::open(&user(&home), true).err().unwrap();
+        assert!(e.contains("symlink"), "{e}");
+        std::fs::remove_file(home.join(".ssh")).unwrap();
+        let ssh = SshDir::open(&user(&home), true).unwrap().unwrap();
+        std::os::unix::fs::symlink(&secret, home.join(".ssh/authorized_keys")).unwrap();
+        assert!(ssh.read("authorized_keys").unwrap_err().contains("symlink"));
+        // The write replaces the link itself, never what it points to.
+        ssh.write("authorized_keys", b"mine\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root:secret\n");
+    }
+
+    #[test]
+    fn fifos_hard_links_directories_and_huge_files_are_refused_without_blocking() {
+        let (d, home) = home();
+        let ssh = SshDir::open(&user(&home), true).unwrap().unwrap();
+        let keys = home.join(".ssh/authorized_keys");
+        // A FIFO: opening it must not wait for a writer.
+        rustix::fs::mknodat(
+            CWD,
+            &keys,
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(ssh
+            .read("authorized_keys")
+            .unwrap_err()
+            .contains("not a regular file"));
+        std::fs::remove_file(&keys).unwrap();
+        // A hard link to another file.
+        let other = d.path().join("other");
+        std::fs::write(&other, "secret\n").unwrap();
+        std::fs::hard_link(&other, &keys).unwrap();
+        assert!(ssh
+            .read("authorized_keys")
+            .unwrap_err()
+            .contains("hard links"));
+        std::fs::remove_file(&keys).unwrap();
+        // A directory.
+        std::fs::create_dir(&keys).unwrap();
+        assert!(ssh
+            .read("authorized_keys")
+            .unwrap_err()
+            .contains("not a regular file"));
+        std::fs::remove_dir(&keys).unwrap();
+        // A sparse file of 1 GiB, 4 KiB on disk.
+        let f = File::create(&keys).unwrap();
+        f.set_len(1 << 30).unwrap();
+        assert!(ssh.read("authorized_keys").unwrap_err().contains("larger"));
+    }
+
+    #[test]
+    fn a_home_or_ssh_dir_others_can_write_is_what_sshd_refuses() {
+        let (_d, home) = home();
+        let ssh = SshDir::open(&user(&home), true).unwrap().unwrap();
+        ssh.write("authorized_keys", b"k\n").unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let why = ssh
+            .strict_modes_problem("authorized_keys")
+            .unwrap()
+            .unwrap();
+        assert!(why.contains("writable by group or others"), "{why}");
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(ssh.strict_modes_problem("authorized_keys").unwrap(), None);
     }
 
     #[test]
     fn users_without_an_entry_or_a_home_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let passwd = d.path().join("passwd");
-        fs::write(
+        std::fs::write(
             &passwd,
             format!(
                 "alice:x:1000:1000::{}:/bin/sh\nghost:x:1001:1001::/nonexistent:/bin/sh\n",

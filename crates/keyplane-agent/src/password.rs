@@ -84,7 +84,7 @@ mod tests {
         let shadow = dir.path().join("shadow");
         std::fs::write(&shadow, "alice:!:1::::::\n").unwrap();
         let never = dir.path().join("no-such-chpasswd");
-        for bad in ["plaintext", "$1$md5$x", "$6$a$b\nroot:$6$x"] {
+        for bad in ["plaintext", "$1$md5$x", "$6$a$b\nroot:$6$x", "$6$", "$6$$"] {
             let e = set(&never, &shadow, "alice", bad).unwrap_err();
             assert!(e.contains("not SHA-512 crypt"), "{e}");
         }

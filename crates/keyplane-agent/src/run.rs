@@ -12,6 +12,9 @@ use crate::apply::{self, Desired};
 use crate::client::Client;
 use crate::config::AgentConfig;
 
+/// The longest long poll the agent asks for.
+pub const MAX_WAIT_SECS: u64 = 20;
+
 fn os_name() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
@@ -100,7 +103,9 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let (id, credential) = identity(&cfg, &client).await?;
     client.authenticate(&id, &credential);
     let check_every = Duration::from_secs(cfg.check_interval_secs.max(1));
-    let wait = cfg.check_interval_secs.clamp(1, 30);
+    // Shorter than every timeout on the way (the server's request timeout is 30 s, proxies often
+    // 60 s), so a poll ends because the server answered, not because something gave up.
+    let wait = cfg.check_interval_secs.clamp(1, MAX_WAIT_SECS);
     let (mut etag, mut applied_seq, mut current): (Option<String>, Option<i64>, Option<Desired>) =
         (None, None, None);
     let mut backoff = Duration::from_secs(1);

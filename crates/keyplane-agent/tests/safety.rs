@@ -136,3 +136,166 @@ fn password_login_is_never_touched_when_the_key_cannot_be_put_in_place() {
         "never written through"
     );
 }
+
+/// A host whose login user is the current user, with a home in a temp directory, sshd's files
+/// there too, and `sshd -t`/reload that always succeed.
+struct Host {
+    dir: tempfile::TempDir,
+    cfg: AgentConfig,
+}
+
+impl Host {
+    fn new() -> Self {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let m = std::fs::metadata(&home).unwrap();
+        let passwd = dir.path().join("passwd");
+        std::fs::write(
+            &passwd,
+            format!(
+                "alice:x:{}:{}::{}:/bin/sh\n",
+                m.uid(),
+                m.gid(),
+                home.display()
+            ),
+        )
+        .unwrap();
+        let dropins = dir.path().join("sshd_config.d");
+        let sshd_config = dir.path().join("sshd_config");
+        std::fs::write(
+            &sshd_config,
+            format!("Include {}/*.conf\n", dropins.display()),
+        )
+        .unwrap();
+        let cfg = AgentConfig {
+            passwd_file: passwd,
+            sshd_config,
+            sshd_dropin_dir: dropins,
+            sshd_bin: "/bin/true".into(),
+            reload_command: "true".into(),
+            ..AgentConfig::default()
+        };
+        Self { dir, cfg }
+    }
+
+    fn home(&self) -> std::path::PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn dropin(&self) -> Option<String> {
+        std::fs::read_to_string(self.cfg.dropin_path()).ok()
+    }
+}
+
+#[test]
+fn a_key_sshd_would_refuse_for_bad_modes_fails_with_the_reason_and_keeps_password_login() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = Host::new();
+    std::fs::set_permissions(host.home(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = apply(&host.cfg, &desired("alice")).unwrap_err();
+    assert!(
+        err.contains("sshd would refuse the key") && err.contains("writable by group or others"),
+        "{err}"
+    );
+    // No lockout: password login is on, whatever the binding asked.
+    let dropin = host.dropin().unwrap();
+    assert!(dropin.contains("PasswordAuthentication yes"), "{dropin}");
+}
+
+#[test]
+fn a_fifo_a_hard_link_a_directory_or_a_huge_key_file_fails_and_changes_nothing() {
+    let host = Host::new();
+    let ssh = host.home().join(".ssh");
+    std::fs::create_dir(&ssh).unwrap();
+    let keys = ssh.join("authorized_keys");
+    let other = host.dir.path().join("other");
+    std::fs::write(&other, "root:secret\n").unwrap();
+    type Make = fn(&std::path::Path, &std::path::Path);
+    let cases: [(&str, Make); 4] = [
+        ("fifo", |k, _| {
+            std::process::Command::new("mkfifo")
+                .arg(k)
+                .status()
+                .unwrap();
+        }),
+        ("hard link", |k, o| std::fs::hard_link(o, k).unwrap()),
+        ("directory", |k, _| std::fs::create_dir(k).unwrap()),
+        ("sparse 1 GiB", |k, _| {
+            std::fs::File::create(k).unwrap().set_len(1 << 30).unwrap()
+        }),
+    ];
+    for (what, make) in cases {
+        make(&keys, &other);
+        let err = apply(&host.cfg, &desired("alice")).unwrap_err();
+        assert!(!err.is_empty(), "{what}");
+        assert_eq!(host.dropin(), None, "{what}: sshd untouched");
+        assert_eq!(
+            std::fs::read_to_string(&other).unwrap(),
+            "root:secret\n",
+            "{what}"
+        );
+        if keys.is_dir() {
+            std::fs::remove_dir(&keys).unwrap();
+        } else {
+            std::fs::remove_file(&keys).unwrap();
+        }
+    }
+    // Once the path is free again, the next change is served: the key goes in and password
+    // login goes off (what `sshd -T` then reports is /bin/true's silence here, so the result of
+    // the final check is not asserted).
+    let _ = apply(&host.cfg, &desired("alice"));
+    assert!(host
+        .dropin()
+        .is_some_and(|d| d.contains("PasswordAuthentication no")));
+    assert!(std::fs::read_to_string(&keys)
+        .unwrap()
+        .contains("ssh-ed25519"));
+}
+
+/// A server that streams an endless chunked body: the client must give up at its limit.
+#[tokio::test]
+async fn an_endless_answer_is_abandoned_at_the_limit() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+            )
+            .await;
+        let chunk = format!("{:x}\r\n{}\r\n", 8192, " ".repeat(8192));
+        // Up to 3 GB if nobody stops reading; the client stops after 64 KiB.
+        for _ in 0..(3u64 << 30) / 8192 {
+            if s.write_all(chunk.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let client = Client::new(&format!("http://{addr}")).unwrap();
+    let err = format!("{:#}", client.desired(None, 0).await.unwrap_err());
+    assert!(err.contains("larger than"), "{err}");
+}
+
+/// A proxy that ends a long poll with its own 503 after the wait: no change, not an outage.
+#[tokio::test]
+async fn a_long_poll_ended_by_a_proxy_timeout_is_no_change() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await;
+    });
+    let client = Client::new(&format!("http://{addr}")).unwrap();
+    assert!(client.desired(None, 1).await.unwrap().is_none());
+}

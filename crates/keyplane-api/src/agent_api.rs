@@ -383,7 +383,15 @@ pub async fn desired(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait.unwrap_or(0).min(60));
+    // The wait ends well before the request timeout, which would otherwise cut the poll with an
+    // empty 503 that the agent takes for an outage.
+    let longest = state
+        .config
+        .request_timeout
+        .saturating_sub(Duration::from_secs(5))
+        .max(Duration::from_secs(1));
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(q.wait.unwrap_or(0)).min(longest);
     let waiter = state.agents.waiter(&id);
     loop {
         // Register interest before reading, so a change between the read and the wait is not lost.

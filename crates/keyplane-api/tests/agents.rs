@@ -475,3 +475,38 @@ async fn an_oversized_registration_is_refused_with_a_json_error() {
     assert_eq!(instance_count(&app).await, 0);
     assert_eq!(list_tokens(&app).await[0]["Used"], json!(false));
 }
+
+#[tokio::test]
+async fn a_long_poll_ends_with_the_server_answer_before_the_request_timeout() {
+    // Issue 21: a poll as long as the request timeout was cut by it, an empty 503 the agent took
+    // for an outage. The server now ends the wait early enough to answer "not modified" itself.
+    let app = common::spawn_with(
+        keyplane_api::ServerConfig {
+            request_timeout: std::time::Duration::from_secs(7),
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let (token, _) = create_token(&app, &[("Region", "cn-hangzhou")]).await;
+    let (status, reg) = register(&app, host(&token, "root")).await;
+    assert_eq!(status, 200, "{reg}");
+    let id = reg["InstanceId"].as_str().unwrap();
+    let bearer = format!("Bearer {id}:{}", reg["Credential"].as_str().unwrap());
+    let url = format!("{}/agent/v1/desired", app.base);
+    let first = reqwest::Client::new()
+        .get(&url)
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    let poll = reqwest::Client::new()
+        .get(format!("{url}?wait=60"))
+        .header("authorization", &bearer)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(poll.status(), 304);
+}

@@ -68,14 +68,40 @@ pub fn hash(password: &str) -> Result<String, CoreError> {
         .map_err(|_| CoreError::Internal("SHA-512 crypt failed".into()))
 }
 
-/// Whether `hash` is the shape [`hash`] produces: what a stored or received hash must look like.
+/// Whether `hash` is a whole SHA-512 crypt hash: `$6$[rounds=N$]salt$hash`, the salt 1 to 16 and
+/// the hash exactly 86 characters of crypt's alphabet (`./0-9A-Za-z`), N from 1,000 to
+/// 999,999,999 as glibc takes it. Anything less (`$6$`, `$6$$`) would lock the password while a
+/// reset is reported applied, so an agent refuses it.
 pub fn is_crypt_hash(hash: &str) -> bool {
+    let crypt64 = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+    };
     let Some(rest) = hash.strip_prefix("$6$") else {
         return false;
     };
-    let ok_char =
-        |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'/' || b == b'$' || b == b'=';
-    hash.len() <= 200 && rest.bytes().all(ok_char)
+    let rest = match rest.strip_prefix("rounds=") {
+        None => rest,
+        Some(r) => {
+            let Some((n, after)) = r.split_once('$') else {
+                return false;
+            };
+            let valid = !n.starts_with('0')
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && n.parse::<u64>()
+                    .is_ok_and(|n| (1_000..=999_999_999).contains(&n));
+            if !valid {
+                return false;
+            }
+            after
+        }
+    };
+    match rest.split_once('$') {
+        Some((salt, digest)) => {
+            (1..=16).contains(&salt.len()) && crypt64(salt) && digest.len() == 86 && crypt64(digest)
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -143,5 +169,34 @@ mod tests {
         assert!(sha_crypt::sha512_check("Abcdef12?", &a).is_err());
         assert!(!is_crypt_hash("Abcdef12!"));
         assert!(!is_crypt_hash("$6$abc\n"));
+    }
+
+    #[test]
+    fn only_whole_sha512_crypt_hashes_pass() {
+        let digest = "a".repeat(86);
+        for ok in [
+            format!("$6$salt${digest}"),
+            format!("$6$rounds=5000$saltsaltsaltsalt${digest}"),
+            format!("$6$./Az09${digest}"),
+        ] {
+            assert!(is_crypt_hash(&ok), "{ok}");
+        }
+        for bad in [
+            "$6$".to_string(),
+            "$6$$".to_string(),
+            "$6$salt$".to_string(),
+            format!("$6$${digest}"),
+            format!("$6$salt${}", "a".repeat(85)),
+            format!("$6$salt${}", "a".repeat(87)),
+            format!("$6$salt_x${digest}"),
+            format!("$6$saltsaltsaltsalts${digest}"),
+            format!("$6$rounds=999$salt${digest}"),
+            format!("$6$rounds=05000$salt${digest}"),
+            format!("$6$rounds=$salt${digest}"),
+            format!("$5$salt${digest}"),
+            format!("$6$salt${digest}\nroot:x"),
+        ] {
+            assert!(!is_crypt_hash(&bad), "{bad}");
+        }
     }
 }

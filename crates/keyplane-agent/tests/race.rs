@@ -1,0 +1,168 @@
+//! The local attacker of issue 21, for real: an unprivileged user (made with `useradd`) swaps
+//! `~/.ssh` for symlinks to a root-owned file and a root-only directory in a tight loop — with
+//! `renameat2(RENAME_EXCHANGE)`, plain renames and a missing `~/.ssh` — while the agent, as root,
+//! applies a hundred times. Nothing outside the home may change owner, mode or content, and no
+//! `authorized_keys` may appear outside it. Needs root (the test command runs as root in CI).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use keyplane_agent::apply::{apply, Desired};
+use keyplane_agent::AgentConfig;
+
+/// Runs as the user: swaps `.ssh` in `home` with symlinks to the targets until `stop` exists.
+const RACER: &str = r#"
+import ctypes, os, random, sys
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_renameat2, AT_FDCWD, RENAME_EXCHANGE = 316, -100, 2
+home, target_file, target_dir, stop = sys.argv[1:5]
+os.chdir(home)
+for name, target in (("lf", target_file), ("ld", target_dir)):
+    try:
+        os.symlink(target, name)
+    except FileExistsError:
+        pass
+def exchange(a, b):
+    return libc.syscall(SYS_renameat2, AT_FDCWD, a.encode(), AT_FDCWD, b.encode(), RENAME_EXCHANGE) == 0
+while not os.path.exists(stop):
+    link = random.choice(("lf", "ld"))
+    if exchange(link, ".ssh"):
+        exchange(link, ".ssh")
+        continue
+    # No .ssh: put the symlink there for a moment, so a path-based mkdir/chown would follow it.
+    try:
+        os.rename(link, ".ssh")
+        os.rename(".ssh", link)
+    except OSError:
+        pass
+    if random.random() < 0.05 and os.path.isdir(".ssh") and not os.path.islink(".ssh"):
+        # Back to a missing ~/.ssh, so the agent creates it again.
+        for f in os.listdir(".ssh"):
+            try:
+                os.unlink(os.path.join(".ssh", f))
+            except OSError:
+                pass
+        try:
+            os.rmdir(".ssh")
+        except OSError:
+            pass
+"#;
+
+/// Ends the racer and removes the user however the test ends (a panic included), so neither a
+/// process nor an account outlives it.
+struct Racer {
+    child: std::process::Child,
+    stop: std::path::PathBuf,
+    user: String,
+}
+
+impl Drop for Racer {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.stop, "");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", &self.user])
+            .status();
+        let _ = Command::new("userdel")
+            .args(["-r", "-f", &self.user])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+fn snapshot(p: &Path) -> (u32, u32, u32, Vec<String>, Option<String>) {
+    let m = std::fs::symlink_metadata(p).unwrap();
+    let listing = if m.is_dir() {
+        let mut v: Vec<String> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    } else {
+        Vec::new()
+    };
+    let content = m.is_file().then(|| std::fs::read_to_string(p).unwrap());
+    (m.uid(), m.gid(), m.mode(), listing, content)
+}
+
+#[test]
+fn a_user_racing_their_ssh_directory_cannot_make_the_agent_touch_anything_outside_the_home() {
+    if !is_root() || !Path::new("/usr/sbin/useradd").exists() {
+        eprintln!("skipped: needs root and useradd (the test command runs as root)");
+        return;
+    }
+    let user = format!("kprace{}", std::process::id() % 100_000);
+    let ok = Command::new("useradd")
+        .args(["-m", "-s", "/bin/sh", &user])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let home = format!("/home/{user}");
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let target_file = work.path().join("root-file");
+    std::fs::write(&target_file, "root only\n").unwrap();
+    std::fs::set_permissions(&target_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let target_dir = work.path().join("root-dir");
+    std::fs::create_dir(&target_dir).unwrap();
+    std::fs::set_permissions(&target_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let before = (snapshot(&target_file), snapshot(&target_dir));
+    let stop = work.path().join("stop");
+
+    let racer = Racer {
+        child: Command::new("runuser")
+            .args(["-u", &user, "--", "python3", "-c", RACER, &home])
+            .arg(&target_file)
+            .arg(&target_dir)
+            .arg(&stop)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+        stop: stop.clone(),
+        user: user.clone(),
+    };
+    let cfg = AgentConfig {
+        manage_sshd: false,
+        ..AgentConfig::default()
+    };
+    let desired = Desired {
+        login_user: user.clone(),
+        public_key: Some(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f race"
+                .into(),
+        ),
+        password_login: false,
+        apply_seq: 1,
+        password_hash: None,
+        password_version: 0,
+    };
+    let (mut applied, mut refused) = (0, 0);
+    for _ in 0..100 {
+        match apply(&cfg, &desired) {
+            Ok(_) => applied += 1,
+            Err(_) => refused += 1,
+        }
+        assert_eq!(
+            (snapshot(&target_file), snapshot(&target_dir)),
+            before,
+            "a file outside the home changed"
+        );
+    }
+    drop(racer);
+    assert_eq!(
+        (snapshot(&target_file), snapshot(&target_dir)),
+        before,
+        "a file outside the home changed"
+    );
+    eprintln!("{applied} applies went through, {refused} were refused while racing");
+}

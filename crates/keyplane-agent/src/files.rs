@@ -2,7 +2,7 @@
 //!
 //! The user owns the home and can rename, replace or swap anything in it at any moment, including
 //! between two of our system calls. So nothing here resolves a path under the home twice: the home
-//! is opened once (`O_DIRECTORY|O_NOFOLLOW`), `.ssh` is opened (or made) relative to that
+//! is opened once (its path is root's: the passwd entry), `.ssh` is opened (or made) relative to that
 //! descriptor without following a symlink, and every later step — reading the key file, creating
 //! the temp file, `fchown`/`fchmod`, the rename, the fsync — acts on those descriptors. A path the
 //! user swaps after we opened it changes nothing we do (the attacker pass of issue 21 turned the
@@ -56,6 +56,10 @@ pub fn lookup_user(passwd: &Path, name: &str) -> Result<UserEntry, String> {
     Err(format!("the login user {name} does not exist"))
 }
 
+const HOME_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC);
+
 const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
@@ -91,13 +95,24 @@ impl SshDir {
     /// `Ok(None)` when it is missing and not to be created. A symlink, a non-directory or a
     /// directory owned by someone other than the user or root is refused.
     pub fn open(user: &UserEntry, create: bool) -> Result<Option<Self>, String> {
-        let home = rustix::fs::openat(CWD, &user.home, DIR_FLAGS, Mode::empty()).map_err(|e| {
+        // The home path is root's (the passwd entry, in a root-owned parent such as /home), so it
+        // is opened as sshd opens it, a symlinked home included; what the user controls starts
+        // inside it. It must be the user's (or root's), not someone else's.
+        let home = rustix::fs::openat(CWD, &user.home, HOME_FLAGS, Mode::empty()).map_err(|e| {
             format!(
                 "cannot open the home {}: {}",
                 user.home.display(),
                 explain(e)
             )
         })?;
+        let home_owner = rustix::fs::fstat(&home).map_err(|e| e.to_string())?.st_uid;
+        if home_owner != user.uid && home_owner != 0 {
+            return Err(format!(
+                "the home {} is owned by uid {home_owner}, not by {}",
+                user.home.display(),
+                user.name
+            ));
+        }
         let shown = user.home.join(".ssh");
         let mut created = false;
         let dir = match rustix::fs::openat(&home, ".ssh", DIR_FLAGS, Mode::empty()) {

@@ -67,28 +67,10 @@ pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, String> {
         ),
         None => None,
     };
-    let ssh = SshDir::open(&user, true)?.ok_or("~/.ssh could not be created")?;
-    let old = ssh.read(KEYS)?;
-    let line = key.as_ref().map(PublicKey::to_openssh);
-    let new = transform::authorized_keys(&old, line.as_deref());
-    if new != old {
-        ssh.write(KEYS, new.as_bytes())?;
-    }
-    // "In place" means sshd will accept it: the line is there, and StrictModes passes on the
-    // home, ~/.ssh and the file (a home others can write makes sshd ignore the key).
-    let key_problem = match &key {
-        None => None,
-        Some(k) => {
-            if !transform::managed_fingerprints(&ssh.read(KEYS)?).contains(&k.sha256_fingerprint())
-            {
-                Some("the key is not in authorized_keys after the write".to_string())
-            } else {
-                ssh.strict_modes_problem(KEYS)?
-                    .map(|why| format!("sshd would refuse the key: {why}"))
-            }
-        }
-    };
-    let key_in_place = key_problem.is_none();
+    // Any problem with the key file (a FIFO, a root-only ~/.ssh, bad modes…) must not stop the
+    // rest: a password reset and password login turned on are how people get back in, so they
+    // still happen, and only then is the apply reported failed.
+    let key_problem = put_key(&user, key.as_ref()).err();
     let password_version = match &desired.password_hash {
         Some(hash) if desired.password_version > 0 => {
             password::set(&cfg.chpasswd_bin, &cfg.shadow_file, &user.name, hash)
@@ -98,9 +80,14 @@ pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, String> {
         _ => None,
     };
     if cfg.manage_sshd {
-        // Never lock the host out: without the key in place, password login stays on.
-        let password_login = desired.password_login || !key_in_place;
-        set_password_login(cfg, password_login)?;
+        // Never lock the host out: without a key sshd accepts, password login stays (or goes) on.
+        let password_login = desired.password_login || key_problem.is_some();
+        if let Err(e) = set_password_login(cfg, password_login) {
+            return Err(match key_problem {
+                Some(k) => format!("{k}; {e}"),
+                None => e,
+            });
+        }
     }
     if let Some(why) = key_problem {
         return Err(format!("{why}; password login was left on"));
@@ -108,6 +95,29 @@ pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, String> {
     let mut observed = observe(cfg, &desired.login_user)?;
     observed.password_version = password_version;
     Ok(observed)
+}
+
+/// Makes `key` (or, with `None`, no managed key) what the user's authorized_keys holds, and checks
+/// that sshd will accept it: the line is there, and the home, `~/.ssh` and the file pass what
+/// sshd checks (StrictModes, and that the user can reach and read the file).
+fn put_key(user: &UserEntry, key: Option<&PublicKey>) -> Result<(), String> {
+    let ssh = SshDir::open(user, true)?.ok_or("~/.ssh could not be created")?;
+    let old = ssh.read(KEYS)?;
+    let line = key.map(PublicKey::to_openssh);
+    let new = transform::authorized_keys(&old, line.as_deref());
+    if new != old {
+        ssh.write(KEYS, new.as_bytes())?;
+    }
+    let Some(k) = key else {
+        return Ok(());
+    };
+    if !transform::managed_fingerprints(&ssh.read(KEYS)?).contains(&k.sha256_fingerprint()) {
+        return Err("the key is not in authorized_keys after the write".into());
+    }
+    match ssh.strict_modes_problem(KEYS)? {
+        Some(why) => Err(format!("sshd would refuse the key: {why}")),
+        None => Ok(()),
+    }
 }
 
 /// Writes the drop-in (or the managed block of sshd_config), tests it, reloads; restores the last

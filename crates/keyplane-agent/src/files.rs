@@ -114,15 +114,10 @@ impl SshDir {
             ));
         }
         let shown = user.home.join(".ssh");
-        let mut created = false;
         let dir = match rustix::fs::openat(&home, ".ssh", DIR_FLAGS, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) if create => {
-                match rustix::fs::mkdirat(&home, ".ssh", Mode::from_raw_mode(0o700)) {
-                    Ok(()) => created = true,
-                    Err(Errno::EXIST) => {}
-                    Err(e) => return Err(format!("cannot create {}: {e}", shown.display())),
-                }
+                make_ssh_dir(user, &home, &shown)?;
                 rustix::fs::openat(&home, ".ssh", DIR_FLAGS, Mode::empty())
                     .map_err(|e| format!("cannot open {}: {}", shown.display(), explain(e)))?
             }
@@ -130,12 +125,7 @@ impl SshDir {
             Err(e) => return Err(format!("cannot open {}: {}", shown.display(), explain(e))),
         };
         let stat = rustix::fs::fstat(&dir).map_err(|e| e.to_string())?;
-        if created && stat.st_uid == 0 && user.uid != 0 {
-            // The directory we just made: give it to the user, on the descriptor, so a swap of
-            // the name between the mkdir and here cannot redirect the chown.
-            std::os::unix::fs::fchown(&dir, Some(user.uid), Some(user.gid))
-                .map_err(|e| format!("chown {}: {e}", shown.display()))?;
-        } else if stat.st_uid != user.uid && stat.st_uid != 0 {
+        if stat.st_uid != user.uid && stat.st_uid != 0 {
             return Err(format!(
                 "{} is owned by uid {}, not by {}",
                 shown.display(),
@@ -143,7 +133,9 @@ impl SshDir {
                 user.name
             ));
         }
-        if stat.st_mode & 0o777 != 0o700 {
+        // Only the user's own directory is set to 0700; a root-owned one (an administrator's
+        // choice) keeps its mode, and the StrictModes check says whether sshd can use it.
+        if stat.st_uid == user.uid && stat.st_mode & 0o777 != 0o700 {
             rustix::fs::fchmod(&dir, Mode::from_raw_mode(0o700))
                 .map_err(|e| format!("chmod {}: {e}", shown.display()))?;
         }
@@ -247,10 +239,78 @@ impl SshDir {
         let file = rustix::fs::statat(&self.dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| format!("cannot check {name}: {e}"))?;
         let home_shown = format!("the home {}", self.user.home.display());
+        let file_shown = format!("~/.ssh/{name}");
+        let unreachable = |stat: &rustix::fs::Stat, what: &str, bits: u32, verb: &str| {
+            (!user_may(stat, &self.user, bits)).then(|| {
+                format!(
+                    "{} cannot {verb} {what} (mode {:o})",
+                    self.user.name,
+                    stat.st_mode & 0o7777
+                )
+            })
+        };
         Ok(strict_modes_problem(&home, &self.user, &home_shown)
             .or_else(|| strict_modes_problem(&dir, &self.user, "~/.ssh"))
-            .or_else(|| strict_modes_problem(&file, &self.user, &format!("~/.ssh/{name}"))))
+            .or_else(|| strict_modes_problem(&file, &self.user, &file_shown))
+            // sshd reads the file as the user: it must be able to get there and read it.
+            .or_else(|| unreachable(&home, &home_shown, 1, "enter"))
+            .or_else(|| unreachable(&dir, "~/.ssh", 1, "enter"))
+            .or_else(|| unreachable(&file, &file_shown, 4, "read")))
     }
+}
+
+/// Makes a missing `~/.ssh`, 0700, as the user would: for any other user than root, `mkdir` runs
+/// with the user's own uid and gid, so the directory is the user's from the start. A directory
+/// made by root and given away later could be renamed by the user in between and left root-owned
+/// in the home, where sshd (reading as the user) cannot enter it: a lasting lockout.
+fn make_ssh_dir(user: &UserEntry, home: &OwnedFd, shown: &Path) -> Result<(), String> {
+    if user.uid == 0 {
+        return match rustix::fs::mkdirat(home, ".ssh", Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(Errno::EXIST) => Ok(()),
+            Err(e) => Err(format!("cannot create {}: {e}", shown.display())),
+        };
+    }
+    use std::os::unix::process::CommandExt;
+    let out = std::process::Command::new("mkdir")
+        .args(["-m", "0700", "--"])
+        .arg(shown)
+        .uid(user.uid)
+        .gid(user.gid)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run mkdir as {}: {e}", user.name))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    // It may have appeared meanwhile; the open that follows decides.
+    match rustix::fs::statat(home, ".ssh", rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!(
+            "cannot create {} as {}: {}",
+            shown.display(),
+            user.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+/// Whether the user may use `stat`'s file with the permission `bits` (4 read, 1 search), by its
+/// mode bits (owner, primary group, others; supplementary groups and ACLs are not counted, so
+/// this errs towards "no", which is safe: a key then reported failed, password login kept on).
+fn user_may(stat: &rustix::fs::Stat, user: &UserEntry, bits: u32) -> bool {
+    if user.uid == 0 {
+        return true;
+    }
+    let shift = if stat.st_uid == user.uid {
+        6
+    } else if stat.st_gid == user.gid {
+        3
+    } else {
+        0
+    };
+    stat.st_mode & (bits << shift) == bits << shift
 }
 
 /// Errors a swapped path produces, said plainly.
@@ -415,6 +475,42 @@ mod tests {
         assert!(why.contains("writable by group or others"), "{why}");
         std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(ssh.strict_modes_problem("authorized_keys").unwrap(), None);
+    }
+
+    #[test]
+    fn what_the_user_may_read_or_enter_follows_owner_group_and_other_bits() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, "k\n").unwrap();
+        let stat_of = |mode: u32| {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            rustix::fs::stat(&f).unwrap()
+        };
+        let owner = std::fs::metadata(&f).unwrap().uid();
+        let me = UserEntry {
+            name: "owner".into(),
+            uid: owner.max(1),
+            gid: u32::MAX - 1,
+            home: d.path().to_path_buf(),
+        };
+        let stranger = UserEntry {
+            name: "stranger".into(),
+            uid: 54_321,
+            gid: 54_321,
+            home: d.path().to_path_buf(),
+        };
+        // Others: only the o bits count for a stranger.
+        assert!(user_may(&stat_of(0o604), &stranger, 4));
+        assert!(!user_may(&stat_of(0o640), &stranger, 4));
+        assert!(!user_may(&stat_of(0o600), &stranger, 4));
+        if owner != 0 {
+            // The owner's bits count for the owner (as root, the test user would be root).
+            assert!(user_may(&stat_of(0o400), &me, 4));
+            assert!(!user_may(&stat_of(0o044), &me, 4));
+        }
+        // Root may do anything.
+        let root = UserEntry { uid: 0, ..stranger };
+        assert!(user_may(&stat_of(0o000), &root, 4));
     }
 
     #[test]

@@ -166,3 +166,82 @@ fn a_user_racing_their_ssh_directory_cannot_make_the_agent_touch_anything_outsid
     );
     eprintln!("{applied} applies went through, {refused} were refused while racing");
 }
+
+/// Runs as the user: takes away every `~/.ssh` as soon as it appears, until `stop` exists.
+const THIEF: &str = r#"
+import os, sys
+home, stop = sys.argv[1:3]
+os.chdir(home)
+n = 0
+while not os.path.exists(stop):
+    try:
+        os.rename(".ssh", f"taken-{n}")
+        n += 1
+    except OSError:
+        pass
+"#;
+
+#[test]
+fn a_user_who_takes_away_a_new_ssh_directory_never_gets_one_they_cannot_use() {
+    // Found by the attacker pass: ~/.ssh made by root and chowned later could be renamed away in
+    // between, leaving a root-owned 0700 directory the user could put back as ~/.ssh: sshd (which
+    // reads as the user) could not enter it, and only root could remove it.
+    if !is_root() || !Path::new("/usr/sbin/useradd").exists() {
+        eprintln!("skipped: needs root and useradd (the test command runs as root)");
+        return;
+    }
+    let user = format!("kpthief{}", std::process::id() % 100_000);
+    assert!(Command::new("useradd")
+        .args(["-m", "-s", "/bin/sh", &user])
+        .status()
+        .unwrap()
+        .success());
+    let home = format!("/home/{user}");
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stop = work.path().join("stop");
+    let racer = Racer {
+        child: Command::new("runuser")
+            .args(["-u", &user, "--", "python3", "-c", THIEF, &home])
+            .arg(&stop)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+        stop: stop.clone(),
+        user: user.clone(),
+    };
+    let cfg = AgentConfig {
+        manage_sshd: false,
+        ..AgentConfig::default()
+    };
+    let desired = Desired {
+        login_user: user.clone(),
+        public_key: Some(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f thief"
+                .into(),
+        ),
+        password_login: false,
+        apply_seq: 1,
+        password_hash: None,
+        password_version: 0,
+    };
+    for _ in 0..300 {
+        let _ = apply(&cfg, &desired);
+    }
+    std::fs::write(&stop, "").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut root_owned = Vec::new();
+    for entry in std::fs::read_dir(&home).unwrap() {
+        let entry = entry.unwrap();
+        let m = std::fs::symlink_metadata(entry.path()).unwrap();
+        if m.is_dir() && m.uid() == 0 {
+            root_owned.push(entry.file_name());
+        }
+    }
+    drop(racer);
+    assert!(
+        root_owned.is_empty(),
+        "root-owned directories left in the home: {root_owned:?}"
+    );
+}

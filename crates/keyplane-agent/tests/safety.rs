@@ -84,7 +84,7 @@ async fn malformed_or_oversized_answers_are_ignored() {
 }
 
 #[test]
-fn password_login_is_never_touched_when_the_key_cannot_be_put_in_place() {
+fn password_login_is_never_turned_off_when_the_key_cannot_be_put_in_place() {
     use std::os::unix::fs::MetadataExt;
     let d = tempfile::tempdir().unwrap();
     let home = d.path().join("home");
@@ -122,9 +122,12 @@ fn password_login_is_never_touched_when_the_key_cannot_be_put_in_place() {
     };
     let err = apply(&cfg, &desired("alice")).unwrap_err();
     assert!(err.contains("symlink"), "{err}");
+    // The apply asked for password login off; without a usable key it may only go on (here sshd
+    // -t is /bin/false, so the drop-in is put back as it was: none).
     assert!(
-        !dropins.exists(),
-        "no sshd drop-in was written: password login stays as it was"
+        std::fs::read_to_string(cfg.dropin_path())
+            .map_or(true, |d| !d.contains("PasswordAuthentication no")),
+        "password login was never turned off"
     );
     assert_eq!(
         std::fs::read_to_string(&sshd_config).unwrap(),
@@ -206,7 +209,7 @@ fn a_key_sshd_would_refuse_for_bad_modes_fails_with_the_reason_and_keeps_passwor
 }
 
 #[test]
-fn a_fifo_a_hard_link_a_directory_or_a_huge_key_file_fails_and_changes_nothing() {
+fn a_fifo_a_hard_link_a_directory_or_a_huge_key_file_fails_and_keeps_password_login() {
     let host = Host::new();
     let ssh = host.home().join(".ssh");
     std::fs::create_dir(&ssh).unwrap();
@@ -231,7 +234,11 @@ fn a_fifo_a_hard_link_a_directory_or_a_huge_key_file_fails_and_changes_nothing()
         make(&keys, &other);
         let err = apply(&host.cfg, &desired("alice")).unwrap_err();
         assert!(!err.is_empty(), "{what}");
-        assert_eq!(host.dropin(), None, "{what}: sshd untouched");
+        assert!(
+            host.dropin()
+                .is_none_or(|d| d.contains("PasswordAuthentication yes")),
+            "{what}: password login never turned off"
+        );
         assert_eq!(
             std::fs::read_to_string(&other).unwrap(),
             "root:secret\n",
@@ -298,4 +305,32 @@ async fn a_long_poll_ended_by_a_proxy_timeout_is_no_change() {
     });
     let client = Client::new(&format!("http://{addr}")).unwrap();
     assert!(client.desired(None, 1).await.unwrap().is_none());
+}
+
+#[test]
+fn an_unusable_key_file_still_lets_a_detach_turn_password_login_back_on() {
+    // Found by the attacker pass: bound (password off), then the user puts a FIFO at
+    // authorized_keys; the detach stopped at the unreadable file and left password login off.
+    let host = Host::new();
+    let _ = apply(&host.cfg, &desired("alice"));
+    assert!(host
+        .dropin()
+        .is_some_and(|d| d.contains("PasswordAuthentication no")));
+    let keys = host.home().join(".ssh/authorized_keys");
+    std::fs::remove_file(&keys).unwrap();
+    std::process::Command::new("mkfifo")
+        .arg(&keys)
+        .status()
+        .unwrap();
+    let detach = Desired {
+        public_key: None,
+        password_login: true,
+        apply_seq: 2,
+        ..desired("alice")
+    };
+    let err = apply(&host.cfg, &detach).unwrap_err();
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(host
+        .dropin()
+        .is_some_and(|d| d.contains("PasswordAuthentication yes")));
 }

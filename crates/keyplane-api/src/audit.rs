@@ -96,6 +96,7 @@ pub fn build(call: &Call<'_>, result: &str, status: u16) -> AuditRecord {
 /// Records the call if it changes something or was denied, unless its own transaction already
 /// did. A failure to write is logged: the response has already been decided.
 pub async fn record(state: &AppState, call: &Call<'_>, result: &str, status: u16) {
+    state.writes.observe(call.mutating, result);
     if !call.mutating && !DENIALS.contains(&result) {
         return;
     }

@@ -48,6 +48,8 @@ pub struct AppState {
     pub sessions: console::Sessions,
     /// Failed console sign-ins per source address.
     pub sign_in_guard: console::guard::SignInGuard,
+    /// Whether the store's writes are failing (read-only, full), for `/healthz`.
+    pub writes: WriteHealth,
     /// Password hashing and key generation, bounded (SPEC section 6).
     pub cpu: cpu::CpuQueue,
 }
@@ -66,6 +68,7 @@ impl AppState {
             agents: agent_api::AgentHub::default(),
             sessions: console::Sessions::default(),
             sign_in_guard: console::guard::SignInGuard::default(),
+            writes: WriteHealth::default(),
             cpu: cpu::CpuQueue::default(),
         }))
     }
@@ -203,11 +206,75 @@ async fn vendor_api(
     }
 }
 
-async fn healthz(State(state): State<Arc<AppState>>) -> (axum::http::StatusCode, &'static str) {
-    match state.store.default_account().await {
-        Ok(Some(_)) => (axum::http::StatusCode::OK, "ok\n"),
-        _ => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+/// Whether the store's writes are failing: set when a call answers `ServiceUnavailable` (the
+/// store maps a read-only or full database, or one out of reach, to it), cleared when a write
+/// succeeds again, by a call or by `/healthz`'s own probe.
+#[derive(Default)]
+pub struct WriteHealth {
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl WriteHealth {
+    pub fn observe(&self, mutating: bool, result: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if result == "ServiceUnavailable" {
+            self.failing.store(true, Relaxed);
+        } else if mutating && result.starts_with("OK") {
+            self.failing.store(false, Relaxed);
+        }
     }
+
+    fn failing(&self) -> bool {
+        self.failing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Ready means the store answers and takes writes, with room to write (SQLite: at least 1 MiB free
+/// on its file system). A read-only store fails even a write that
+/// changes nothing (the delete below); a full one fails only writes that need space, so after
+/// writes have failed the probe writes a row (a throw-away nonce, purged with the others) and the
+/// server is ready again only when that succeeds.
+async fn healthz(State(state): State<Arc<AppState>>) -> (axum::http::StatusCode, &'static str) {
+    let not_writable = (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "not ready: the store cannot be written\n",
+    );
+    match state.store.default_account().await {
+        Ok(Some(_)) => {}
+        _ => return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+    }
+    // Less than this left and the next checkpoint or batch may not fit: say so before it fails.
+    const LOW_SPACE: u64 = 1024 * 1024;
+    if state
+        .store
+        .free_bytes()
+        .is_some_and(|free| free < LOW_SPACE)
+    {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: less than 1 MiB free where the store writes\n",
+        );
+    }
+    if state
+        .store
+        .purge_nonces(chrono::DateTime::UNIX_EPOCH)
+        .await
+        .is_err()
+    {
+        return not_writable;
+    }
+    if state.writes.failing() {
+        let probe = (
+            "keyplane:healthz".to_string(),
+            uuid::Uuid::new_v4().to_string(),
+            chrono::Utc::now(),
+        );
+        if state.store.record_nonces(&[probe]).await.is_err() {
+            return not_writable;
+        }
+        state.writes.observe(true, "OK");
+    }
+    (axum::http::StatusCode::OK, "ok\n")
 }
 
 /// Periodic work kept off the request path: flushing and purging nonces, finishing transitions.

@@ -258,6 +258,9 @@ pub trait Store: Send + Sync + 'static {
     /// Whether several servers may share this store (PostgreSQL): then nonces and throttles are
     /// checked in the store on every call, and agent wake-ups go through it.
     fn shared(&self) -> bool;
+    /// Free space where the store writes, when it is this process's to watch (SQLite's file
+    /// system); `None` for a database server.
+    fn free_bytes(&self) -> Option<u64>;
     /// Closes the store, waiting until every connection has finished: SQLite checkpoints its WAL
     /// and removes the side files, so the data directory is complete and still once this returns.
     async fn close(&self);

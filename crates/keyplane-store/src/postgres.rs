@@ -78,6 +78,11 @@ impl PgStore {
         true
     }
 
+    /// The database server's disks are its own to watch.
+    fn free_bytes_impl(&self) -> Option<u64> {
+        None
+    }
+
     /// Another server may change a key at any time: read it every call.
     fn key_cache(&self) -> Option<&crate::key_cache::KeyCache> {
         None

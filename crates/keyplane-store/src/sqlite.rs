@@ -67,6 +67,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     keys: crate::key_cache::KeyCache,
+    /// The directory of the database file, whose free space `/healthz` reports on.
+    dir: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -130,10 +132,16 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(db)?;
+        let file = path.split('?').next().unwrap_or(path);
+        let dir = match std::path::Path::new(file).parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
         Ok(Self {
             writer,
             reader,
             keys: Default::default(),
+            dir,
         })
     }
 
@@ -150,6 +158,12 @@ impl SqliteStore {
     /// One process owns the file: nonces, throttles and agent wake-ups stay in its memory.
     fn shared_impl(&self) -> bool {
         false
+    }
+
+    /// The bytes an unprivileged writer may still use on the database's file system.
+    fn free_bytes_impl(&self) -> Option<u64> {
+        let v = rustix::fs::statvfs(&self.dir).ok()?;
+        Some(v.f_bavail.saturating_mul(v.f_frsize))
     }
 
     /// Every AccessKey change goes through this process, so it may keep the keys it read.

@@ -92,10 +92,64 @@ fn init_logging(json: bool) {
     }
 }
 
-/// Opens the store `--db` names; returns it with the directory for the server's own files and
-/// the URL as it may be logged (without a password).
-async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Store>, PathBuf, String)> {
+/// The open store, with the directory for the server's own files, the URL as it may be logged
+/// (without a password), and, for SQLite, the lock that makes this server the file's only one.
+struct Opened {
+    store: Arc<dyn Store>,
+    dir: PathBuf,
+    shown: String,
+    _lock: Option<std::fs::File>,
+}
+
+/// SQLite is one server's store: a second server on the same file would keep its own AccessKey
+/// cache and nonce memory (a key disabled through one stays usable on the other). The lock is an
+/// exclusive `flock` on `<database>.lock`, held for the life of the process (the kernel releases
+/// it when the process ends, however it ends); the file names the holder's process ID.
+fn lock_sqlite(path: &str) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = path.split('?').next().unwrap_or(path);
+    if let Some(dir) = Path::new(file)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        if !dir.exists() {
+            create_private_dir(dir)?;
+        }
+    }
+    let lock_path = format!("{file}.lock");
+    let mut lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .with_context(|| format!("opening {lock_path}"))?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        let mut holder = String::new();
+        let _ = lock.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let who = if holder.is_empty() {
+            "another keyplane server".to_string()
+        } else {
+            format!("another keyplane server (process {holder})")
+        };
+        bail!(
+            "{who} already serves {file}: SQLite is one server's store. Stop it first, or run \
+             several servers over one PostgreSQL database (docs/DEPLOYMENT.md)"
+        );
+    }
+    lock.set_len(0)?;
+    lock.rewind()?;
+    writeln!(lock, "{}", std::process::id())?;
+    Ok(lock)
+}
+
+/// Opens the store `--db` names.
+async fn open_store(args: &ServeArgs) -> anyhow::Result<Opened> {
     if let Some(path) = args.db.strip_prefix("sqlite://").filter(|p| !p.is_empty()) {
+        let lock = lock_sqlite(path)?;
         let store = SqliteStore::open_with(path, args.sqlite_synchronous == "full")
             .await
             .with_context(|| format!("opening {path}"))?;
@@ -103,7 +157,12 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Store>, PathBuf
             .parent()
             .unwrap_or(Path::new(""))
             .to_path_buf();
-        return Ok((Arc::new(store), dir, args.db.clone()));
+        return Ok(Opened {
+            store: Arc::new(store),
+            dir,
+            shown: args.db.clone(),
+            _lock: Some(lock),
+        });
     }
     if args.db.starts_with("postgres://") || args.db.starts_with("postgresql://") {
         let shown = without_password(&args.db);
@@ -111,7 +170,12 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Store>, PathBuf
             .await
             .with_context(|| format!("opening {shown}"))?;
         create_private_dir(&args.data_dir)?;
-        return Ok((Arc::new(store), args.data_dir.clone(), shown.to_string()));
+        return Ok(Opened {
+            store: Arc::new(store),
+            dir: args.data_dir.clone(),
+            shown: shown.to_string(),
+            _lock: None,
+        });
     }
     bail!("unsupported --db: expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")
 }
@@ -170,16 +234,28 @@ fn reload_on_sighup(certs: TlsCerts) -> anyhow::Result<()> {
 pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     init_logging(args.log_json);
     let tls = load_tls(&args)?;
-    let (store, dir, shown) = open_store(&args).await?;
+    // The port first: a server that cannot listen must not leave a fresh database and keys behind.
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let opened = open_store(&args).await?;
+    let (store, dir, shown) = (
+        opened.store.clone(),
+        opened.dir.clone(),
+        opened.shown.clone(),
+    );
     let key_file = args
         .server_key_file
         .clone()
         .unwrap_or_else(|| dir.join("server.key"));
     let server_key = load_server_key(&key_file)?;
     let account = bootstrap(store.as_ref(), &dir, &server_key).await?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    // A store that cannot be written (a read-only file or directory, a full disk) must stop the
+    // start with the reason, not answer every write with InternalError while /healthz says ok.
+    store
+        .purge_nonces(chrono::DateTime::UNIX_EPOCH)
         .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+        .map_err(|e| anyhow::anyhow!("the store {shown} cannot be written: {e}"))?;
     if let Some(certs) = &tls {
         reload_on_sighup(certs.clone())?;
     }
@@ -200,6 +276,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     };
     keyplane_api::serve(store.clone(), config, listener, shutdown_signal()).await?;
     store.close().await;
+    drop(opened);
     tracing::info!("keyplane stopped");
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -22,9 +22,17 @@ use crate::{
     TokenClaim, User,
 };
 
-/// A database error as the API sees it: the database being out of reach is `ServiceUnavailable`
-/// (the caller may retry; nothing was written), anything else an internal error.
+/// A database error as the API sees it: the database being out of reach, or unable to write (a
+/// read-only file or file system, a full disk), is `ServiceUnavailable` (the caller may retry;
+/// nothing was written, and `/healthz` says not ready until writes work again); anything else is
+/// an internal error.
 pub(super) fn db(e: sqlx::Error) -> CoreError {
+    if let sqlx::Error::Database(d) = &e {
+        if cannot_write(d.code().as_deref()) {
+            tracing::error!(backend = BACKEND, error = %e, "the database cannot be written (read-only or full?)");
+            return CoreError::ServiceUnavailable;
+        }
+    }
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -35,6 +43,21 @@ pub(super) fn db(e: sqlx::Error) -> CoreError {
             CoreError::ServiceUnavailable
         }
         e => CoreError::Internal(format!("{BACKEND}: {e}")),
+    }
+}
+
+/// SQLite's READONLY (8), IOERR (10), CANTOPEN (14) and FULL (13), extended codes included;
+/// PostgreSQL's disk_full (53100), insufficient_resources (53000) and read_only_sql_transaction
+/// (25006).
+fn cannot_write(code: Option<&str>) -> bool {
+    match code {
+        Some("53100" | "53000" | "25006") => BACKEND == "postgres",
+        Some(c) => {
+            BACKEND == "sqlite"
+                && c.parse::<i64>()
+                    .is_ok_and(|n| matches!(n & 0xff, 8 | 10 | 13 | 14))
+        }
+        None => false,
     }
 }
 
@@ -358,6 +381,9 @@ pub(super) async fn write_binding(tx: &mut Transaction<'static, Db>, i: &Instanc
 impl Store for SqlStore {
     fn shared(&self) -> bool {
         self.shared_impl()
+    }
+    fn free_bytes(&self) -> Option<u64> {
+        self.free_bytes_impl()
     }
     async fn close(&self) {
         self.writer.close().await;

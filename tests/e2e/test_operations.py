@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from alibabacloud_ecs20140526 import models as m
 
-from conftest import AK, BINARY, LINUX, POSTGRES, SK, Server, tea_client
+from conftest import AK, BINARY, LINUX, POSTGRES, SK, Server, free_port, tea_client
 
 pytestmark = pytest.mark.skipif(bool(POSTGRES), reason="SQLite only: the lock and the disk are SQLite's")
 
@@ -24,14 +24,6 @@ def serve(db, port, extra_env=None):
     env.update(extra_env or {})
     return subprocess.run([BINARY, "serve", "--listen", f"127.0.0.1:{port}", "--db", db],
                           env=env, capture_output=True, text=True, timeout=30)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def health(server):

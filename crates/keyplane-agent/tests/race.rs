@@ -72,6 +72,52 @@ impl Drop for Racer {
     }
 }
 
+/// A new unprivileged user with a home, or `None` (test skipped) when not root.
+fn new_user(prefix: &str) -> Option<String> {
+    if !is_root() || !Path::new("/usr/sbin/useradd").exists() {
+        eprintln!("skipped: needs root and useradd (the test command runs as root)");
+        return None;
+    }
+    let user = format!("{prefix}{}", std::process::id() % 100_000);
+    let made = Command::new("useradd")
+        .args(["-m", "-s", "/bin/sh", &user])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    Some(user)
+}
+
+/// Starts `script` (Python) as `user` with `args`; it runs until `stop` exists.
+fn start_racer(user: &str, script: &str, args: &[&std::ffi::OsStr], stop: &Path) -> Racer {
+    Racer {
+        child: Command::new("runuser")
+            .args(["-u", user, "--", "python3", "-c", script])
+            .args(args)
+            .arg(stop)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+        stop: stop.to_path_buf(),
+        user: user.to_string(),
+    }
+}
+
+/// A binding of a fixed ed25519 key for `user`, password login off.
+fn binding(user: &str) -> Desired {
+    Desired {
+        login_user: user.to_string(),
+        public_key: Some(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f race"
+                .into(),
+        ),
+        password_login: false,
+        apply_seq: 1,
+        password_hash: None,
+        password_version: 0,
+    }
+}
+
 fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
@@ -96,16 +142,9 @@ fn snapshot(p: &Path) -> (u32, u32, u32, Vec<String>, Option<String>) {
 
 #[test]
 fn a_user_racing_their_ssh_directory_cannot_make_the_agent_touch_anything_outside_the_home() {
-    if !is_root() || !Path::new("/usr/sbin/useradd").exists() {
-        eprintln!("skipped: needs root and useradd (the test command runs as root)");
+    let Some(user) = new_user("kprace") else {
         return;
-    }
-    let user = format!("kprace{}", std::process::id() % 100_000);
-    let ok = Command::new("useradd")
-        .args(["-m", "-s", "/bin/sh", &user])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    };
     let home = format!("/home/{user}");
     let work = tempfile::tempdir().unwrap();
     std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -118,34 +157,21 @@ fn a_user_racing_their_ssh_directory_cannot_make_the_agent_touch_anything_outsid
     let before = (snapshot(&target_file), snapshot(&target_dir));
     let stop = work.path().join("stop");
 
-    let racer = Racer {
-        child: Command::new("runuser")
-            .args(["-u", &user, "--", "python3", "-c", RACER, &home])
-            .arg(&target_file)
-            .arg(&target_dir)
-            .arg(&stop)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-        stop: stop.clone(),
-        user: user.clone(),
-    };
+    let racer = start_racer(
+        &user,
+        RACER,
+        &[
+            home.as_ref(),
+            target_file.as_os_str(),
+            target_dir.as_os_str(),
+        ],
+        &stop,
+    );
     let cfg = AgentConfig {
         manage_sshd: false,
         ..AgentConfig::default()
     };
-    let desired = Desired {
-        login_user: user.clone(),
-        public_key: Some(
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f race"
-                .into(),
-        ),
-        password_login: false,
-        apply_seq: 1,
-        password_hash: None,
-        password_version: 0,
-    };
+    let desired = binding(&user);
     let (mut applied, mut refused) = (0, 0);
     for _ in 0..100 {
         match apply(&cfg, &desired) {
@@ -186,46 +212,18 @@ fn a_user_who_takes_away_a_new_ssh_directory_never_gets_one_they_cannot_use() {
     // Found by the attacker pass: ~/.ssh made by root and chowned later could be renamed away in
     // between, leaving a root-owned 0700 directory the user could put back as ~/.ssh: sshd (which
     // reads as the user) could not enter it, and only root could remove it.
-    if !is_root() || !Path::new("/usr/sbin/useradd").exists() {
-        eprintln!("skipped: needs root and useradd (the test command runs as root)");
+    let Some(user) = new_user("kpthief") else {
         return;
-    }
-    let user = format!("kpthief{}", std::process::id() % 100_000);
-    assert!(Command::new("useradd")
-        .args(["-m", "-s", "/bin/sh", &user])
-        .status()
-        .unwrap()
-        .success());
+    };
     let home = format!("/home/{user}");
     let work = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let stop = work.path().join("stop");
-    let racer = Racer {
-        child: Command::new("runuser")
-            .args(["-u", &user, "--", "python3", "-c", THIEF, &home])
-            .arg(&stop)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-        stop: stop.clone(),
-        user: user.clone(),
-    };
+    let racer = start_racer(&user, THIEF, &[home.as_ref()], &stop);
     let cfg = AgentConfig {
         manage_sshd: false,
         ..AgentConfig::default()
     };
-    let desired = Desired {
-        login_user: user.clone(),
-        public_key: Some(
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f thief"
-                .into(),
-        ),
-        password_login: false,
-        apply_seq: 1,
-        password_hash: None,
-        password_version: 0,
-    };
+    let desired = binding(&user);
     for _ in 0..300 {
         let _ = apply(&cfg, &desired);
     }

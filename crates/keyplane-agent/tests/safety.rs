@@ -85,53 +85,29 @@ async fn malformed_or_oversized_answers_are_ignored() {
 
 #[test]
 fn password_login_is_never_turned_off_when_the_key_cannot_be_put_in_place() {
-    use std::os::unix::fs::MetadataExt;
-    let d = tempfile::tempdir().unwrap();
-    let home = d.path().join("home");
-    std::fs::create_dir_all(home.join(".ssh")).unwrap();
-    let secret = d.path().join("shadow");
+    let mut host = Host::new();
+    // sshd refuses every configuration here: whatever the apply writes to sshd is put back.
+    host.cfg.sshd_bin = "/bin/false".into();
+    host.cfg.reload_command = "false".into();
+    let ssh = host.home().join(".ssh");
+    std::fs::create_dir(&ssh).unwrap();
+    let secret = host.dir.path().join("shadow");
     std::fs::write(&secret, "root:hash\n").unwrap();
     // authorized_keys is a symlink to a sensitive file: the key cannot be put in place.
-    std::os::unix::fs::symlink(&secret, home.join(".ssh/authorized_keys")).unwrap();
-    let m = std::fs::metadata(&home).unwrap();
-    let passwd = d.path().join("passwd");
-    std::fs::write(
-        &passwd,
-        format!(
-            "alice:x:{}:{}::{}:/bin/sh\n",
-            m.uid(),
-            m.gid(),
-            home.display()
-        ),
-    )
-    .unwrap();
-    let dropins = d.path().join("sshd_config.d");
-    let sshd_config = d.path().join("sshd_config");
-    std::fs::write(
-        &sshd_config,
-        format!("Include {}/*.conf\n", dropins.display()),
-    )
-    .unwrap();
-    let cfg = AgentConfig {
-        passwd_file: passwd,
-        sshd_config: sshd_config.clone(),
-        sshd_dropin_dir: dropins.clone(),
-        sshd_bin: "/bin/false".into(),
-        reload_command: "false".into(),
-        ..AgentConfig::default()
-    };
-    let err = apply(&cfg, &desired("alice")).unwrap_err();
+    std::os::unix::fs::symlink(&secret, ssh.join("authorized_keys")).unwrap();
+    let sshd_config = std::fs::read_to_string(&host.cfg.sshd_config).unwrap();
+    let err = apply(&host.cfg, &desired("alice")).unwrap_err();
     assert!(err.contains("symlink"), "{err}");
-    // The apply asked for password login off; without a usable key it may only go on (here sshd
-    // -t is /bin/false, so the drop-in is put back as it was: none).
+    // The apply asked for password login off; without a usable key it may only go on (here the
+    // drop-in is put back as it was: none).
     assert!(
-        std::fs::read_to_string(cfg.dropin_path())
-            .map_or(true, |d| !d.contains("PasswordAuthentication no")),
+        host.dropin()
+            .is_none_or(|d| !d.contains("PasswordAuthentication no")),
         "password login was never turned off"
     );
     assert_eq!(
-        std::fs::read_to_string(&sshd_config).unwrap(),
-        format!("Include {}/*.conf\n", dropins.display())
+        std::fs::read_to_string(&host.cfg.sshd_config).unwrap(),
+        sshd_config
     );
     assert_eq!(
         std::fs::read_to_string(&secret).unwrap(),

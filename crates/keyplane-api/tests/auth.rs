@@ -161,20 +161,13 @@ async fn format_xml_renders_success_and_errors_as_xml() {
 async fn a_v1_post_with_everything_in_the_form_body_is_accepted() {
     // pop-core's POST: every parameter, the signature included, in the body; nothing in the query.
     let app = spawn_app().await;
-    let mut all = pairs(&[
-        ("Action", "DescribeZones"),
-        ("Version", "2014-05-26"),
-        ("RegionId", "cn-beijing"),
-        ("AccessKeyId", AK),
-        ("SignatureMethod", "HMAC-SHA1"),
-        ("SignatureVersion", "1.0"),
-        ("SignatureNonce", "form-body-nonce"),
-        ("Timestamp", &now()),
-        ("Format", "JSON"),
-    ]);
-    let sts = keyplane_sig::alibaba::v1_string_to_sign("POST", "/", &all);
-    let sig = keyplane_sig::alibaba::v1_signature(&keyplane_sig::SecretKey::new(SECRET), &sts);
-    all.push(("Signature".into(), sig));
+    let all = v1_signed(
+        "POST",
+        "DescribeZones",
+        &[("RegionId", "cn-beijing"), ("Format", "JSON")],
+        &now(),
+        "form-body-nonce",
+    );
     let body = query_string(&all).into_bytes();
     let resp = reqwest::Client::new()
         .post(format!("{}/", app.base))

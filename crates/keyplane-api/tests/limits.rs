@@ -14,22 +14,9 @@ const HUGE_VOLC: usize = 35_000;
 
 /// A V1-signed POST with every parameter in the form body, as pop-core sends it.
 async fn aliyun_form(app: &App, action: &str, params: &[(&str, &str)]) -> Resp {
-    let mut all = pairs(params);
-    for (k, v) in [
-        ("Action", action),
-        ("Version", "2014-05-26"),
-        ("AccessKeyId", AK),
-        ("SignatureMethod", "HMAC-SHA1"),
-        ("SignatureVersion", "1.0"),
-        ("SignatureNonce", &nonce()),
-        ("Timestamp", &now()),
-        ("Format", "JSON"),
-    ] {
-        all.push((k.into(), v.into()));
-    }
-    let sts = keyplane_sig::alibaba::v1_string_to_sign("POST", "/", &all);
-    let sig = keyplane_sig::alibaba::v1_signature(&SecretKey::new(SECRET), &sts);
-    all.push(("Signature".into(), sig));
+    let mut params = params.to_vec();
+    params.push(("Format", "JSON"));
+    let all = common::v1_signed("POST", action, &params, &now(), &nonce());
     app.post_raw(
         "",
         "application/x-www-form-urlencoded",
@@ -60,14 +47,7 @@ async fn volc_form(app: &App, action: &str, form: &[(String, String)]) -> Resp {
     for (n, v) in &headers {
         req = req.header(n, v);
     }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    Resp {
-        status,
-        body: serde_json::from_str(&text).unwrap_or_default(),
-        text,
-    }
+    App::read(req.send().await.unwrap()).await
 }
 
 /// `["p-0", "p-1", …]` with `n` distinct values and, after them, an element that is not a string:
@@ -202,14 +182,7 @@ async fn native_get(
     for (n, v) in headers.iter().filter(|(n, _)| n != "host") {
         req = req.header(n, v);
     }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    Resp {
-        status,
-        body: serde_json::from_str(&text).unwrap_or_default(),
-        text,
-    }
+    App::read(req.send().await.unwrap()).await
 }
 
 fn volc_code(r: &Resp) -> &str {

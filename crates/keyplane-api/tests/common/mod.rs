@@ -108,6 +108,37 @@ pub async fn spawn_with(mut config: ServerConfig, dir: Option<tempfile::TempDir>
     }
 }
 
+/// Every parameter of a V1 call signed as the SDKs sign it for `method` at `/`, the
+/// `Signature` included; parameters the caller gives win over the defaults.
+pub fn v1_signed(
+    method: &str,
+    action: &str,
+    params: &[(&str, &str)],
+    ts: &str,
+    nonce: &str,
+) -> Vec<(String, String)> {
+    let mut all = pairs(params);
+    for (k, v) in [
+        ("Action", action),
+        ("Version", "2014-05-26"),
+        ("AccessKeyId", AK),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureVersion", "1.0"),
+        ("SignatureNonce", nonce),
+        ("Timestamp", ts),
+    ] {
+        if !all.iter().any(|(n, _)| n == k) {
+            all.push((k.into(), v.into()));
+        }
+    }
+    let sts = alibaba::v1_string_to_sign(method, "/", &all);
+    all.push((
+        "Signature".into(),
+        alibaba::v1_signature(&SecretKey::new(SECRET), &sts),
+    ));
+    all
+}
+
 pub fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -305,26 +336,7 @@ impl App {
     }
 
     pub fn v1_query(&self, action: &str, params: &[(&str, &str)], ts: &str, nonce: &str) -> String {
-        let mut all = pairs(params);
-        for (k, v) in [
-            ("Action", action),
-            ("Version", "2014-05-26"),
-            ("AccessKeyId", AK),
-            ("SignatureMethod", "HMAC-SHA1"),
-            ("SignatureVersion", "1.0"),
-            ("SignatureNonce", nonce),
-            ("Timestamp", ts),
-        ] {
-            if !all.iter().any(|(n, _)| n == k) {
-                all.push((k.into(), v.into()));
-            }
-        }
-        let sts = alibaba::v1_string_to_sign("GET", "/", &all);
-        all.push((
-            "Signature".into(),
-            alibaba::v1_signature(&SecretKey::new(SECRET), &sts),
-        ));
-        query_string(&all)
+        query_string(&v1_signed("GET", action, params, ts, nonce))
     }
 
     pub async fn get(&self, query: &str) -> Resp {
@@ -350,7 +362,8 @@ impl App {
         Self::read(resp).await
     }
 
-    async fn read(resp: reqwest::Response) -> Resp {
+    /// The status, the text and the JSON (or null) of an answer.
+    pub async fn read(resp: reqwest::Response) -> Resp {
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);

@@ -5,7 +5,7 @@ import os
 import subprocess
 import tempfile
 
-from conftest import REGION
+from conftest import AK, BINARY, REGION, SK
 
 
 def sdk_error(fn):
@@ -21,6 +21,13 @@ def sdk_error(fn):
             code = e.get_error_code()
         return status, code
     raise AssertionError("the call succeeded but an error was expected")
+
+
+def admin(server, *args, ak=AK, sk=SK):
+    """Runs `keyplane admin ARGS` against the server with only the given AccessKey in its env."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEYPLANE_", "ALIBABA_CLOUD_"))}
+    env.update(KEYPLANE_ENDPOINT=server.url, KEYPLANE_ACCESS_KEY_ID=ak, KEYPLANE_ACCESS_KEY_SECRET=sk)
+    return subprocess.run([BINARY, "admin", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def ssh_keygen(*args, key_type="ed25519", bits=None):

@@ -2,23 +2,15 @@
 resources in both dialects; the audit log is listed by the CLI; throttling changes nothing."""
 
 import json
-import os
-import subprocess
 
 import volcenginesdkecs as ve
 from alibabacloud_ecs20140526 import models as m
 
-from conftest import AK, BINARY, LINUX, SK, Server, tea_client
-from helpers import ids_json, sdk_error, ssh_keygen
+from conftest import LINUX, Server, tea_client
+from helpers import admin, ids_json, sdk_error, ssh_keygen
 from volc_helpers import volc
 
 R = "cn-hangzhou"
-
-
-def admin(server, *args, ak=AK, sk=SK):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEYPLANE_", "ALIBABA_CLOUD_"))}
-    env.update(KEYPLANE_ENDPOINT=server.url, KEYPLANE_ACCESS_KEY_ID=ak, KEYPLANE_ACCESS_KEY_SECRET=sk)
-    return subprocess.run([BINARY, "admin", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_accounts_are_created_by_the_bootstrap_root_and_see_only_their_own(server):

@@ -12,7 +12,7 @@ from alibabacloud_ram20150501.client import Client as RamClient
 from alibabacloud_tea_openapi import utils_models as om
 
 from conftest import AK, CA, LINUX, SCHEME, SK, tea_client
-from helpers import ids_json, sdk_error, ssh_keygen
+from helpers import admin, ids_json, sdk_error, ssh_keygen
 from volc_helpers import api_error, volc
 
 R = "cn-hangzhou"
@@ -145,6 +145,32 @@ def test_the_audit_log_shows_each_call(server, world):
     root_actions = {r[3] for r in rows if r[0] == "root"}
     assert {"CreateUser", "CreatePolicy", "AttachPolicyToUser", "CreateAccessKey", "RunInstances", "ImportKeyPair"} <= root_actions
     assert not any(r[3] == "DescribeKeyPairs" for r in rows), "reads are not audited unless denied"
+
+
+def test_refusals_inside_a_batch_are_audited_per_instance(server, world):
+    """A batch that answers 200 with one instance refused, and a batch refused for every instance,
+    are both found by `keyplane admin audit --result` with the code each dialect answered."""
+    a, b = world["a"], world["b"]
+    alice = tea_client(server, ak=world["ak"], sk=world["sk"])
+    alice.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="kp-ok", instance_ids=ids_json([a, b])))
+    alice.detach_key_pair(m.DetachKeyPairRequest(region_id=R, key_pair_name="kp-ok", instance_ids=ids_json([b])))
+    out = volc(server, region=R, ak=world["ak"], sk=world["sk"]).attach_key_pair(
+        ve.AttachKeyPairRequest(key_pair_name="kp-ok", instance_ids=[b]))
+    assert [d.error.code for d in out.operation_details] == ["AccessDenied"]
+
+    def listed(code):
+        out = admin(server, "audit", "--result", code)
+        assert out.returncode == 0, out.stderr
+        return [(r["Dialect"], r["Action"], r["Result"], [(x["InstanceId"], x["Result"]) for x in r["InstanceResults"]])
+                for r in json.loads(out.stdout)["Records"]]
+
+    partial = ("aliyun", "AttachKeyPair", "OK", [(a, "OK"), (b, "Forbidden.RAM")])
+    all_refused = ("aliyun", "DetachKeyPair", "OK", [(b, "Forbidden.RAM")])
+    volc_refused = ("volc", "AttachKeyPair", "OK", [(b, "AccessDenied")])
+    assert sorted(listed("Forbidden.RAM")) == sorted([partial, all_refused])
+    assert listed("AccessDenied") == [volc_refused]
+    assert partial in listed("OK")
+    assert listed("Forbidden") == [], "a result filter matches whole codes only"
 
 
 def test_an_oversized_policy_document_is_refused(server):

@@ -90,6 +90,7 @@ pub fn build(call: &Call<'_>, result: &str, status: u16) -> AuditRecord {
             .get("ClientToken")
             .unwrap_or_default()
             .to_string(),
+        instance_results: Vec::new(),
     }
 }
 

@@ -10,7 +10,9 @@ use keyplane_core::CoreError;
 
 use keyplane_core::model::KeyPair;
 use keyplane_core::InstanceFailure;
-use keyplane_store::{BindOp, InstanceOutcome};
+use std::collections::HashSet;
+
+use keyplane_store::{BindAudit, BindOp, InstanceOutcome, InstanceResult};
 
 use crate::auth::Caller;
 use crate::AppState;
@@ -114,8 +116,6 @@ pub fn page_in_memory<T>(
 /// How many rows a filtered (RAM user) listing reads at most before paging in memory.
 pub const FILTER_SCAN_LIMIT: u64 = 100_000;
 
-/// Attach/detach with per-instance authorization: instances the caller may not touch fail as
-/// `Forbidden` in the results and are left out of the batch; the rest go through in one transaction.
 /// One attach or detach batch.
 pub struct Batch<'a> {
     pub action: &'a str,
@@ -123,10 +123,15 @@ pub struct Batch<'a> {
     pub key_pair: &'a KeyPair,
     pub ids: &'a [String],
     pub op: BindOp,
-    /// The call's audit record, written in the batch's own transaction.
-    pub audit: Option<&'a keyplane_store::AuditRecord>,
+    /// The call's audit record, written in the batch's own transaction with each instance's
+    /// result in the calling dialect's codes.
+    pub audit: Option<BindAudit<'a>>,
 }
 
+/// Attach/detach with per-instance authorization: instances the caller may not touch fail as
+/// `Forbidden` in the results and are left out of the batch; the rest go through in one transaction.
+/// The audit record names every instance's result, refused ones included, so a search for a
+/// refusal finds a call that answered 200; a batch refused for every instance is recorded too.
 pub async fn bind_allowed(
     state: &AppState,
     caller: &Caller,
@@ -140,11 +145,39 @@ pub async fn bind_allowed(
         op,
         audit,
     } = batch;
-    let (allowed, denied): (Vec<&String>, Vec<&String>) = ids
+    let denied: HashSet<&String> = ids
         .iter()
-        .partition(|id| caller.allowed(action, &caller.instance_arn(region, id)));
-    let allowed: Vec<String> = allowed.into_iter().cloned().collect();
+        .filter(|id| !caller.allowed(action, &caller.instance_arn(region, id)))
+        .collect();
+    let allowed: Vec<String> = ids
+        .iter()
+        .filter(|id| !denied.contains(id))
+        .cloned()
+        .collect();
+    let record = audit.map(|a| {
+        let mut record = a.record.clone();
+        record.instance_results = ids
+            .iter()
+            .map(|id| InstanceResult {
+                instance_id: id.clone(),
+                result: if denied.contains(id) {
+                    (a.failure_code)(InstanceFailure::Forbidden).to_string()
+                } else {
+                    String::new()
+                },
+            })
+            .collect();
+        (record, a.failure_code)
+    });
+    let audit = record.as_ref().map(|(record, failure_code)| BindAudit {
+        record,
+        failure_code: *failure_code,
+    });
     let mut done = if allowed.is_empty() {
+        // Nothing for the store to change, but the refusals are still a call to record.
+        if let Some((record, _)) = &record {
+            state.store.append_audit(record).await?;
+        }
         Vec::new()
     } else {
         state
@@ -159,7 +192,7 @@ pub async fn bind_allowed(
     // Back into the caller's order.
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        if denied.contains(&id) {
+        if denied.contains(id) {
             out.push((id.clone(), Err(InstanceFailure::Forbidden)));
         } else if let Some(i) = done.iter().position(|(d, _)| d == id) {
             out.push(done.swap_remove(i));

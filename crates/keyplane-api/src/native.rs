@@ -241,6 +241,7 @@ async fn audit(
                 "HttpStatus": r.status,
                 "RequestId": r.request_id,
                 "ClientToken": r.client_token,
+                "InstanceResults": r.instance_results,
             })
         })
         .collect();

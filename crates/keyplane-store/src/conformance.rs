@@ -9,8 +9,9 @@ use keyplane_core::model::{
 use keyplane_core::{ids, CoreError, InstanceFailure};
 
 use crate::{
-    parse_ts, ts, AccessKeyRecord, AuditFilter, AuditRecord, BindOp, InstanceFilter, KeyPairFilter,
-    Page, PolicyRecord, RegistrationToken, Store, StoredResponse, TokenClaim, User,
+    parse_ts, ts, AccessKeyRecord, AuditFilter, AuditRecord, BindAudit, BindOp, InstanceFilter,
+    InstanceResult, KeyPairFilter, Page, PolicyRecord, RegistrationToken, Store, StoredResponse,
+    TokenClaim, User,
 };
 
 const REGION: &str = "cn-hangzhou";
@@ -301,10 +302,58 @@ pub async fn bindings(store: &dyn Store) {
         .map(|i| i.id.clone())
         .chain(["i-doesnotexist".to_string()])
         .collect();
+    // The caller decided one instance before the store (a RAM refusal); the store decides the
+    // rest and writes every instance's result into the record, in the caller's order.
+    let mut record = audit_record(&account, "AttachKeyPair");
+    record.instance_results = std::iter::once(("i-refused", "Forbidden.RAM"))
+        .chain(ids.iter().map(|id| (id.as_str(), "")))
+        .map(|(id, result)| InstanceResult {
+            instance_id: id.into(),
+            result: result.into(),
+        })
+        .collect();
+    let audit = BindAudit {
+        record: &record,
+        failure_code: |f| match f {
+            InstanceFailure::Windows => "Windows",
+            InstanceFailure::NotIoOptimized => "IoOptimize",
+            InstanceFailure::NotFound => "NotFound",
+            _ => "Other",
+        },
+    };
     let outcomes = store
-        .bind(&account, REGION, &kp, &ids, BindOp::Attach, None)
+        .bind(&account, REGION, &kp, &ids, BindOp::Attach, Some(audit))
         .await
         .unwrap();
+    let written = store
+        .list_audit(
+            &AuditFilter {
+                account_id: Some(account.clone()),
+                result: Some("Windows".into()),
+                ..Default::default()
+            },
+            Page::After { seq: 0, limit: 10 },
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.total, 1);
+    let written: Vec<(&str, &str)> = written.items[0]
+        .instance_results
+        .iter()
+        .map(|r| (r.instance_id.as_str(), r.result.as_str()))
+        .collect();
+    assert_eq!(
+        written,
+        [
+            ("i-refused", "Forbidden.RAM"),
+            (running.id.as_str(), "OK"),
+            (stopped.id.as_str(), "OK"),
+            (windows.id.as_str(), "Windows"),
+            (legacy.id.as_str(), "IoOptimize"),
+            (elsewhere.id.as_str(), "NotFound"),
+            ("i-doesnotexist", "NotFound"),
+        ]
+    );
     let results: Vec<_> = outcomes.iter().map(|(_, r)| *r).collect();
     assert_eq!(
         results,
@@ -917,6 +966,26 @@ pub async fn ram(store: &dyn Store) {
         .is_some());
 }
 
+/// A minimal audit record of `action` in `account`.
+fn audit_record(account: &str, action: &str) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        at: keyplane_core::model::now(),
+        account_id: account.into(),
+        principal: "root".into(),
+        access_key_id: "LTAIx".into(),
+        source_ip: "127.0.0.1".into(),
+        dialect: "aliyun".into(),
+        action: action.into(),
+        resources: Vec::new(),
+        result: "OK".into(),
+        status: 200,
+        request_id: "R".into(),
+        client_token: String::new(),
+        instance_results: Vec::new(),
+    }
+}
+
 /// The audit log appends, filters, pages.
 pub async fn audit(store: &dyn Store) {
     let record = |n: i64, action: &str, result: &str| AuditRecord {
@@ -937,6 +1006,7 @@ pub async fn audit(store: &dyn Store) {
         status: if result == "OK" { 200 } else { 403 },
         request_id: format!("R{n}"),
         client_token: String::new(),
+        instance_results: Vec::new(),
     };
     for n in 0..15 {
         let action = if n < 10 {
@@ -974,6 +1044,41 @@ pub async fn audit(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(denied.items[0].request_id, "R3");
+
+    // A batch that answered OK while one of its instances was refused is found by that
+    // instance's result, and only by the exact code.
+    let partial = AuditRecord {
+        instance_results: vec![
+            InstanceResult {
+                instance_id: "i-a".into(),
+                result: "OK".into(),
+            },
+            InstanceResult {
+                instance_id: "i-b".into(),
+                result: "Forbidden.RAM".into(),
+            },
+        ],
+        ..record(15, "AttachKeyPair", "OK")
+    };
+    store.append_audit(&partial).await.unwrap();
+    let by_result = |code: &str| AuditFilter {
+        result: Some(code.into()),
+        ..Default::default()
+    };
+    let page = Page::After { seq: 0, limit: 100 };
+    let denied = store
+        .list_audit(&by_result("Forbidden.RAM"), page)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = denied.items.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, ["R3", "R15"]);
+    assert_eq!(denied.items[1].instance_results, partial.instance_results);
+    for near_miss in ["Forbidden", "forbidden.ram", "RAM", "\"Forbidden.RAM\""] {
+        let none = store.list_audit(&by_result(near_miss), page).await.unwrap();
+        assert_eq!(none.total, 0, "{near_miss}");
+    }
+    let ok = store.list_audit(&by_result("OK"), page).await.unwrap();
+    assert_eq!(ok.total, 15);
     let deletes = store
         .list_audit(
             &AuditFilter {

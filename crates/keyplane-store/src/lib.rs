@@ -140,6 +140,55 @@ pub struct AuditRecord {
     pub status: u16,
     pub request_id: String,
     pub client_token: String,
+    /// Each instance's own result in a batch call (AttachKeyPair, DetachKeyPair), in the caller's
+    /// order: a call can answer 200 while some of its instances were refused.
+    pub instance_results: Vec<InstanceResult>,
+}
+
+/// One instance's result inside a batch call's audit record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InstanceResult {
+    #[serde(rename = "InstanceId")]
+    pub instance_id: String,
+    /// `OK`, or the vendor code the caller saw for this instance.
+    #[serde(rename = "Result")]
+    pub result: String,
+}
+
+/// The audit record a batch writes in its own transaction. The store fills in the result of each
+/// instance it decides (those still empty in `record.instance_results`) with `failure_code`, the
+/// calling dialect's per-instance code.
+#[derive(Clone, Copy)]
+pub struct BindAudit<'a> {
+    pub record: &'a AuditRecord,
+    pub failure_code: fn(InstanceFailure) -> &'static str,
+}
+
+impl BindAudit<'_> {
+    /// The record with every instance's result: the store's outcomes fill the undecided ones.
+    pub fn complete(&self, outcomes: &[InstanceOutcome]) -> AuditRecord {
+        let mut record = self.record.clone();
+        let decided: std::collections::HashMap<&str, &str> = outcomes
+            .iter()
+            .map(|(id, r)| {
+                let code = match r {
+                    Ok(()) => "OK",
+                    Err(f) => (self.failure_code)(*f),
+                };
+                (id.as_str(), code)
+            })
+            .collect();
+        for r in record
+            .instance_results
+            .iter_mut()
+            .filter(|r| r.result.is_empty())
+        {
+            if let Some(code) = decided.get(r.instance_id.as_str()) {
+                r.result = (*code).to_string();
+            }
+        }
+        record
+    }
 }
 
 /// Filters of the audit listing; all given ones must hold.
@@ -148,6 +197,7 @@ pub struct AuditFilter {
     pub account_id: Option<String>,
     pub action: Option<String>,
     pub principal: Option<String>,
+    /// Matches the call's result or any of its instances' results.
     pub result: Option<String>,
     pub since: Option<DateTime<Utc>>,
 }
@@ -449,7 +499,7 @@ pub trait Store: Send + Sync + 'static {
         key_pair: &KeyPair,
         instance_ids: &[String],
         op: BindOp,
-        audit: Option<&AuditRecord>,
+        audit: Option<BindAudit<'_>>,
     ) -> Result<Vec<InstanceOutcome>>;
     /// Starts a power operation. With `done_at` None it completes at once (a start or reboot then
     /// boots the instance); else the instance stays in its transitional status until

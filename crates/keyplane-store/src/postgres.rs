@@ -29,6 +29,8 @@ use store::db;
 type Db = Postgres;
 type DbRow = sqlx::postgres::PgRow;
 type SqlStore = PgStore;
+/// The substring position function: `(haystack, needle)`, 0 when absent, case-sensitive.
+const CONTAINS: &str = "strpos";
 const BACKEND: &str = "postgres";
 
 /// The advisory lock every write transaction holds (any constant: keyplane owns the database).

@@ -27,6 +27,8 @@ use store::db;
 type Db = Sqlite;
 type DbRow = sqlx::sqlite::SqliteRow;
 type SqlStore = SqliteStore;
+/// The substring position function: `(haystack, needle)`, 0 when absent, case-sensitive.
+const CONTAINS: &str = "instr";
 const BACKEND: &str = "sqlite";
 
 /// The database holds sealed AccessKeys and everything else: only its owner may read it, whatever

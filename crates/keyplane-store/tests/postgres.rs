@@ -15,7 +15,9 @@ use std::time::Duration;
 use keyplane_core::model::{InstanceStatus, OsType};
 use keyplane_core::CoreError;
 use keyplane_store::postgres::PgStore;
-use keyplane_store::{conformance, AuditFilter, AuditRecord, BindOp, Page, Store, TokenClaim};
+use keyplane_store::{
+    conformance, AuditFilter, AuditRecord, BindAudit, BindOp, Page, Store, TokenClaim,
+};
 
 fn admin_url() -> String {
     std::env::var("KEYPLANE_TEST_POSTGRES").expect(
@@ -193,8 +195,13 @@ async fn concurrent_binds_through_two_servers_equal_a_serial_order() {
                 status: 200,
                 request_id: format!("{n}/{}", kp.id),
                 client_token: String::new(),
+                instance_results: Vec::new(),
             };
-            s.bind(&account, "cn-hangzhou", &kp, &window, op, Some(&audit))
+            let audit = BindAudit {
+                record: &audit,
+                failure_code: |_| "Failed",
+            };
+            s.bind(&account, "cn-hangzhou", &kp, &window, op, Some(audit))
                 .await
                 .unwrap();
         }));

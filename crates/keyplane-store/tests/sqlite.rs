@@ -225,3 +225,56 @@ async fn tokens_from_before_expiry_get_an_id_and_a_day_to_live_on_upgrade() {
             .is_some()
     );
 }
+
+/// Audit records written before per-instance results existed are kept as they were, read with
+/// no instance results, and still found by their own result.
+#[tokio::test]
+async fn audit_records_from_before_instance_results_survive_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let old = dir.path().join("old-migrations");
+    std::fs::create_dir(&old).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.as_str() < "0008" {
+            std::fs::copy(entry.path(), old.join(&name)).unwrap();
+        }
+    }
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO audit (at, account_id, principal, access_key_id, source_ip, dialect, action, \
+             resources, result, status, request_id, client_token) VALUES ('2025-01-01T00:00:00.000000Z', \
+             '1234', 'root', 'LTAIx', '127.0.0.1', 'aliyun', 'AttachKeyPair', '[]', 'Forbidden.RAM', 403, 'R-old', '')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    let listed = keyplane_store::Store::list_audit(
+        &s,
+        &keyplane_store::AuditFilter {
+            result: Some("Forbidden.RAM".into()),
+            ..Default::default()
+        },
+        keyplane_store::Page::After { seq: 0, limit: 10 },
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.total, 1);
+    assert_eq!(listed.items[0].request_id, "R-old");
+    assert!(listed.items[0].instance_results.is_empty());
+}

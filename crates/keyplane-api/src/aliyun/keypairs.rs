@@ -226,7 +226,10 @@ async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Body200, CoreError> {
             key_pair: &key_pair,
             ids: &instance_ids,
             op,
-            audit: Some(&record),
+            audit: Some(keyplane_store::BindAudit {
+                record: &record,
+                failure_code: |f| instance_failure(f).0,
+            }),
         },
     )
     .await?;

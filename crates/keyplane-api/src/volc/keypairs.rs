@@ -277,7 +277,10 @@ pub async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Output, CoreError> {
             key_pair: &kp,
             ids: &ids,
             op,
-            audit: Some(&record),
+            audit: Some(keyplane_store::BindAudit {
+                record: &record,
+                failure_code: |f| instance_failure(f).0,
+            }),
         },
     )
     .await?;

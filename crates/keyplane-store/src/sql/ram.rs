@@ -5,7 +5,7 @@ use keyplane_core::CoreError;
 use sqlx::{QueryBuilder, Row};
 
 use super::store::{db, unique};
-use super::{Db, DbRow, SqlStore};
+use super::{Db, DbRow, SqlStore, CONTAINS};
 use crate::{
     parse_ts, ts, AccessKeyInfo, AccessKeyRecord, AuditFilter, AuditRecord, Listing, Page,
     PolicyRecord, Result, User,
@@ -48,6 +48,7 @@ fn audit_from_row(r: &DbRow) -> Result<AuditRecord> {
         status: r.get::<i64, _>("status") as u16,
         request_id: r.get("request_id"),
         client_token: r.get("client_token"),
+        instance_results: serde_json::from_str(r.get("instance_results")).unwrap_or_default(),
     })
 }
 
@@ -477,7 +478,14 @@ impl SqlStore {
                 qb.push(" AND principal = ").push_bind(p.clone());
             }
             if let Some(r) = &f.result {
-                qb.push(" AND result = ").push_bind(r.clone());
+                // The call's result, or one of its instances' results: the JSON member as written
+                // (serde_json quotes the code the same way), found by the backend's substring test.
+                let member = format!("\"Result\":{}", serde_json::Value::String(r.clone()));
+                qb.push(" AND (result = ")
+                    .push_bind(r.clone())
+                    .push(format!(" OR {CONTAINS}(instance_results, "))
+                    .push_bind(member)
+                    .push(") > 0)");
             }
             if let Some(t) = f.since {
                 qb.push(" AND at >= ").push_bind(ts(t));
@@ -494,7 +502,8 @@ where
 {
     sqlx::query(
         "INSERT INTO audit (at, account_id, principal, access_key_id, source_ip, dialect, action, resources, \
-         result, status, request_id, client_token) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         result, status, request_id, client_token, instance_results) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(ts(a.at))
     .bind(&a.account_id)
@@ -508,6 +517,7 @@ where
     .bind(a.status as i64)
     .bind(&a.request_id)
     .bind(&a.client_token)
+    .bind(serde_json::to_string(&a.instance_results).unwrap_or_else(|_| "[]".into()))
     .execute(executor)
     .await
     .map_err(db)?;

@@ -17,8 +17,8 @@ use super::rows::{self, instance_from_row, key_pair_from_row};
 use super::{push_name_pattern, ram, Db, DbRow, SqlStore, BACKEND};
 use crate::{
     ts, AccessKeyInfo, AccessKeyRecord, AgentDesired, AgentReport, AuditFilter, AuditRecord,
-    BindOp, InstanceChange, InstanceFilter, InstanceOutcome, KeyPairFilter, Listing, Page,
-    PolicyRecord, RegistrationToken, RegistrationTokenInfo, Result, Store, StoredResponse,
+    BindAudit, BindOp, InstanceChange, InstanceFilter, InstanceOutcome, KeyPairFilter, Listing,
+    Page, PolicyRecord, RegistrationToken, RegistrationTokenInfo, Result, Store, StoredResponse,
     TokenClaim, User,
 };
 
@@ -1047,7 +1047,7 @@ impl Store for SqlStore {
         key_pair: &KeyPair,
         instance_ids: &[String],
         op: BindOp,
-        audit: Option<&AuditRecord>,
+        audit: Option<BindAudit<'_>>,
     ) -> Result<Vec<InstanceOutcome>> {
         let mut tx = self.begin().await?;
         let mut qb = QueryBuilder::<Db>::new("SELECT * FROM instances WHERE account_id = ");
@@ -1090,7 +1090,7 @@ impl Store for SqlStore {
         }
         write_desired_bindings(&mut tx, &changed).await?;
         if let Some(a) = audit {
-            ram::insert_audit(&mut *tx, a).await?;
+            ram::insert_audit(&mut *tx, &a.complete(&outcomes)).await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(outcomes)

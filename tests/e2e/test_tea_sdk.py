@@ -127,6 +127,9 @@ def test_request_level_errors_fail_the_whole_call(tea):
     ]
     for kw, status, code in cases:
         assert sdk_error(lambda: tea.attach_key_pair(m.AttachKeyPairRequest(region_id=REGION, **kw))) == (status, code)
+    with pytest.raises(Exception) as e:
+        tea.attach_key_pair(m.AttachKeyPairRequest(region_id=REGION, key_pair_name="req-kp", instance_ids=ids[0]))
+    assert 'Give a JSON array of instance IDs, e.g. ["i-' in e.value.message, "the message shows the form that works"
     assert sdk_error(lambda: tea.attach_key_pair(m.AttachKeyPairRequest(
         region_id="mars-1", key_pair_name="req-kp", instance_ids=ids_json(ids)))) == (404, "InvalidRegionId.NotFound")
     assert describe(tea, key_pair_name="req-kp").total_count == 0
@@ -197,6 +200,13 @@ def test_tag_and_untag_resources(tea):
 def test_a_wrong_secret_and_an_unknown_key_are_refused(server):
     status, code = sdk_error(lambda: tea_client(server, sk="wrong").describe_regions(m.DescribeRegionsRequest()))
     assert (status, code) == (400, "SignatureDoesNotMatch")
+    with pytest.raises(Exception) as e:
+        tea_client(server, sk="wrong").describe_regions(m.DescribeRegionsRequest())
+    assert "Check that the AccessKey secret is the one issued with this AccessKey ID" in e.value.message
+    refused = [line for line in server.log().splitlines() if "SignatureDoesNotMatch" in line]
+    assert refused and all(AK in line and "DescribeRegions" in line for line in refused), \
+        "the log names the AccessKey ID and the action of a refused signature"
+    assert "wrong" not in "".join(refused)
     status, code = sdk_error(lambda: tea_client(server, ak="LTAInobody").describe_regions(m.DescribeRegionsRequest()))
     assert (status, code) == (404, "InvalidAccessKeyId.NotFound")
 

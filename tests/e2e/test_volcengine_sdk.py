@@ -12,7 +12,7 @@ import pytest
 import volcenginesdkecs as e
 from alibabacloud_ecs20140526 import models as am
 
-from conftest import LINUX, NO_AGENT, WINDOWS, Server, tea_client
+from conftest import AK, LINUX, NO_AGENT, WINDOWS, Server, tea_client
 from helpers import md5_fingerprint, ssh_keygen
 from volc_helpers import api_error, error_code, raw, volc
 
@@ -177,6 +177,9 @@ def test_gateway_errors_for_bad_signatures_and_scopes(server):
     assert (status, error_code(body)) == (404, "InvalidRegion.NotFound")
     status, body, _ = raw(server, "DescribeKeyPairs", [], sk="wrong")
     assert (status, error_code(body)) == (401, "SignatureDoesNotMatch")
+    refused = [line for line in server.log().splitlines() if "SignatureDoesNotMatch" in line]
+    assert refused and all(AK in line and "DescribeKeyPairs" in line for line in refused), \
+        "the log names the AccessKey ID and the action of a refused signature"
     assert body["ResponseMetadata"]["Error"]["CodeN"] == 100010
     assert api_error(lambda: volc(server, ak="AKLTnobody").describe_key_pairs(e.DescribeKeyPairsRequest())) == (401, "InvalidAccessKey")
 
@@ -208,6 +211,9 @@ def test_gateway_errors_for_bad_signatures_and_scopes(server):
     assert status == 200 and body["ResponseMetadata"]["Service"] == "ecs" and body["ResponseMetadata"]["Region"] == REGION
     status, body, _ = raw(server, "NoSuchAction", [])
     assert (status, error_code(body)) == (404, "InvalidActionOrVersion")
+    status, body, _ = raw(server, "AttachKeypair", [])
+    assert (status, error_code(body)) == (404, "InvalidActionOrVersion")
+    assert body["ResponseMetadata"]["Error"]["Message"].endswith("Did you mean AttachKeyPair?")
 
 
 def test_instances_statuses_batches_and_catalog(server):

@@ -178,6 +178,12 @@ async fn vendor_api(
     State(state): State<Arc<AppState>>,
     req: axum::http::Request<axum::body::Body>,
 ) -> axum::response::Response {
+    if is_browser_visit(&req) {
+        use axum::response::IntoResponse;
+        // A person who typed the server's address: the API has nothing to show them, the console
+        // does. No SDK sends this (every call has a query string or an Authorization header).
+        return axum::response::Redirect::to("/console/").into_response();
+    }
     let (host, unread) = {
         let header = |name: &str| req.headers().get(name).and_then(|h| h.to_str().ok());
         let version = req
@@ -204,6 +210,19 @@ async fn vendor_api(
         Dialect::Ram => ram_api::handle(&state, wire, &host).await,
         Dialect::Volc => volc::handle(&state, wire).await,
     }
+}
+
+/// A plain `GET /` from a browser: no parameters, no signature, and HTML accepted.
+fn is_browser_visit(req: &axum::http::Request<axum::body::Body>) -> bool {
+    let headers = req.headers();
+    req.method() == axum::http::Method::GET
+        && req.uri().query().is_none_or(str::is_empty)
+        && !headers.contains_key(axum::http::header::AUTHORIZATION)
+        && headers
+            .get_all(axum::http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("text/html"))
 }
 
 /// Whether the store's writes are failing: set when a call answers `ServiceUnavailable` (the

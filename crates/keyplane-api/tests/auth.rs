@@ -106,6 +106,14 @@ async fn an_unknown_action_or_version_gets_a_vendor_error() {
     let app = spawn_app().await;
     let r = app.call("FlyToTheMoon", &[]).await;
     assert_eq!((r.status, r.code()), (404, "InvalidAction.NotFound"));
+    assert!(!r.body["Message"].as_str().unwrap().contains("Did you mean"));
+    // A typo names the action that was likely meant.
+    let r = app.call("AttachKeypair", &[]).await;
+    assert_eq!((r.status, r.code()), (404, "InvalidAction.NotFound"));
+    assert!(r.body["Message"]
+        .as_str()
+        .unwrap()
+        .ends_with("Did you mean AttachKeyPair?"));
     let q = app.v1_query(
         "DescribeRegions",
         &[("Version", "2099-01-01")],
@@ -179,4 +187,46 @@ async fn a_v1_post_with_everything_in_the_form_body_is_accepted() {
     assert_eq!(resp.status(), 200);
     let v: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
     assert_eq!(v["Zones"]["Zone"][0]["ZoneId"], "cn-beijing-a");
+}
+
+#[tokio::test]
+async fn a_browser_at_the_servers_address_is_sent_to_the_console_and_an_api_client_is_not() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let r = client
+        .get(format!("{}/", app.base))
+        .header("accept", page)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/console/");
+    // No HTML wanted, or a query string, or a signature: the API answers with its own error.
+    for (path, accept) in [
+        ("/", "*/*"),
+        ("/?Action=DescribeRegions", page),
+        ("/?", "application/json"),
+    ] {
+        let r = client
+            .get(format!("{}{path}", app.base))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path} {accept}");
+        let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert!(body["Code"].is_string(), "{path}: {body}");
+    }
+    let r = client
+        .get(format!("{}/", app.base))
+        .header("accept", page)
+        .header("authorization", "ACS3-HMAC-SHA256 Credential=x")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 303);
 }

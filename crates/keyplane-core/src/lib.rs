@@ -17,6 +17,7 @@ pub mod password;
 pub mod pubkey;
 pub mod ram;
 pub mod secretbox;
+pub mod suggest;
 pub mod wildcard;
 
 pub use error::{CoreError, InstanceFailure};

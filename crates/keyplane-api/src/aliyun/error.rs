@@ -27,11 +27,15 @@ fn e(status: u16, code: &'static str, message: impl Into<String>) -> AliError {
 }
 
 impl AliError {
-    pub fn invalid_action(action: &str) -> Self {
+    /// An action this API does not have; `known` are the ones it has, for a "did you mean".
+    pub fn invalid_action(action: &str, known: &[&str]) -> Self {
+        let hint = keyplane_core::suggest::did_you_mean(action, known);
         e(
             404,
             "InvalidAction.NotFound",
-            format!("Specified api ({action}) is not found, please check your url and method."),
+            format!(
+                "Specified api ({action}) is not found, please check your url and method.{hint}"
+            ),
         )
     }
 
@@ -114,7 +118,7 @@ impl From<CoreError> for AliError {
             CoreError::InvalidInstanceIds => e(
                 400,
                 "InvalidInstanceIds.ValueNotSupported",
-                "The specified parameter InstanceIds is not valid.",
+                "The specified parameter InstanceIds is not valid. Give a JSON array of instance IDs, e.g. [\"i-bp67acfmxazb4p****\",\"i-bp1i43l28m7u48p1****\"].",
             ),
             CoreError::TooManyInstanceIds(_) => e(
                 403,
@@ -316,7 +320,13 @@ impl From<AuthError> for AliError {
             AuthError::Signature(SigError::Mismatch { string_to_sign }) => e(
                 400,
                 "SignatureDoesNotMatch",
-                format!("Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"),
+                // No colon before the string to sign: aliyun-python-sdk-core takes what follows the
+                // first colon and, when it equals its own, reports InvalidAccessKeySecret.
+                format!(
+                    "Specified signature is not matched with our calculation. Check that the \
+                     AccessKey secret is the one issued with this AccessKey ID, and that nothing \
+                     changed the request after it was signed. server string to sign is:{string_to_sign}"
+                ),
             ),
             AuthError::UnknownAccessKey => e(
                 404,

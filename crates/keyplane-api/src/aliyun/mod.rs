@@ -61,12 +61,24 @@ pub async fn handle(
         Err(e) => return render::error(&e.into(), &request_id, host, Format::Json),
     };
     let format = Format::from_param(wire.param("Format"));
-    let fail = |e: AliError| {
-        tracing::info!(%request_id, code = e.code, status = e.status.as_u16(), "rejected");
-        render::error(&e, &request_id, host, format)
-    };
     // What runs is only what the signature covers: see `WireRequest::alibaba_selector`.
     let selected = wire.alibaba_selector();
+    let fail = |e: AliError| {
+        // The AccessKey ID the request claims (not verified: this is why it failed, perhaps) and
+        // the action tell an operator whose client is misconfigured; the secret is never known here.
+        let claimed = keyplane_sig::alibaba::claim(&wire.sig_view())
+            .map(|c| c.access_key_id)
+            .unwrap_or_default();
+        tracing::info!(
+            %request_id,
+            action = selected.action.unwrap_or(""),
+            access_key_id = %claimed,
+            code = e.code,
+            status = e.status.as_u16(),
+            "rejected"
+        );
+        render::error(&e, &request_id, host, format)
+    };
     if selected.version != Some(VERSION) {
         return fail(AliError::invalid_version());
     }
@@ -283,7 +295,7 @@ async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Body200, AliError> {
         "DescribeRegions" => catalog::regions(ctx).await,
         "DescribeZones" => catalog::zones(ctx).await,
         "DescribeImages" => catalog::images(ctx).await,
-        other => return Err(AliError::invalid_action(other)),
+        other => return Err(AliError::invalid_action(other, ACTIONS)),
     };
     result.map_err(AliError::from)
 }

@@ -101,7 +101,7 @@ pub async fn handle(
     };
     let throttled = state.throttle.check(&caller.access_key_id, bucket).await;
     let result = if !ACTIONS.contains(&action) {
-        Err(AliError::invalid_action(action))
+        Err(AliError::invalid_action(action, ACTIONS))
     } else if let Err(e) = ctx.p.nul_free() {
         Err(e.into())
     } else if let Err(e) = throttled {

@@ -42,12 +42,19 @@ impl VolcError {
         )
     }
 
+    /// An action or version this API does not have, with what it does have when that is likely
+    /// what was meant.
     pub fn unknown_action(action: &str, version: &str) -> Self {
+        let hint = if version != super::VERSION {
+            format!(" This ECS API serves version {}.", super::VERSION)
+        } else {
+            keyplane_core::suggest::did_you_mean(action, super::ACTIONS)
+        };
         gw(
             404,
             100008,
             "InvalidActionOrVersion",
-            format!("Could not find operation {action} for version {version}."),
+            format!("Could not find operation {action} for version {version}.{hint}"),
         )
     }
 }

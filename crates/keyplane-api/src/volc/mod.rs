@@ -139,6 +139,8 @@ struct Meta<'a> {
     request_id: &'a str,
     action: &'a str,
     region: &'a str,
+    /// For the log: the caller's, or the one a refused request claimed.
+    access_key_id: String,
 }
 
 fn metadata(m: &Meta<'_>) -> Map<String, Value> {
@@ -168,7 +170,14 @@ fn success(m: &Meta<'_>, result: Output) -> Response {
 }
 
 fn failure(m: &Meta<'_>, e: &VolcError) -> Response {
-    tracing::info!(request_id = m.request_id, action = m.action, code = %e.code, status = e.status.as_u16(), "failed");
+    tracing::info!(
+        request_id = m.request_id,
+        action = m.action,
+        access_key_id = %m.access_key_id,
+        code = %e.code,
+        status = e.status.as_u16(),
+        "failed"
+    );
     let mut meta = metadata(m);
     meta.insert(
         "Error".into(),
@@ -183,6 +192,7 @@ pub async fn handle(state: &AppState, wire: Result<WireRequest, WireError>) -> R
         request_id: &request_id,
         action: "",
         region: "",
+        access_key_id: String::new(),
     };
     let wire = match wire {
         Ok(w) => w,
@@ -192,9 +202,15 @@ pub async fn handle(state: &AppState, wire: Result<WireRequest, WireError>) -> R
     meta.action = &action;
     let (caller, region) = match auth::volcengine(state, &wire).await {
         Ok(c) => c,
-        Err(e) => return failure(&meta, &e.into()),
+        Err(e) => {
+            if let Ok(claim) = keyplane_sig::volc::claim(&wire.sig_view()) {
+                meta.access_key_id = claim.access_key_id;
+            }
+            return failure(&meta, &e.into());
+        }
     };
     meta.region = &region;
+    meta.access_key_id.clone_from(&caller.access_key_id);
     let version = wire.param("Version").unwrap_or("");
     if action.is_empty() {
         return failure(&meta, &VolcError::missing("Action"));

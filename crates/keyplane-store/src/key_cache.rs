@@ -1,9 +1,10 @@
-//! AccessKeys as last read, for a store that one process owns (SQLite). Every signed call looks its
-//! AccessKey up, and on SQLite that was one of the three statements of a DescribeKeyPairs
-//! (docs/BENCHMARKS.md, run 10). Every change to an AccessKey goes through this process's store,
-//! which empties the cache after it commits; a generation number keeps a read that raced with such a
-//! change from putting the old row back. Stores shared by several servers (PostgreSQL) do not cache:
-//! another server's change would not reach this one.
+//! AccessKeys as last read. Every signed call looks its AccessKey up, and on SQLite that was one of
+//! the three statements of a DescribeKeyPairs (docs/BENCHMARKS.md, run 10). The cache is emptied
+//! after every change to an AccessKey: on SQLite every change goes through this process's store; on
+//! PostgreSQL a trigger announces every change (`NOTIFY`) and each server's listener empties its
+//! cache, and while that listener is not connected the cache is paused (every lookup reads the
+//! database), since a change could go unheard. A generation number keeps a read that raced with a
+//! change from putting the old row back.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,6 +23,8 @@ pub(crate) struct KeyCache {
 struct Inner {
     generation: u64,
     keys: HashMap<String, AccessKeyRecord>,
+    /// Not trusted now: changes might not be heard (PostgreSQL's listener is not connected).
+    paused: bool,
 }
 
 impl KeyCache {
@@ -36,13 +39,17 @@ impl KeyCache {
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<AccessKeyRecord> {
-        self.lock().keys.get(id).cloned()
+        let inner = self.lock();
+        if inner.paused {
+            return None;
+        }
+        inner.keys.get(id).cloned()
     }
 
     /// Keeps `key` unless an AccessKey changed since `generation` was read.
     pub(crate) fn put(&self, generation: u64, key: AccessKeyRecord) {
         let mut inner = self.lock();
-        if inner.generation != generation {
+        if inner.paused || inner.generation != generation {
             return;
         }
         if inner.keys.len() >= MAX_KEYS {
@@ -54,6 +61,30 @@ impl KeyCache {
     /// After any change to an AccessKey has committed.
     pub(crate) fn forget_all(&self) {
         let mut inner = self.lock();
+        inner.generation += 1;
+        inner.keys.clear();
+    }
+
+    /// A cache that starts paused, for a store whose changes are heard only once connected.
+    pub(crate) fn paused() -> Self {
+        let cache = Self::default();
+        cache.pause();
+        cache
+    }
+
+    /// Stops serving and keeping keys: changes may now go unheard.
+    pub(crate) fn pause(&self) {
+        let mut inner = self.lock();
+        inner.paused = true;
+        inner.generation += 1;
+        inner.keys.clear();
+    }
+
+    /// Serves again, from empty: every change from now on is heard. A read that began before is
+    /// not kept (the generation moves on).
+    pub(crate) fn resume(&self) {
+        let mut inner = self.lock();
+        inner.paused = false;
         inner.generation += 1;
         inner.keys.clear();
     }
@@ -86,6 +117,23 @@ mod tests {
         cache.put(now, key("LTAI1", false));
         assert_eq!(cache.get("LTAI1"), Some(key("LTAI1", false)));
         cache.forget_all();
+        assert_eq!(cache.get("LTAI1"), None);
+    }
+
+    #[test]
+    fn a_paused_cache_serves_and_keeps_nothing_until_resumed() {
+        let cache = KeyCache::paused();
+        let g = cache.generation();
+        cache.put(g, key("LTAI1", true));
+        assert_eq!(cache.get("LTAI1"), None);
+        // A read from before the resume is not kept after it either.
+        cache.resume();
+        cache.put(g, key("LTAI1", true));
+        assert_eq!(cache.get("LTAI1"), None);
+        let g = cache.generation();
+        cache.put(g, key("LTAI1", true));
+        assert!(cache.get("LTAI1").is_some());
+        cache.pause();
         assert_eq!(cache.get("LTAI1"), None);
     }
 

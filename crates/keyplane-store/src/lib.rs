@@ -13,6 +13,23 @@ mod key_cache;
 pub mod postgres;
 pub mod sqlite;
 
+/// What a write transaction serializes on besides the rows its statements lock (`FOR UPDATE`,
+/// `FOR SHARE`, always in ID order so that two writes cannot wait on each other in a cycle). On
+/// PostgreSQL this is a transaction-scoped advisory lock, so writes to disjoint rows run in
+/// parallel on every server; SQLite's single writer serializes all writes anyway and ignores it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Serial<'a> {
+    /// Only the rows it locks.
+    Rows,
+    /// Every write of this account that also takes it: invariants over many of an account's rows
+    /// (the key pair quota, RAM's limits and "still attached" checks).
+    Account(&'a str),
+    /// Every write that takes this same key (a ClientToken's claim).
+    Key(&'a str),
+    /// Every write that takes it: the bootstrap and account creation.
+    Everything,
+}
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keyplane_core::binding::Power;

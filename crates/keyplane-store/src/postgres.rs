@@ -1,11 +1,15 @@
 //! The PostgreSQL backend, for several stateless servers over one database.
 //!
-//! The queries are the ones SQLite runs (`sql/`). What differs is how servers stay consistent:
-//! every write transaction first takes one transaction-scoped advisory lock, so writes from all
-//! servers are applied one after another, as SQLite's single writer applies them, and any
-//! interleaving of concurrent calls equals some serial order. Reads take no lock. Nonces and
-//! throttle buckets are checked in the database on every call, and a change to an agent's desired
-//! state is announced with `NOTIFY`, so the agent hears it whichever server it long-polls.
+//! The queries are the ones SQLite runs (`sql/`). What differs is how servers stay consistent: a
+//! write transaction locks the rows it will change (`SELECT … ORDER BY id FOR UPDATE`, so in one
+//! global order, and never two writes waiting on each other), and a write that keeps an invariant
+//! over many rows (a quota, a RAM limit) also takes its account's advisory lock. Writes to disjoint
+//! rows run in parallel on any number of servers; writes to the same rows are applied one after
+//! another, so any interleaving of concurrent calls equals some serial order. Reads take no lock.
+//! AccessKeys are cached in memory, and every change to one is announced to every server
+//! (`listen_for_key_changes`). Nonces and throttle buckets are checked in the database on every
+//! call, and a change to an agent's desired state is announced with `NOTIFY`, so the agent hears it
+//! whichever server it long-polls.
 
 #[path = "sql/agents.rs"]
 mod agents;
@@ -16,14 +20,16 @@ mod rows;
 #[path = "sql/store.rs"]
 mod store;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use keyplane_core::CoreError;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use crate::Result;
+use crate::key_cache::KeyCache;
+use crate::{Result, Serial};
 use store::db;
 
 type Db = Postgres;
@@ -33,8 +39,18 @@ type SqlStore = PgStore;
 const CONTAINS: &str = "strpos";
 const BACKEND: &str = "postgres";
 
-/// The advisory lock every write transaction holds (any constant: keyplane owns the database).
+/// The advisory lock of [`Serial::Everything`] (any constant: keyplane owns the database).
 const WRITE_LOCK: i64 = 0x6b65_7970_6c61_6e65; // "keyplane"
+/// The classes of the two-key advisory locks of [`Serial::Account`] and [`Serial::Key`].
+const ACCOUNT_LOCKS: i32 = 0x6b70_0001;
+const KEY_LOCKS: i32 = 0x6b70_0002;
+/// Row locks, appended to the SELECT that reads rows a transaction will change.
+const FOR_UPDATE: &str = " FOR UPDATE";
+const FOR_SHARE: &str = " FOR SHARE";
+/// For a sweep that must not wait on rows a call holds: those are swept next time.
+const FOR_UPDATE_SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+/// The channel a trigger announces every AccessKey change on (migration 0005).
+const KEY_CHANNEL: &str = "keyplane_keys";
 /// The channel that carries instance IDs whose desired state changed.
 const AGENT_CHANNEL: &str = "keyplane_agents";
 
@@ -42,6 +58,9 @@ pub struct PgStore {
     writer: PgPool,
     reader: PgPool,
     url: String,
+    keys: Arc<KeyCache>,
+    /// Dropped with the store: stops its AccessKey listener.
+    _stop: watch::Sender<()>,
 }
 
 impl PgStore {
@@ -59,17 +78,51 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| CoreError::Internal(format!("migrations: {e}")))?;
+        let keys = Arc::new(KeyCache::paused());
+        // Listening before the store is used, so its cache serves from the first call; if that
+        // fails the cache stays paused and the listener keeps trying in the background.
+        let listener = listen(url, KEY_CHANNEL).await;
+        if listener.is_some() {
+            keys.resume();
+        }
+        let (stop, stopped) = watch::channel(());
+        tokio::spawn(listen_for_key_changes(
+            url.to_string(),
+            listener,
+            Arc::downgrade(&keys),
+            stopped,
+        ));
         Ok(Self {
             writer: pool.clone(),
             reader: pool,
             url: url.to_string(),
+            keys,
+            _stop: stop,
         })
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+    /// A write transaction holding what `serial` names (see [`Serial`]) for its whole life; the
+    /// rows it changes it locks itself, in ID order.
+    async fn begin(&self, serial: Serial<'_>) -> Result<Transaction<'static, Postgres>> {
         let mut tx = self.writer.begin().await.map_err(db)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(WRITE_LOCK)
+        let (class, key) = match serial {
+            Serial::Rows => return Ok(tx),
+            Serial::Everything => {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                return Ok(tx);
+            }
+            Serial::Account(account) => (ACCOUNT_LOCKS, account),
+            Serial::Key(key) => (KEY_LOCKS, key),
+        };
+        // Two 32-bit keys: a class and the text's hash. A collision only serializes two writes
+        // that need not be; the two-key space never meets the one-key WRITE_LOCK.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(class)
+            .bind(key)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -85,9 +138,9 @@ impl PgStore {
         None
     }
 
-    /// Another server may change a key at any time: read it every call.
-    fn key_cache(&self) -> Option<&crate::key_cache::KeyCache> {
-        None
+    /// Kept current across servers by `listen_for_key_changes`.
+    fn key_cache(&self) -> Option<&KeyCache> {
+        Some(&self.keys)
     }
 
     /// A write outside the write lock whose commit does not wait for the WAL flush: a nonce claim
@@ -191,6 +244,58 @@ impl PgStore {
         });
         Ok(Some(rx))
     }
+}
+
+/// Keeps `keys` current: every change to `access_keys` on any server is announced on KEY_CHANNEL
+/// (a trigger, migration 0005) and empties the cache. While the listener is not connected the
+/// cache is paused, since a change could go unheard; it resumes, empty, once listening again.
+async fn listen_for_key_changes(
+    url: String,
+    mut listener: Option<PgListener>,
+    keys: std::sync::Weak<KeyCache>,
+    mut stopped: watch::Receiver<()>,
+) {
+    loop {
+        let Some(l) = listener.as_mut() else {
+            if let Some(cache) = keys.upgrade() {
+                cache.pause();
+            }
+            listener = listen(&url, KEY_CHANNEL).await;
+            match (&listener, keys.upgrade()) {
+                (_, None) => return,
+                (Some(_), Some(cache)) => cache.resume(),
+                (None, Some(_)) => tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stopped.changed() => return,
+                },
+            }
+            continue;
+        };
+        let heard = tokio::select! {
+            heard = l.try_recv() => heard,
+            _ = stopped.changed() => return,
+        };
+        match (heard, keys.upgrade()) {
+            (_, None) => return,
+            (Ok(Some(_)), Some(cache)) => cache.forget_all(),
+            // The connection was lost: changes may be missed until a new one listens.
+            (Ok(None) | Err(_), Some(_)) => listener = None,
+        }
+    }
+}
+
+/// A listener on `channel` on its own connection, or None (logged) when that fails.
+async fn listen(url: &str, channel: &str) -> Option<PgListener> {
+    let mut listener = PgListener::connect(url)
+        .await
+        .map_err(|e| tracing::warn!(error = %e, channel, "cannot connect to listen"))
+        .ok()?;
+    listener
+        .listen(channel)
+        .await
+        .map_err(|e| tracing::warn!(error = %e, channel, "LISTEN failed"))
+        .ok()?;
+    Some(listener)
 }
 
 /// A key pair or instance name: exact, or with `*` as LIKE's `%` and LIKE's own specials escaped.

@@ -21,12 +21,16 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 use tokio::sync::mpsc;
 
-use crate::Result;
+use crate::{Result, Serial};
 use store::db;
 
 type Db = Sqlite;
 type DbRow = sqlx::sqlite::SqliteRow;
 type SqlStore = SqliteStore;
+/// No row locks: the single writer already excludes every other write.
+const FOR_UPDATE: &str = "";
+const FOR_SHARE: &str = "";
+const FOR_UPDATE_SKIP_LOCKED: &str = "";
 /// The substring position function: `(haystack, needle)`, 0 when absent, case-sensitive.
 const CONTAINS: &str = "instr";
 const BACKEND: &str = "sqlite";
@@ -147,7 +151,8 @@ impl SqliteStore {
         })
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+    /// The single writer connection serializes every write: nothing more to hold.
+    async fn begin(&self, _serial: Serial<'_>) -> Result<Transaction<'static, Sqlite>> {
         self.writer.begin().await.map_err(db)
     }
 

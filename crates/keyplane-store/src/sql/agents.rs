@@ -7,9 +7,10 @@ use sqlx::Row;
 
 use super::rows::{insert_instance, instance_from_row};
 use super::store::{db, write_binding};
-use super::SqlStore;
+use super::{SqlStore, FOR_UPDATE};
 use crate::{
     parse_ts, ts, AgentDesired, AgentReport, RegistrationToken, RegistrationTokenInfo, Result,
+    Serial,
 };
 
 impl SqlStore {
@@ -83,7 +84,7 @@ impl SqlStore {
         instance: &Instance,
         credential_hash: &str,
     ) -> Result<Option<Instance>> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Rows).await?;
         // One statement checks and claims the token, so no check can go stale before the claim.
         // The timestamps are fixed-width UTC text (`ts`), so comparing the text compares the times.
         let now = ts(Utc::now());
@@ -167,8 +168,10 @@ impl SqlStore {
         instance_id: &str,
         report: &AgentReport,
     ) -> Result<Instance> {
-        let mut tx = self.begin().await?;
-        let row = sqlx::query("SELECT * FROM instances WHERE id = $1 AND provider = 'host'")
+        let mut tx = self.begin(Serial::Rows).await?;
+        let query =
+            format!("SELECT * FROM instances WHERE id = $1 AND provider = 'host'{FOR_UPDATE}");
+        let row = sqlx::query(&query)
             .bind(instance_id)
             .fetch_optional(&mut *tx)
             .await

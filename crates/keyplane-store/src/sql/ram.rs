@@ -6,6 +6,7 @@ use sqlx::{QueryBuilder, Row};
 
 use super::store::{db, unique};
 use super::{Db, DbRow, SqlStore, CONTAINS};
+use crate::Serial;
 use crate::{
     parse_ts, ts, AccessKeyInfo, AccessKeyRecord, AuditFilter, AuditRecord, Listing, Page,
     PolicyRecord, Result, User,
@@ -61,7 +62,7 @@ impl SqlStore {
         name: &str,
         root: &AccessKeyRecord,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Everything).await?;
         let now = ts(Utc::now());
         sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&root.account_id)
@@ -128,7 +129,7 @@ impl SqlStore {
     }
 
     pub(super) async fn delete_user_impl(&self, account: &str, name: &str) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Account(account)).await?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT name FROM users WHERE account_id = $1 AND name = $2")
                 .bind(account)
@@ -227,7 +228,7 @@ impl SqlStore {
         key: &AccessKeyRecord,
         max: usize,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Account(&key.account_id)).await?;
         if let Some(user) = &key.user_name {
             let exists: Option<String> =
                 sqlx::query_scalar("SELECT name FROM users WHERE account_id = $1 AND name = $2")
@@ -367,7 +368,7 @@ impl SqlStore {
     }
 
     pub(super) async fn delete_policy_impl(&self, account: &str, name: &str) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Account(account)).await?;
         let attached: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM user_policies WHERE account_id = $1 AND policy_name = $2",
         )

@@ -14,12 +14,15 @@ use keyplane_core::{CoreError, InstanceFailure};
 use sqlx::{QueryBuilder, Row, Transaction};
 
 use super::rows::{self, instance_from_row, key_pair_from_row};
-use super::{push_name_pattern, ram, Db, DbRow, SqlStore, BACKEND};
+use super::{
+    push_name_pattern, ram, Db, DbRow, SqlStore, BACKEND, FOR_SHARE, FOR_UPDATE,
+    FOR_UPDATE_SKIP_LOCKED,
+};
 use crate::{
     ts, AccessKeyInfo, AccessKeyRecord, AgentDesired, AgentReport, AuditFilter, AuditRecord,
     BindAudit, BindOp, InstanceChange, InstanceFilter, InstanceOutcome, KeyPairFilter, Listing,
-    Page, PolicyRecord, RegistrationToken, RegistrationTokenInfo, Result, Store, StoredResponse,
-    TokenClaim, User,
+    Page, PolicyRecord, RegistrationToken, RegistrationTokenInfo, Result, Serial, Store,
+    StoredResponse, TokenClaim, User,
 };
 
 /// A database error as the API sees it: the database being out of reach, or unable to write (a
@@ -339,7 +342,8 @@ async fn instance_in_tx(
     account: &str,
     id: &str,
 ) -> Result<Instance> {
-    let row = sqlx::query("SELECT * FROM instances WHERE account_id = $1 AND id = $2")
+    let query = format!("SELECT * FROM instances WHERE account_id = $1 AND id = $2{FOR_UPDATE}");
+    let row = sqlx::query(&query)
         .bind(account)
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -347,6 +351,27 @@ async fn instance_in_tx(
         .map_err(db)?
         .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
     instance_from_row(&row)
+}
+
+/// Locks the account's key pairs `ids` for a change of their tags, in ID order; all must exist.
+async fn lock_key_pairs(
+    tx: &mut Transaction<'static, Db>,
+    account: &str,
+    ids: &[String],
+) -> Result<()> {
+    let mut qb = QueryBuilder::<Db>::new("SELECT id FROM key_pairs WHERE account_id = ");
+    qb.push_bind(account.to_string());
+    push_in(&mut qb, "id", ids);
+    qb.push(" ORDER BY id").push(FOR_UPDATE);
+    let found: Vec<String> = qb
+        .build_query_scalar()
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db)?;
+    match ids.iter().find(|id| !found.contains(id)) {
+        Some(missing) => Err(CoreError::KeyPairNotFound(missing.clone())),
+        None => Ok(()),
+    }
 }
 
 pub(super) async fn write_binding(tx: &mut Transaction<'static, Db>, i: &Instance) -> Result<()> {
@@ -537,7 +562,7 @@ impl Store for SqlStore {
     }
 
     async fn bootstrap(&self, root_key: &AccessKeyRecord) -> Result<String> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Everything).await?;
         let existing: Option<String> =
             sqlx::query_scalar("SELECT id FROM accounts ORDER BY created_at LIMIT 1")
                 .fetch_optional(&mut *tx)
@@ -636,7 +661,7 @@ impl Store for SqlStore {
     }
 
     async fn record_nonces(&self, batch: &[(String, String, DateTime<Utc>)]) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Rows).await?;
         for (ak, nonce, at) in batch {
             sqlx::query(
                 "INSERT INTO nonces (access_key_id, nonce, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -661,7 +686,8 @@ impl Store for SqlStore {
     }
 
     async fn create_key_pair(&self, kp: &KeyPair, quota: usize) -> Result<()> {
-        let mut tx = self.begin().await?;
+        // The quota counts the account's key pairs: two creations must not both see room.
+        let mut tx = self.begin(Serial::Account(&kp.account_id)).await?;
         let count: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM key_pairs WHERE account_id = $1 AND region_id = $2",
         )
@@ -749,25 +775,32 @@ impl Store for SqlStore {
     }
 
     async fn delete_key_pairs(&self, account: &str, region: &str, names: &[String]) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for name in names {
-            let id: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM key_pairs WHERE account_id = $1 AND region_id = $2 AND name = $3",
-            )
-            .bind(account)
-            .bind(region)
-            .bind(name)
-            .fetch_optional(&mut *tx)
+        let mut tx = self.begin(Serial::Rows).await?;
+        // Locked before the "still bound?" check: a bind holds its key pair FOR SHARE, so the
+        // check sees every bind that committed and none can start until this one ends.
+        let mut qb = QueryBuilder::<Db>::new("SELECT id, name FROM key_pairs WHERE account_id = ");
+        qb.push_bind(account.to_string())
+            .push(" AND region_id = ")
+            .push_bind(region.to_string());
+        push_in(&mut qb, "name", names);
+        qb.push(" ORDER BY id").push(FOR_UPDATE);
+        let locked: HashMap<String, String> = qb
+            .build()
+            .fetch_all(&mut *tx)
             .await
-            .map_err(db)?;
+            .map_err(db)?
+            .iter()
+            .map(|r| (r.get("name"), r.get("id")))
+            .collect();
+        for name in names {
             // Deleting a key pair that is not there is not an error, as with the vendor.
-            let Some(id) = id else { continue };
+            let Some(id) = locked.get(name) else { continue };
             let bound: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM instances WHERE account_id = $1 AND (key_pair_id = $2 OR effective_key_pair_id = $3)",
             )
             .bind(account)
-            .bind(&id)
-            .bind(&id)
+            .bind(id)
+            .bind(id)
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
@@ -775,7 +808,7 @@ impl Store for SqlStore {
                 return Err(CoreError::KeyPairInUse(name.clone()));
             }
             sqlx::query("DELETE FROM key_pairs WHERE id = $1")
-                .bind(&id)
+                .bind(id)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -796,18 +829,9 @@ impl Store for SqlStore {
     }
 
     async fn tag_key_pairs(&self, account: &str, ids: &[String], tags: &[Tag]) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Rows).await?;
+        lock_key_pairs(&mut tx, account, ids).await?;
         for id in ids {
-            let exists: Option<String> =
-                sqlx::query_scalar("SELECT id FROM key_pairs WHERE account_id = $1 AND id = $2")
-                    .bind(account)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            if exists.is_none() {
-                return Err(CoreError::KeyPairNotFound(id.clone()));
-            }
             for t in tags {
                 sqlx::query(
                     "INSERT INTO key_pair_tags (key_pair_id, key, value) VALUES ($1, $2, $3) \
@@ -839,18 +863,9 @@ impl Store for SqlStore {
         ids: &[String],
         keys: Option<&[String]>,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Rows).await?;
+        lock_key_pairs(&mut tx, account, ids).await?;
         for id in ids {
-            let exists: Option<String> =
-                sqlx::query_scalar("SELECT id FROM key_pairs WHERE account_id = $1 AND id = $2")
-                    .bind(account)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            if exists.is_none() {
-                return Err(CoreError::KeyPairNotFound(id.clone()));
-            }
             match keys {
                 None => {
                     sqlx::query("DELETE FROM key_pair_tags WHERE key_pair_id = $1")
@@ -907,7 +922,9 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<TokenClaim> {
-        let mut tx = self.begin().await?;
+        // Two calls with one token must not both find it unclaimed.
+        let key = format!("{account}\n{action}\n{token}");
+        let mut tx = self.begin(Serial::Key(&key)).await?;
         let row = sqlx::query(
             "SELECT request_hash, state, status, content_type, body, created_at FROM client_tokens \
              WHERE account_id = $1 AND action = $2 AND token = $3",
@@ -1004,7 +1021,7 @@ impl Store for SqlStore {
         instances: &[Instance],
         done_at: Option<DateTime<Utc>>,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Rows).await?;
         for i in instances {
             rows::insert_instance(&mut tx, i, done_at).await?;
         }
@@ -1049,10 +1066,22 @@ impl Store for SqlStore {
         op: BindOp,
         audit: Option<BindAudit<'_>>,
     ) -> Result<Vec<InstanceOutcome>> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Rows).await?;
+        // The key pair first (shared: binds of one key pair run together, its deletion waits),
+        // then the instances in ID order: every writer locks in this one order.
+        let key_pair_query = format!("SELECT id FROM key_pairs WHERE id = $1{FOR_SHARE}");
+        let still_there: Option<String> = sqlx::query_scalar(&key_pair_query)
+            .bind(&key_pair.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if still_there.is_none() {
+            return Err(CoreError::KeyPairNotFound(key_pair.name.clone()));
+        }
         let mut qb = QueryBuilder::<Db>::new("SELECT * FROM instances WHERE account_id = ");
         qb.push_bind(account.to_string());
         push_in(&mut qb, "id", instance_ids);
+        qb.push(" ORDER BY id").push(FOR_UPDATE);
         let rows = qb.build().fetch_all(&mut *tx).await.map_err(db)?;
         let mut found: HashMap<String, Instance> = HashMap::new();
         for r in &rows {
@@ -1103,7 +1132,7 @@ impl Store for SqlStore {
         op: Power,
         done_at: Option<DateTime<Utc>>,
     ) -> Result<Instance> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Rows).await?;
         let mut inst = instance_in_tx(&mut tx, account, id).await?;
         let (during, after) = transition(inst.status, op)?;
         let boots = op != Power::Stop;
@@ -1158,7 +1187,7 @@ impl Store for SqlStore {
         id: &str,
         change: &InstanceChange,
     ) -> Result<Instance> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Rows).await?;
         let mut inst = instance_in_tx(&mut tx, account, id).await?;
         if let Some(hash) = &change.password_hash {
             check_resettable(&inst)?;
@@ -1195,14 +1224,17 @@ impl Store for SqlStore {
     }
 
     async fn complete_transitions(&self, now: DateTime<Utc>) -> Result<u64> {
-        let mut tx = self.begin().await?;
-        let rows = sqlx::query(
-            "SELECT * FROM instances WHERE transition_at IS NOT NULL AND transition_at <= $1",
-        )
-        .bind(ts(now))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
+        let mut tx = self.begin(Serial::Rows).await?;
+        // Every server sweeps: rows another sweep or a call holds are left for the next sweep.
+        let due = format!(
+            "SELECT * FROM instances WHERE transition_at IS NOT NULL AND transition_at <= $1 \
+             ORDER BY id{FOR_UPDATE_SKIP_LOCKED}"
+        );
+        let rows = sqlx::query(&due)
+            .bind(ts(now))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
         for r in &rows {
             let mut inst = instance_from_row(r)?;
             let target: String = r.get("transition_target");
@@ -1219,7 +1251,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_instance(&self, account: &str, id: &str, force: bool) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Serial::Rows).await?;
         let inst = instance_in_tx(&mut tx, account, id).await?;
         let deletable = match inst.status {
             InstanceStatus::Stopped => true,

@@ -1,5 +1,6 @@
 //! The scenarios of docs/BENCHMARKS.md, in the order they are printed.
 
+use keyplane_store::prelude::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,5 @@
-//! Storage behind one trait. The server picks a backend once at start-up from the `--db` URL;
+//! Storage behind one trait, [`Store`], made of one trait per topic ([`KeyPairs`], [`Instances`],
+//! [`Accounts`], [`AuditLog`], [`Replay`], [`Agents`]). The server picks a backend once at start-up from the `--db` URL;
 //! every backend passes the same [`conformance`] suite.
 //!
 //! Methods that change several rows (attach/detach, delete of key pairs, power transitions) apply
@@ -8,9 +9,11 @@
 // `sql/` is compiled once per SQL backend on purpose: the same queries over two database types.
 #![allow(clippy::duplicate_mod)]
 
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod key_cache;
 pub mod postgres;
+pub mod prelude;
 pub mod sqlite;
 
 /// What a write transaction serializes on besides the rows its statements lock (`FOR UPDATE`,
@@ -320,41 +323,96 @@ pub enum BindOp {
 /// The outcome for one instance of an attach/detach batch.
 pub type InstanceOutcome = (String, Result<(), InstanceFailure>);
 
+/// Key pairs and their tags.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Whether several servers may share this store (PostgreSQL): then nonces and throttles are
-    /// checked in the store on every call, and agent wake-ups go through it.
-    fn shared(&self) -> bool;
-    /// Free space where the store writes, when it is this process's to watch (SQLite's file
-    /// system); `None` for a database server.
-    fn free_bytes(&self) -> Option<u64>;
-    /// Closes the store, waiting until every connection has finished: SQLite checkpoints its WAL
-    /// and removes the side files, so the data directory is complete and still once this returns.
-    async fn close(&self);
-    /// Marks a signature nonce used at `at`; false if it already was within the window before `at`.
-    /// The caller passes the later of now and the signed timestamp, so a nonce is remembered for
-    /// as long as its request's timestamp is acceptable (SPEC section 6).
-    async fn claim_nonce(
+pub trait KeyPairs: Send + Sync {
+    /// Inserts a key pair: `KeyPairAlreadyExists`, or `KeyPairQuotaExceeded` past `quota` per region.
+    async fn create_key_pair(&self, kp: &KeyPair, quota: usize) -> Result<()>;
+    async fn key_pair_by_name(
         &self,
-        access_key_id: &str,
-        nonce: &str,
-        at: DateTime<Utc>,
-    ) -> Result<bool>;
-    /// A shared throttle bucket per AccessKey and action; always true where the store is not
-    /// shared (the server throttles in memory).
-    async fn throttle(
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<KeyPair>>;
+    async fn key_pair_by_id(&self, account: &str, id: &str) -> Result<Option<KeyPair>>;
+    async fn list_key_pairs(&self, filter: &KeyPairFilter, page: Page) -> Result<Listing<KeyPair>>;
+    /// Deletes all the named key pairs or none: `KeyPairNotFound`/`KeyPairInUse` name the culprit.
+    async fn delete_key_pairs(&self, account: &str, region: &str, names: &[String]) -> Result<()>;
+    /// Number of instances a key pair is bound to.
+    async fn key_pair_usage(&self, account: &str, key_pair_id: &str) -> Result<u64>;
+    /// Adds or overwrites tags on key pairs (by ID), all or nothing, at most `MAX_TAGS` each.
+    async fn tag_key_pairs(&self, account: &str, ids: &[String], tags: &[Tag]) -> Result<()>;
+    /// Removes tag keys (all tags when `keys` is None).
+    async fn untag_key_pairs(
         &self,
-        access_key_id: &str,
-        action: &str,
-        per_second: u32,
-        burst: u32,
-    ) -> Result<bool>;
-    /// Tells every server on this store that these instances' desired state changed.
-    async fn announce(&self, instance_ids: &[String]) -> Result<()>;
-    /// Instance IDs announced by any server (`"*"`: some may have been missed, wake all); `None`
-    /// where the store is not shared.
-    async fn announcements(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>;
+        account: &str,
+        ids: &[String],
+        keys: Option<&[String]>,
+    ) -> Result<()>;
 
+    /// Sets a key pair's description (and its update time).
+    async fn set_key_pair_description(
+        &self,
+        account: &str,
+        id: &str,
+        description: &str,
+    ) -> Result<()>;
+}
+
+/// Instances, their power state and their key pair bindings.
+#[async_trait]
+pub trait Instances: Send + Sync {
+    /// Inserts new instances as given, or, with `done_at`, as `Pending` until they boot then.
+    async fn insert_instances(
+        &self,
+        instances: &[Instance],
+        done_at: Option<DateTime<Utc>>,
+    ) -> Result<()>;
+    async fn instance(&self, account: &str, id: &str) -> Result<Option<Instance>>;
+    async fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        page: Page,
+    ) -> Result<Listing<Instance>>;
+    /// Applies attach or detach of `key_pair` to each instance in one transaction, with the call's
+    /// audit record when given; instances that fail a rule are reported and left unchanged.
+    async fn bind(
+        &self,
+        account: &str,
+        region: &str,
+        key_pair: &KeyPair,
+        instance_ids: &[String],
+        op: BindOp,
+        audit: Option<BindAudit<'_>>,
+    ) -> Result<Vec<InstanceOutcome>>;
+    /// Starts a power operation. With `done_at` None it completes at once (a start or reboot then
+    /// boots the instance); else the instance stays in its transitional status until
+    /// [`Store::complete_transitions`] runs at or after `done_at`.
+    async fn power(
+        &self,
+        account: &str,
+        id: &str,
+        op: Power,
+        done_at: Option<DateTime<Utc>>,
+    ) -> Result<Instance>;
+    /// Changes an instance's attributes in one transaction. A password reset needs the instance
+    /// Running or Stopped (else `IncorrectInstanceStatus`, nothing changed) and is pending until
+    /// the next start or reboot, like a binding.
+    async fn modify_instance(
+        &self,
+        account: &str,
+        id: &str,
+        change: &InstanceChange,
+    ) -> Result<Instance>;
+    /// Finishes every transition due by `now`; returns how many finished.
+    async fn complete_transitions(&self, now: DateTime<Utc>) -> Result<u64>;
+    /// Deletes an instance that is Stopped (or in any stable status with `force`).
+    async fn delete_instance(&self, account: &str, id: &str, force: bool) -> Result<()>;
+}
+
+/// Accounts, their root and RAM users' AccessKeys, RAM users, console passwords and policies.
+#[async_trait]
+pub trait Accounts: Send + Sync {
     /// Creates the default account and its root AccessKey if the store has no account yet.
     /// Returns the default account's ID either way.
     async fn bootstrap(&self, root_key: &AccessKeyRecord) -> Result<String>;
@@ -401,7 +459,75 @@ pub trait Store: Send + Sync + 'static {
         account: &str,
         user: &str,
     ) -> Result<Vec<(PolicyRecord, DateTime<Utc>)>>;
+}
 
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
+    async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<Listing<AuditRecord>>;
+}
+
+/// What keeps a request from running twice or too often: signature nonces, ClientTokens and
+/// shared throttle buckets.
+#[async_trait]
+pub trait Replay: Send + Sync {
+    /// Marks a signature nonce used at `at`; false if it already was within the window before `at`.
+    /// The caller passes the later of now and the signed timestamp, so a nonce is remembered for
+    /// as long as its request's timestamp is acceptable (SPEC section 6).
+    async fn claim_nonce(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Nonces recorded at or after `since`, with the instant each was recorded at, to refill the
+    /// in-memory replay set at start-up.
+    async fn recent_nonces(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>>;
+    async fn record_nonces(&self, batch: &[(String, String, DateTime<Utc>)]) -> Result<()>;
+    async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// Claims `(account, action, token)` for a request whose normalized form hashes to `hash`.
+    /// A claim still `processing` after `stale_before` is taken to be abandoned and is taken over.
+    async fn claim_token(
+        &self,
+        account: &str,
+        action: &str,
+        token: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<TokenClaim>;
+    /// Records the response of a claimed request.
+    async fn finish_token(
+        &self,
+        account: &str,
+        action: &str,
+        token: &str,
+        response: &StoredResponse,
+    ) -> Result<()>;
+    /// Gives a claim up (the request failed and changed nothing), so a retry runs again.
+    async fn release_token(&self, account: &str, action: &str, token: &str) -> Result<()>;
+    async fn purge_tokens(&self, before: DateTime<Utc>) -> Result<u64>;
+    /// A shared throttle bucket per AccessKey and action; always true where the store is not
+    /// shared (the server throttles in memory).
+    async fn throttle(
+        &self,
+        access_key_id: &str,
+        action: &str,
+        per_second: u32,
+        burst: u32,
+    ) -> Result<bool>;
+}
+
+/// Real hosts: registration tokens, agent credentials, desired state and reports, and the
+/// wake-ups that reach an agent whichever server it long-polls.
+#[async_trait]
+pub trait Agents: Send + Sync {
     async fn create_registration_token(&self, token: &RegistrationToken) -> Result<()>;
     /// The account's tokens that were not revoked (used and expired ones included), oldest first.
     async fn list_registration_tokens(&self, account: &str) -> Result<Vec<RegistrationTokenInfo>>;
@@ -427,120 +553,29 @@ pub trait Store: Send + Sync + 'static {
         instance_id: &str,
         report: &AgentReport,
     ) -> Result<Instance>;
+    /// Tells every server on this store that these instances' desired state changed.
+    async fn announce(&self, instance_ids: &[String]) -> Result<()>;
+    /// Instance IDs announced by any server (`"*"`: some may have been missed, wake all); `None`
+    /// where the store is not shared.
+    async fn announcements(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>;
+}
 
-    async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
-    async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<Listing<AuditRecord>>;
-
-    /// Nonces recorded at or after `since`, with the instant each was recorded at, to refill the
-    /// in-memory replay set at start-up.
-    async fn recent_nonces(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<(String, String, DateTime<Utc>)>>;
-    async fn record_nonces(&self, batch: &[(String, String, DateTime<Utc>)]) -> Result<()>;
-    async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64>;
-
-    /// Inserts a key pair: `KeyPairAlreadyExists`, or `KeyPairQuotaExceeded` past `quota` per region.
-    async fn create_key_pair(&self, kp: &KeyPair, quota: usize) -> Result<()>;
-    async fn key_pair_by_name(
-        &self,
-        account: &str,
-        region: &str,
-        name: &str,
-    ) -> Result<Option<KeyPair>>;
-    async fn key_pair_by_id(&self, account: &str, id: &str) -> Result<Option<KeyPair>>;
-    async fn list_key_pairs(&self, filter: &KeyPairFilter, page: Page) -> Result<Listing<KeyPair>>;
-    /// Deletes all the named key pairs or none: `KeyPairNotFound`/`KeyPairInUse` name the culprit.
-    async fn delete_key_pairs(&self, account: &str, region: &str, names: &[String]) -> Result<()>;
-    /// Number of instances a key pair is bound to.
-    async fn key_pair_usage(&self, account: &str, key_pair_id: &str) -> Result<u64>;
-    /// Adds or overwrites tags on key pairs (by ID), all or nothing, at most `MAX_TAGS` each.
-    async fn tag_key_pairs(&self, account: &str, ids: &[String], tags: &[Tag]) -> Result<()>;
-    /// Removes tag keys (all tags when `keys` is None).
-    async fn untag_key_pairs(
-        &self,
-        account: &str,
-        ids: &[String],
-        keys: Option<&[String]>,
-    ) -> Result<()>;
-
-    /// Inserts new instances as given, or, with `done_at`, as `Pending` until they boot then.
-    /// Sets a key pair's description (and its update time).
-    async fn set_key_pair_description(
-        &self,
-        account: &str,
-        id: &str,
-        description: &str,
-    ) -> Result<()>;
-
-    /// Claims `(account, action, token)` for a request whose normalized form hashes to `hash`.
-    /// A claim still `processing` after `stale_before` is taken to be abandoned and is taken over.
-    async fn claim_token(
-        &self,
-        account: &str,
-        action: &str,
-        token: &str,
-        hash: &str,
-        now: DateTime<Utc>,
-        stale_before: DateTime<Utc>,
-    ) -> Result<TokenClaim>;
-    /// Records the response of a claimed request.
-    async fn finish_token(
-        &self,
-        account: &str,
-        action: &str,
-        token: &str,
-        response: &StoredResponse,
-    ) -> Result<()>;
-    /// Gives a claim up (the request failed and changed nothing), so a retry runs again.
-    async fn release_token(&self, account: &str, action: &str, token: &str) -> Result<()>;
-    async fn purge_tokens(&self, before: DateTime<Utc>) -> Result<u64>;
-
-    async fn insert_instances(
-        &self,
-        instances: &[Instance],
-        done_at: Option<DateTime<Utc>>,
-    ) -> Result<()>;
-    async fn instance(&self, account: &str, id: &str) -> Result<Option<Instance>>;
-    async fn list_instances(
-        &self,
-        filter: &InstanceFilter,
-        page: Page,
-    ) -> Result<Listing<Instance>>;
-    /// Applies attach or detach of `key_pair` to each instance in one transaction, with the call's
-    /// audit record when given; instances that fail a rule are reported and left unchanged.
-    async fn bind(
-        &self,
-        account: &str,
-        region: &str,
-        key_pair: &KeyPair,
-        instance_ids: &[String],
-        op: BindOp,
-        audit: Option<BindAudit<'_>>,
-    ) -> Result<Vec<InstanceOutcome>>;
-    /// Starts a power operation. With `done_at` None it completes at once (a start or reboot then
-    /// boots the instance); else the instance stays in its transitional status until
-    /// [`Store::complete_transitions`] runs at or after `done_at`.
-    async fn power(
-        &self,
-        account: &str,
-        id: &str,
-        op: Power,
-        done_at: Option<DateTime<Utc>>,
-    ) -> Result<Instance>;
-    /// Changes an instance's attributes in one transaction. A password reset needs the instance
-    /// Running or Stopped (else `IncorrectInstanceStatus`, nothing changed) and is pending until
-    /// the next start or reboot, like a binding.
-    async fn modify_instance(
-        &self,
-        account: &str,
-        id: &str,
-        change: &InstanceChange,
-    ) -> Result<Instance>;
-    /// Finishes every transition due by `now`; returns how many finished.
-    async fn complete_transitions(&self, now: DateTime<Utc>) -> Result<u64>;
-    /// Deletes an instance that is Stopped (or in any stable status with `force`).
-    async fn delete_instance(&self, account: &str, id: &str, force: bool) -> Result<()>;
+/// A whole store: every topic, and the store's own life. The server picks a backend once at
+/// start-up and uses it as `Arc<dyn Store>`; `use keyplane_store::prelude::*` brings every topic's
+/// methods into scope.
+#[async_trait]
+pub trait Store:
+    KeyPairs + Instances + Accounts + AuditLog + Replay + Agents + Send + Sync + 'static
+{
+    /// Whether several servers may share this store (PostgreSQL): then nonces and throttles are
+    /// checked in the store on every call, and agent wake-ups go through it.
+    fn shared(&self) -> bool;
+    /// Free space where the store writes, when it is this process's to watch (SQLite's file
+    /// system); `None` for a database server.
+    fn free_bytes(&self) -> Option<u64>;
+    /// Closes the store, waiting until every connection has finished: SQLite checkpoints its WAL
+    /// and removes the side files, so the data directory is complete and still once this returns.
+    async fn close(&self);
 }
 
 /// Fixed-width UTC timestamps, so text order is time order in every backend.

@@ -11,10 +11,18 @@
 //! call, and a change to an agent's desired state is announced with `NOTIFY`, so the agent hears it
 //! whichever server it long-polls.
 
+#[path = "sql/accounts.rs"]
+mod accounts;
 #[path = "sql/agents.rs"]
 mod agents;
-#[path = "sql/ram.rs"]
-mod ram;
+#[path = "sql/audit.rs"]
+mod audit;
+#[path = "sql/instances.rs"]
+mod instances;
+#[path = "sql/key_pairs.rs"]
+mod key_pairs;
+#[path = "sql/replay.rs"]
+mod replay;
 #[path = "sql/rows.rs"]
 mod rows;
 #[path = "sql/store.rs"]

@@ -4,10 +4,18 @@
 //! failing with `SQLITE_BUSY` when a deferred transaction tries to upgrade; reads use their own pool
 //! and never wait for a writer (WAL). The queries themselves are shared with PostgreSQL (`sql/`).
 
+#[path = "sql/accounts.rs"]
+mod accounts;
 #[path = "sql/agents.rs"]
 mod agents;
-#[path = "sql/ram.rs"]
-mod ram;
+#[path = "sql/audit.rs"]
+mod audit;
+#[path = "sql/instances.rs"]
+mod instances;
+#[path = "sql/key_pairs.rs"]
+mod key_pairs;
+#[path = "sql/replay.rs"]
+mod replay;
 #[path = "sql/rows.rs"]
 mod rows;
 #[path = "sql/store.rs"]

@@ -21,14 +21,14 @@ async fn reopening_the_file_keeps_everything() {
         let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
         let account = conformance::account(&s).await;
         let kp = conformance::key_pair(&account, "kept", "x");
-        keyplane_store::Store::create_key_pair(&s, &kp, 500)
+        keyplane_store::KeyPairs::create_key_pair(&s, &kp, 500)
             .await
             .unwrap();
         account
     };
     let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
     assert!(
-        keyplane_store::Store::key_pair_by_name(&s, &account, "cn-hangzhou", "kept")
+        keyplane_store::KeyPairs::key_pair_by_name(&s, &account, "cn-hangzhou", "kept")
             .await
             .unwrap()
             .is_some()
@@ -191,7 +191,7 @@ async fn tokens_from_before_expiry_get_an_id_and_a_day_to_live_on_upgrade() {
     let before = chrono::Utc::now();
     let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
     let after = chrono::Utc::now();
-    let listed = keyplane_store::Store::list_registration_tokens(&s, "1234")
+    let listed = keyplane_store::Agents::list_registration_tokens(&s, "1234")
         .await
         .unwrap();
     assert_eq!(listed.len(), 2);
@@ -219,7 +219,7 @@ async fn tokens_from_before_expiry_get_an_id_and_a_day_to_live_on_upgrade() {
     );
     host.provider = keyplane_core::model::Provider::Host;
     assert!(
-        keyplane_store::Store::redeem_registration_token(&s, "hash-unused", &host, "c")
+        keyplane_store::Agents::redeem_registration_token(&s, "hash-unused", &host, "c")
             .await
             .unwrap()
             .is_some()
@@ -264,7 +264,7 @@ async fn audit_records_from_before_instance_results_survive_the_upgrade() {
         pool.close().await;
     }
     let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    let listed = keyplane_store::Store::list_audit(
+    let listed = keyplane_store::AuditLog::list_audit(
         &s,
         &keyplane_store::AuditFilter {
             result: Some("Forbidden.RAM".into()),

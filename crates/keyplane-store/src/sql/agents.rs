@@ -1,20 +1,20 @@
-//! Host instances, for both SQL backends: registration, the agent's credential, desired state and reports.
+//! Host instances, for both SQL backends: registration, the agent's credential, desired state and
+//! reports, and the wake-ups.
 
+use async_trait::async_trait;
 use chrono::Utc;
 use keyplane_core::model::{Instance, OsType};
 use keyplane_core::CoreError;
 use sqlx::Row;
 
 use super::rows::{insert_instance, instance_from_row};
-use super::store::{db, write_binding};
+use super::store::*;
 use super::{SqlStore, FOR_UPDATE};
-use crate::{
-    parse_ts, ts, AgentDesired, AgentReport, RegistrationToken, RegistrationTokenInfo, Result,
-    Serial,
-};
+use crate::*;
 
-impl SqlStore {
-    pub(super) async fn create_registration_token_impl(&self, t: &RegistrationToken) -> Result<()> {
+#[async_trait]
+impl Agents for SqlStore {
+    async fn create_registration_token(&self, t: &RegistrationToken) -> Result<()> {
         sqlx::query(
             "INSERT INTO registration_tokens (token_hash, token_id, account_id, region_id, zone_id, name, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -33,10 +33,7 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn list_registration_tokens_impl(
-        &self,
-        account: &str,
-    ) -> Result<Vec<RegistrationTokenInfo>> {
+    async fn list_registration_tokens(&self, account: &str) -> Result<Vec<RegistrationTokenInfo>> {
         let rows = sqlx::query(
             "SELECT token_id, region_id, zone_id, name, created_at, expires_at, used_at FROM registration_tokens \
              WHERE account_id = $1 AND revoked_at IS NULL ORDER BY created_at, token_id",
@@ -60,11 +57,7 @@ impl SqlStore {
             .collect()
     }
 
-    pub(super) async fn revoke_registration_token_impl(
-        &self,
-        account: &str,
-        token_id: &str,
-    ) -> Result<bool> {
+    async fn revoke_registration_token(&self, account: &str, token_id: &str) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE registration_tokens SET revoked_at = $1 \
              WHERE account_id = $2 AND token_id = $3 AND revoked_at IS NULL",
@@ -78,7 +71,7 @@ impl SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(super) async fn redeem_registration_token_impl(
+    async fn redeem_registration_token(
         &self,
         token_hash: &str,
         instance: &Instance,
@@ -119,10 +112,7 @@ impl SqlStore {
         Ok(Some(inst))
     }
 
-    pub(super) async fn agent_credential_impl(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<(String, String)>> {
+    async fn agent_credential(&self, instance_id: &str) -> Result<Option<(String, String)>> {
         let row = sqlx::query("SELECT account_id, agent_credential_hash FROM instances WHERE id = $1 AND provider = 'host'")
             .bind(instance_id)
             .fetch_optional(&self.reader)
@@ -131,10 +121,7 @@ impl SqlStore {
         Ok(row.and_then(|r| Some((r.get(0), r.get::<Option<String>, _>(1)?))))
     }
 
-    pub(super) async fn agent_desired_impl(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<AgentDesired>> {
+    async fn agent_desired(&self, instance_id: &str) -> Result<Option<AgentDesired>> {
         let row = sqlx::query(
             "SELECT i.id, i.login_user, i.desired_password_login, i.apply_seq, k.public_key, k.fingerprint_sha256, \
              i.password_hash, i.desired_password_version, i.os_type \
@@ -163,7 +150,7 @@ impl SqlStore {
         }))
     }
 
-    pub(super) async fn record_agent_report_impl(
+    async fn record_agent_report(
         &self,
         instance_id: &str,
         report: &AgentReport,
@@ -229,5 +216,13 @@ impl SqlStore {
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(inst)
+    }
+
+    async fn announce(&self, instance_ids: &[String]) -> Result<()> {
+        self.announce_impl(instance_ids).await
+    }
+
+    async fn announcements(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>> {
+        self.announcements_impl().await
     }
 }

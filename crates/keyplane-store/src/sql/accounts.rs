@@ -1,16 +1,14 @@
-//! Accounts, RAM users, AccessKeys, policies and the audit log, for both SQL backends.
+//! Accounts, AccessKeys, RAM users with their console passwords, and policies, for both SQL
+//! backends.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keyplane_core::CoreError;
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 
-use super::store::{db, unique};
-use super::{Db, DbRow, SqlStore, CONTAINS};
-use crate::Serial;
-use crate::{
-    parse_ts, ts, AccessKeyInfo, AccessKeyRecord, AuditFilter, AuditRecord, Listing, Page,
-    PolicyRecord, Result, User,
-};
+use super::store::*;
+use super::{DbRow, SqlStore};
+use crate::*;
 
 fn user_from_row(r: &DbRow) -> Result<User> {
     Ok(User {
@@ -34,34 +32,96 @@ fn policy_from_row(r: &DbRow) -> Result<PolicyRecord> {
     })
 }
 
-fn audit_from_row(r: &DbRow) -> Result<AuditRecord> {
-    Ok(AuditRecord {
-        seq: r.get("seq"),
-        at: parse_ts(r.get("at"))?,
-        account_id: r.get("account_id"),
-        principal: r.get("principal"),
-        access_key_id: r.get("access_key_id"),
-        source_ip: r.get("source_ip"),
-        dialect: r.get("dialect"),
-        action: r.get("action"),
-        resources: serde_json::from_str(r.get("resources")).unwrap_or_default(),
-        result: r.get("result"),
-        status: r.get::<i64, _>("status") as u16,
-        request_id: r.get("request_id"),
-        client_token: r.get("client_token"),
-        instance_results: serde_json::from_str(r.get("instance_results")).unwrap_or_default(),
-    })
-}
-
 const POLICY_SELECT: &str = "SELECT p.*, (SELECT COUNT(*) FROM user_policies u \
      WHERE u.account_id = p.account_id AND u.policy_name = p.name) AS attachments FROM policies p";
 
-impl SqlStore {
-    pub(super) async fn create_account_impl(
-        &self,
-        name: &str,
-        root: &AccessKeyRecord,
-    ) -> Result<()> {
+#[async_trait]
+impl Accounts for SqlStore {
+    async fn bootstrap(&self, root_key: &AccessKeyRecord) -> Result<String> {
+        let mut tx = self.begin(Serial::Everything).await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM accounts ORDER BY created_at LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+        let now = ts(Utc::now());
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, 'default', $2)")
+            .bind(&root_key.account_id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) \
+             VALUES ($1, $2, NULL, $3, 'Active', $4)",
+        )
+        .bind(&root_key.id)
+        .bind(&root_key.account_id)
+        .bind(&root_key.secret)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(root_key.account_id.clone())
+    }
+
+    async fn default_account(&self) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT id FROM accounts ORDER BY created_at LIMIT 1")
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)
+    }
+
+    async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+        let cache = self.key_cache();
+        if let Some(key) = cache.and_then(|c| c.get(id)) {
+            return Ok(Some(key));
+        }
+        let generation = cache.map(|c| c.generation());
+        let row = sqlx::query(
+            "SELECT id, account_id, user_name, secret, status FROM access_keys WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?;
+        let key = row.map(|r| AccessKeyRecord {
+            id: r.get(0),
+            account_id: r.get(1),
+            user_name: r.get(2),
+            secret: r.get(3),
+            active: r.get::<String, _>(4) == "Active",
+        });
+        if let (Some(cache), Some(generation), Some(key)) = (cache, generation, &key) {
+            cache.put(generation, key.clone());
+        }
+        Ok(key)
+    }
+
+    async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
+        let r = sqlx::query(
+            "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT(id) DO UPDATE SET secret = excluded.secret, \
+             status = excluded.status",
+        )
+        .bind(&key.id)
+        .bind(&key.account_id)
+        .bind(&key.user_name)
+        .bind(&key.secret)
+        .bind(if key.active { "Active" } else { "Inactive" })
+        .bind(ts(Utc::now()))
+        .execute(&self.writer)
+        .await;
+        self.forget_access_keys();
+        r.map_err(db)?;
+        Ok(())
+    }
+
+    async fn create_account(&self, name: &str, root: &AccessKeyRecord) -> Result<()> {
         let mut tx = self.begin(Serial::Everything).await?;
         let now = ts(Utc::now());
         sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
@@ -84,7 +144,7 @@ impl SqlStore {
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn list_accounts_impl(&self) -> Result<Vec<(String, String, DateTime<Utc>)>> {
+    async fn list_accounts(&self) -> Result<Vec<(String, String, DateTime<Utc>)>> {
         let rows = sqlx::query("SELECT id, name, created_at FROM accounts ORDER BY created_at, id")
             .fetch_all(&self.reader)
             .await
@@ -94,7 +154,7 @@ impl SqlStore {
             .collect()
     }
 
-    pub(super) async fn create_user_impl(&self, u: &User) -> Result<()> {
+    async fn create_user(&self, u: &User) -> Result<()> {
         let r = sqlx::query(
             "INSERT INTO users (account_id, name, id, display_name, comments, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -109,7 +169,7 @@ impl SqlStore {
         unique(r, CoreError::UserAlreadyExists(u.name.clone()))
     }
 
-    pub(super) async fn user_impl(&self, account: &str, name: &str) -> Result<Option<User>> {
+    async fn user(&self, account: &str, name: &str) -> Result<Option<User>> {
         let row = sqlx::query("SELECT * FROM users WHERE account_id = $1 AND name = $2")
             .bind(account)
             .bind(name)
@@ -119,7 +179,7 @@ impl SqlStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    pub(super) async fn list_users_impl(&self, account: &str) -> Result<Vec<User>> {
+    async fn list_users(&self, account: &str) -> Result<Vec<User>> {
         let rows = sqlx::query("SELECT * FROM users WHERE account_id = $1 ORDER BY name")
             .bind(account)
             .fetch_all(&self.reader)
@@ -128,7 +188,7 @@ impl SqlStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    pub(super) async fn delete_user_impl(&self, account: &str, name: &str) -> Result<()> {
+    async fn delete_user(&self, account: &str, name: &str) -> Result<()> {
         let mut tx = self.begin(Serial::Account(account)).await?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT name FROM users WHERE account_id = $1 AND name = $2")
@@ -171,13 +231,8 @@ impl SqlStore {
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn set_login_profile_impl(
-        &self,
-        account: &str,
-        user: &str,
-        hash: &str,
-    ) -> Result<()> {
-        if self.user_impl(account, user).await?.is_none() {
+    async fn set_login_profile(&self, account: &str, user: &str, hash: &str) -> Result<()> {
+        if self.user(account, user).await?.is_none() {
             return Err(CoreError::UserNotFound(user.to_string()));
         }
         sqlx::query(
@@ -194,11 +249,7 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn login_profile_impl(
-        &self,
-        account: &str,
-        user: &str,
-    ) -> Result<Option<String>> {
+    async fn login_profile(&self, account: &str, user: &str) -> Result<Option<String>> {
         sqlx::query_scalar(
             "SELECT password_hash FROM login_profiles WHERE account_id = $1 AND user_name = $2",
         )
@@ -209,11 +260,7 @@ impl SqlStore {
         .map_err(db)
     }
 
-    pub(super) async fn delete_login_profile_impl(
-        &self,
-        account: &str,
-        user: &str,
-    ) -> Result<bool> {
+    async fn delete_login_profile(&self, account: &str, user: &str) -> Result<bool> {
         let r = sqlx::query("DELETE FROM login_profiles WHERE account_id = $1 AND user_name = $2")
             .bind(account)
             .bind(user)
@@ -223,11 +270,7 @@ impl SqlStore {
         Ok(r.rows_affected() > 0)
     }
 
-    pub(super) async fn create_access_key_impl(
-        &self,
-        key: &AccessKeyRecord,
-        max: usize,
-    ) -> Result<()> {
+    async fn create_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()> {
         let mut tx = self.begin(Serial::Account(&key.account_id)).await?;
         if let Some(user) = &key.user_name {
             let exists: Option<String> =
@@ -267,7 +310,7 @@ impl SqlStore {
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn list_access_keys_impl(
+    async fn list_access_keys(
         &self,
         account: &str,
         user: Option<&str>,
@@ -292,12 +335,7 @@ impl SqlStore {
             .collect()
     }
 
-    pub(super) async fn set_access_key_status_impl(
-        &self,
-        account: &str,
-        id: &str,
-        active: bool,
-    ) -> Result<()> {
+    async fn set_access_key_status(&self, account: &str, id: &str, active: bool) -> Result<()> {
         let r = sqlx::query("UPDATE access_keys SET status = $1 WHERE account_id = $2 AND id = $3")
             .bind(if active { "Active" } else { "Inactive" })
             .bind(account)
@@ -312,7 +350,7 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn delete_access_key_impl(&self, account: &str, id: &str) -> Result<()> {
+    async fn delete_access_key(&self, account: &str, id: &str) -> Result<()> {
         let r = sqlx::query("DELETE FROM access_keys WHERE account_id = $1 AND id = $2")
             .bind(account)
             .bind(id)
@@ -326,7 +364,7 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn create_policy_impl(&self, p: &PolicyRecord) -> Result<()> {
+    async fn create_policy(&self, p: &PolicyRecord) -> Result<()> {
         let r = sqlx::query(
             "INSERT INTO policies (account_id, name, document, description, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -340,11 +378,7 @@ impl SqlStore {
         unique(r, CoreError::PolicyAlreadyExists(p.name.clone()))
     }
 
-    pub(super) async fn policy_impl(
-        &self,
-        account: &str,
-        name: &str,
-    ) -> Result<Option<PolicyRecord>> {
+    async fn policy(&self, account: &str, name: &str) -> Result<Option<PolicyRecord>> {
         let row = sqlx::query(&format!(
             "{POLICY_SELECT} WHERE p.account_id = $1 AND p.name = $2"
         ))
@@ -356,7 +390,7 @@ impl SqlStore {
         row.as_ref().map(policy_from_row).transpose()
     }
 
-    pub(super) async fn list_policies_impl(&self, account: &str) -> Result<Vec<PolicyRecord>> {
+    async fn list_policies(&self, account: &str) -> Result<Vec<PolicyRecord>> {
         let rows = sqlx::query(&format!(
             "{POLICY_SELECT} WHERE p.account_id = $1 ORDER BY p.name"
         ))
@@ -367,7 +401,7 @@ impl SqlStore {
         rows.iter().map(policy_from_row).collect()
     }
 
-    pub(super) async fn delete_policy_impl(&self, account: &str, name: &str) -> Result<()> {
+    async fn delete_policy(&self, account: &str, name: &str) -> Result<()> {
         let mut tx = self.begin(Serial::Account(account)).await?;
         let attached: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM user_policies WHERE account_id = $1 AND policy_name = $2",
@@ -392,16 +426,11 @@ impl SqlStore {
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn attach_policy_impl(
-        &self,
-        account: &str,
-        user: &str,
-        policy: &str,
-    ) -> Result<()> {
-        if self.user_impl(account, user).await?.is_none() {
+    async fn attach_policy(&self, account: &str, user: &str, policy: &str) -> Result<()> {
+        if self.user(account, user).await?.is_none() {
             return Err(CoreError::UserNotFound(user.to_string()));
         }
-        if self.policy_impl(account, policy).await?.is_none() {
+        if self.policy(account, policy).await?.is_none() {
             return Err(CoreError::PolicyNotFound(policy.to_string()));
         }
         let r = sqlx::query("INSERT INTO user_policies (account_id, user_name, policy_name, attached_at) VALUES ($1, $2, $3, $4)")
@@ -414,13 +443,8 @@ impl SqlStore {
         unique(r, CoreError::PolicyAlreadyAttached(policy.to_string()))
     }
 
-    pub(super) async fn detach_policy_impl(
-        &self,
-        account: &str,
-        user: &str,
-        policy: &str,
-    ) -> Result<()> {
-        if self.user_impl(account, user).await?.is_none() {
+    async fn detach_policy(&self, account: &str, user: &str, policy: &str) -> Result<()> {
+        if self.user(account, user).await?.is_none() {
             return Err(CoreError::UserNotFound(user.to_string()));
         }
         let r = sqlx::query(
@@ -438,7 +462,7 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn user_policies_impl(
+    async fn user_policies(
         &self,
         account: &str,
         user: &str,
@@ -457,70 +481,4 @@ impl SqlStore {
             .map(|r| Ok((policy_from_row(r)?, parse_ts(r.get("attached_at"))?)))
             .collect()
     }
-
-    pub(super) async fn append_audit_impl(&self, a: &AuditRecord) -> Result<()> {
-        insert_audit(&self.writer, a).await
-    }
-
-    pub(super) async fn list_audit_impl(
-        &self,
-        f: &AuditFilter,
-        page: Page,
-    ) -> Result<Listing<AuditRecord>> {
-        let filter = |qb: &mut QueryBuilder<'_, Db>| {
-            qb.push(" WHERE TRUE");
-            if let Some(a) = &f.account_id {
-                qb.push(" AND account_id = ").push_bind(a.clone());
-            }
-            if let Some(a) = &f.action {
-                qb.push(" AND action = ").push_bind(a.clone());
-            }
-            if let Some(p) = &f.principal {
-                qb.push(" AND principal = ").push_bind(p.clone());
-            }
-            if let Some(r) = &f.result {
-                // The call's result, or one of its instances' results: the JSON member as written
-                // (serde_json quotes the code the same way), found by the backend's substring test.
-                let member = format!("\"Result\":{}", serde_json::Value::String(r.clone()));
-                qb.push(" AND (result = ")
-                    .push_bind(r.clone())
-                    .push(format!(" OR {CONTAINS}(instance_results, "))
-                    .push_bind(member)
-                    .push(") > 0)");
-            }
-            if let Some(t) = f.since {
-                qb.push(" AND at >= ").push_bind(ts(t));
-            }
-        };
-        self.list_page("audit", filter, audit_from_row, page).await
-    }
-}
-
-/// Appends an audit record through `executor`: the writer pool, or a transaction it belongs to.
-pub(super) async fn insert_audit<'e, E>(executor: E, a: &AuditRecord) -> Result<()>
-where
-    E: sqlx::Executor<'e, Database = Db>,
-{
-    sqlx::query(
-        "INSERT INTO audit (at, account_id, principal, access_key_id, source_ip, dialect, action, resources, \
-         result, status, request_id, client_token, instance_results) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(ts(a.at))
-    .bind(&a.account_id)
-    .bind(&a.principal)
-    .bind(&a.access_key_id)
-    .bind(&a.source_ip)
-    .bind(&a.dialect)
-    .bind(&a.action)
-    .bind(serde_json::to_string(&a.resources).unwrap_or_else(|_| "[]".into()))
-    .bind(&a.result)
-    .bind(a.status as i64)
-    .bind(&a.request_id)
-    .bind(&a.client_token)
-    .bind(serde_json::to_string(&a.instance_results).unwrap_or_else(|_| "[]".into()))
-    .execute(executor)
-    .await
-    .map_err(db)?;
-    Ok(())
 }

@@ -267,8 +267,9 @@ function fingerprint(fp) {
   return parts;
 }
 
+/** A table cell; `data-label` names it where a phone shows each row as a card. */
 function cell(label, attrs, ...children) {
-  return el('td', { 'data-label': label, ...attrs }, ...children);
+  return el('td', { 'data-label': label, ...attrs }, el('span', { class: 'v' }, ...children));
 }
 
 async function loadKeyPairs() {

@@ -8,31 +8,16 @@ const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
 const Ecs = require('@alicloud/ecs20140526');
 const Ram = require('@alicloud/ram20150501');
-const { $OpenApiUtil } = require('@alicloud/openapi-core');
 
-const { ROOT, SCHEME, TLS, BROWSER_TLS_ARGS, startServer: start } = require('./server');
+const { ROOT, SCHEME, TLS, startServer: start } = require('./server');
+const { LINUX, WINDOWS, sdkConfig, launch } = require('./browser');
 const SHOTS = path.join(ROOT, 'docs', 'screenshots');
 const AK = 'LTAI5tConsoleTest001';
 const SK = 'console-test-secret';
-const LINUX = 'aliyun_3_x64_20G_alibase_20240819.vhd';
-const WINDOWS = 'win2022_21H2_x64_dtc_en-us_40G_alibase_20240816.vhd';
 
-
-function config(port) {
-  return new $OpenApiUtil.Config({ accessKeyId: AK, accessKeySecret: SK, regionId: 'cn-hangzhou', endpoint: `127.0.0.1:${port}`, protocol: SCHEME });
-}
-
-async function launch() {
-  return chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', ...BROWSER_TLS_ARGS],
-  });
-}
+const config = (port) => sdkConfig(port, AK, SK);
 
 test('the console guide workflow, from sign-in to restart', async () => {
   const { port, proc } = await start(AK, SK);
@@ -115,13 +100,17 @@ test('the console guide workflow, from sign-in to restart', async () => {
     await page.keyboard.press('Space');
     await page.locator(`#pick-left li[data-id="${stopped}"]`).click();
     await page.getByRole('button', { name: 'Move to Selected' }).click();
-    assert.strictEqual(await page.locator('#pick-right li').count(), 3);
+    assert.strictEqual(await page.locator('#pick-right li[data-id]').count(), 3);
     await page.screenshot({ path: path.join(SHOTS, 'bind-dialog.png') });
     await page.locator('#dialog-ok').click();
 
     // Step 7: Running instances are offered a restart (the Stopped one starts later).
     await page.getByRole('heading', { name: 'Restart instances?' }).waitFor();
-    assert.deepStrictEqual((await page.locator('#restart-list li').allTextContents()).sort(), [web1, web2].sort());
+    const listed = await page.locator('#restart-list li').evaluateAll((lis) => lis.map((li) => li.dataset.id));
+    assert.deepStrictEqual(listed.sort(), [web1, web2].sort());
+    // It names the instances, and says the Stopped one takes the key at its next start.
+    assert.match(await page.locator('#restart-list').textContent(), /web \(i-/);
+    assert.match(await page.locator('#restart-stopped').textContent(), new RegExp(`${stopped}.*next start`));
     await page.screenshot({ path: path.join(SHOTS, 'restart-prompt.png') });
     await page.locator('#dialog-ok').click();
     await page.getByText('Restarted 2 instance(s).').waitFor();
@@ -152,6 +141,8 @@ test('the console guide workflow, from sign-in to restart', async () => {
     await page.getByText(`Password of ${web1} reset: it takes effect at the next restart.`).waitFor();
     await state(web1).filter({ hasText: 'pending_restart' }).waitFor();
     await page.locator(`tr[data-id="${web1}"]`).getByRole('button', { name: 'Restart', exact: true }).click();
+    await page.getByRole('heading', { name: 'Restart Instance' }).waitFor();
+    await page.locator('#dialog-ok').click();
     await state(web1).filter({ hasText: 'applied' }).waitFor();
     // A change made elsewhere shows up without a reload.
     await ecs.detachKeyPair(new Ecs.DetachKeyPairRequest({ regionId: 'cn-hangzhou', keyPairName: 'console-key', instanceIds: JSON.stringify([web2]) }));
@@ -166,6 +157,7 @@ test('the console guide workflow, from sign-in to restart', async () => {
     await page.locator('#dialog-ok').click();
     await page.getByRole('heading', { name: 'Restart instances?' }).waitFor();
     await page.locator('#dialog-ok').click();
+    await page.getByText('Restarted 1 instance(s).').waitFor();
 
     // The audit log.
     await page.getByRole('link', { name: 'Audit log' }).click();

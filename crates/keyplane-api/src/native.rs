@@ -5,9 +5,10 @@
 //! - `POST /api/v1/accounts?Name=…`: create an account; only the bootstrap account's root may.
 //!   Answers `{"AccountId", "AccessKeyId", "AccessKeySecret"}` (the secret once).
 //! - `GET /api/v1/accounts`: list accounts (the bootstrap root).
-//! - `GET /api/v1/audit?Action=&Principal=&Result=&AccountId=&Since=&MaxResults=&NextToken=`: the
-//!   audit log of the caller's account (the bootstrap root may name any account); a RAM user needs
-//!   an Allow for `keyplane:DescribeAuditRecords`.
+//! - `GET /api/v1/audit?Action=&Principal=&Result=&AccountId=&Since=&MaxResults=&NextToken=&Order=`:
+//!   the audit log of the caller's account (the bootstrap root may name any account); a RAM user
+//!   needs an Allow for `keyplane:DescribeAuditRecords`. `Order=OldestFirst` (the default) or
+//!   `NewestFirst` (the console's audit page: NextToken then leads to older records).
 //! - `POST /api/v1/registration-tokens?Region=&Zone=&Name=&Ttl=`: a one-time token for
 //!   `keyplane agent` (`keyplane:CreateRegistrationToken`); answers `{"Token", "TokenId",
 //!   "ExpiresAt"}`, the token shown once. `Ttl` is `90s`, `15m`, `8h`, `30d` (1 minute to 30 days,
@@ -54,6 +55,11 @@ pub async fn handle(
     let caller = match session {
         Some(Ok(c)) => c,
         Some(Err(response)) => return response,
+        // A console request whose cookie is gone (expired, or cleared by a sign-out elsewhere):
+        // 401, so the page goes back to its sign-in screen. Signed calls never send the header.
+        None if wire.header("authorization").is_none() && wire.header("x-csrf-token").is_some() => {
+            return crate::console::session_ended()
+        }
         // The native API is selected by method and path, which only a V3 signature covers in
         // the vendor's scheme; V1 is for the vendor dialects at `/`.
         None if wire.header("authorization").is_none() => {
@@ -213,17 +219,39 @@ async fn audit(
         extra: &listed,
     };
     let key = &state.config.server_key;
-    let seq = crate::page_token::open(key, &scope, p.opt("NextToken"))?;
-    let listing = state
-        .store
-        .list_audit(
-            &filter,
-            Page::After {
-                seq,
-                limit: max as u64,
-            },
-        )
-        .await?;
+    let newest_first = match p.opt("Order") {
+        None | Some("OldestFirst") => false,
+        Some("NewestFirst") => true,
+        Some(_) => {
+            return Err(CoreError::invalid(
+                "Order",
+                "Use NewestFirst or OldestFirst.",
+            ))
+        }
+    };
+    let listing = if newest_first {
+        let scope = crate::page_token::Scope {
+            listing: "native.audit.newest",
+            ..scope
+        };
+        let (listing, older) = newest_audit_page(state, &filter, &scope, p, max as u64).await?;
+        (listing, crate::page_token::seal(key, &scope, older))
+    } else {
+        let seq = crate::page_token::open(key, &scope, p.opt("NextToken"))?;
+        let listing = state
+            .store
+            .list_audit(
+                &filter,
+                Page::After {
+                    seq,
+                    limit: max as u64,
+                },
+            )
+            .await?;
+        let next = crate::page_token::seal(key, &scope, listing.next_seq);
+        (listing, next)
+    };
+    let (listing, next_token) = listing;
     let records: Vec<Value> = listing
         .items
         .iter()
@@ -247,12 +275,52 @@ async fn audit(
         .collect();
     Ok(crate::aliyun::obj([
         ("TotalCount", json!(listing.total)),
-        (
-            "NextToken",
-            json!(crate::page_token::seal(key, &scope, listing.next_seq)),
-        ),
+        ("NextToken", json!(next_token)),
         ("Records", Value::Array(records)),
     ]))
+}
+
+/// `Order=NewestFirst` (the console's audit page): the newest `max` records, newest first, and the
+/// position of the next older page. The records are numbered from the oldest; the audit log only
+/// grows, so the records before a position stay where they are while newer ones arrive, and the
+/// token of the next older page (the end, exclusive, of that page) stays right.
+async fn newest_audit_page(
+    state: &AppState,
+    filter: &AuditFilter,
+    scope: &crate::page_token::Scope<'_>,
+    p: &Params<'_>,
+    max: u64,
+) -> Result<
+    (
+        keyplane_store::Listing<keyplane_store::AuditRecord>,
+        Option<i64>,
+    ),
+    CoreError,
+> {
+    let end = match crate::page_token::open(&state.config.server_key, scope, p.opt("NextToken"))? {
+        // The first page ends with the newest record.
+        0 => {
+            let count = Page::Offset {
+                offset: 0,
+                limit: 0,
+            };
+            state.store.list_audit(filter, count).await?.total
+        }
+        end => end as u64,
+    };
+    let offset = end.saturating_sub(max);
+    let mut listing = state
+        .store
+        .list_audit(
+            filter,
+            Page::Offset {
+                offset,
+                limit: end - offset,
+            },
+        )
+        .await?;
+    listing.items.reverse();
+    Ok((listing, (offset > 0).then_some(offset as i64)))
 }
 
 /// The `{TokenId}` of `/api/v1/registration-tokens/{TokenId}/revoke`.

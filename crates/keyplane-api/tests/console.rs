@@ -446,3 +446,135 @@ async fn one_console_users_calls_do_not_use_up_anothers_throttle() {
         .await;
     assert_eq!(console.describe_regions(&bob).await, (200, String::new()));
 }
+
+#[tokio::test]
+async fn a_console_request_without_a_session_gets_401_and_an_unsigned_call_still_gets_the_signature_error(
+) {
+    // Issue 20, defect 4: a console whose cookie expired in the browser, or was cleared by a sign-out
+    // in another tab, got a signature error for every action and never showed its sign-in screen.
+    let app = common::spawn_app().await;
+    let console = Console::over(&app, false).await;
+    let cookie = console
+        .session(json!({"AccessKeyId": common::AK, "AccessKeySecret": common::SECRET}))
+        .await;
+    let sign_out = Request::delete("/api/v1/session")
+        .header(header::COOKIE, &cookie)
+        .header("x-csrf-token", csrf(&console, &cookie).await);
+    assert_eq!(
+        console
+            .send("192.0.2.70", sign_out, Body::empty())
+            .await
+            .status,
+        200
+    );
+    let console_call = |uri: &str, cookie: Option<&str>| {
+        let mut req = Request::post(uri)
+            .header("x-csrf-token", "")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        req
+    };
+    for cookie in [None, Some(cookie.as_str()), Some("kp_session=unknown")] {
+        for uri in ["/api/v1/ecs/DescribeKeyPairs", "/api/v1/instances"] {
+            let a = console
+                .send("192.0.2.70", console_call(uri, cookie), Body::empty())
+                .await;
+            assert_eq!(
+                (a.status, a.body["Code"].as_str().unwrap_or("")),
+                (401, "SessionRequired"),
+                "{uri} with cookie {cookie:?}: {}",
+                a.body
+            );
+        }
+    }
+    // Without the console's header, an unsigned call is told what a signed one needs, as before.
+    let unsigned = Request::post("/api/v1/ecs/DescribeKeyPairs");
+    let a = console.send("192.0.2.70", unsigned, Body::empty()).await;
+    assert_eq!(
+        (a.status, a.body["Code"].as_str().unwrap_or("")),
+        (400, "IncompleteSignature")
+    );
+}
+
+async fn csrf(console: &Console, cookie: &str) -> String {
+    let req = Request::get("/api/v1/session").header(header::COOKIE, cookie);
+    let who = console.send("192.0.2.200", req, Body::empty()).await;
+    who.body["CsrfToken"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_audit_log_pages_newest_first_and_older_records_are_older() {
+    let app = common::spawn_app().await;
+    let console = Console::over(&app, false).await;
+    for i in 0..7 {
+        let name = format!("audit-{i}");
+        let r = app
+            .call(
+                "CreateKeyPair",
+                &[("RegionId", "cn-hangzhou"), ("KeyPairName", &name)],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let cookie = console
+        .session(json!({"AccessKeyId": common::AK, "AccessKeySecret": common::SECRET}))
+        .await;
+    let page = |token: String| {
+        let console = &console;
+        let cookie = cookie.clone();
+        async move {
+            let uri = format!(
+                "/api/v1/audit?Action=CreateKeyPair&MaxResults=3&Order=NewestFirst&NextToken={token}"
+            );
+            let a = console
+                .send(
+                    "192.0.2.71",
+                    Request::get(uri).header(header::COOKIE, cookie),
+                    Body::empty(),
+                )
+                .await;
+            assert_eq!(a.status, 200, "{}", a.body);
+            let names: Vec<String> = a.body["Records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["Resources"][0].as_str().unwrap_or("").to_string())
+                .collect();
+            (names, a.body["NextToken"].as_str().unwrap().to_string())
+        }
+    };
+    let (first, token) = page(String::new()).await;
+    // A record written after the first page does not shift the older pages.
+    app.call(
+        "CreateKeyPair",
+        &[("RegionId", "cn-hangzhou"), ("KeyPairName", "audit-late")],
+    )
+    .await;
+    let (second, token) = page(token).await;
+    let (third, token) = page(token).await;
+    let seen: Vec<String> = [first, second, third].concat();
+    let expected: Vec<String> = (0..7).rev().map(|i| format!("audit-{i}")).collect();
+    assert_eq!(
+        seen.iter()
+            .map(|r| r.rsplit('/').next().unwrap().to_string())
+            .collect::<Vec<_>>(),
+        expected,
+        "{seen:?}"
+    );
+    assert_eq!(token, "", "no page is older than the oldest");
+    // The default order is unchanged: oldest first.
+    let a = console
+        .send(
+            "192.0.2.71",
+            Request::get("/api/v1/audit?Action=CreateKeyPair&MaxResults=1")
+                .header(header::COOKIE, &cookie),
+            Body::empty(),
+        )
+        .await;
+    assert!(a.body["Records"][0]["Resources"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("audit-0"));
+}

@@ -140,6 +140,14 @@ fn csrf_refused() -> Response {
         .into_response()
 }
 
+/// The answer to a console request (it carries `X-CSRF-Token`, which only the console sends) that
+/// has no session cookie at all: the cookie expired in the browser or was cleared by a sign-out in
+/// another tab. Without this the request fell through to signature authentication and the console
+/// showed a signature error for every action instead of its sign-in screen.
+pub fn session_ended() -> Response {
+    denied("Your session has ended; sign in again.")
+}
+
 fn denied(message: &str) -> Response {
     (
         StatusCode::UNAUTHORIZED,

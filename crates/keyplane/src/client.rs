@@ -131,9 +131,9 @@ impl Client {
             ca_file: c.ca_file.clone(),
             insecure_http: c.insecure_http,
         };
-        let http = transport
-            .client(&endpoint, reqwest::Client::builder())
+        keyplane_agent::transport::check_url(&endpoint, c.insecure_http)
             .with_context(|| format!("the endpoint ({endpoint_source})"))?;
+        let http = transport.client(&endpoint, reqwest::Client::builder())?;
         Ok(Self {
             endpoint,
             endpoint_source,

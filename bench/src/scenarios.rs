@@ -78,6 +78,15 @@ async fn start(bin: &str, db: &str) -> anyhow::Result<Server> {
 async fn start_with(bin: &str, url: &str, sync: &str) -> anyhow::Result<Server> {
     let port = free_port();
     let data = std::env::temp_dir().join(format!("keyplane-bench-{port}"));
+    // --data-dir is PostgreSQL's: with SQLite the server's files live beside the database.
+    let data_dir = if url.starts_with("sqlite://") {
+        vec![]
+    } else {
+        vec![
+            "--data-dir".to_string(),
+            data.to_string_lossy().into_owned(),
+        ]
+    };
     let child = Command::new(bin)
         .args([
             "serve",
@@ -85,13 +94,12 @@ async fn start_with(bin: &str, url: &str, sync: &str) -> anyhow::Result<Server> 
             &format!("127.0.0.1:{port}"),
             "--db",
             url,
-            "--data-dir",
-            &data.to_string_lossy(),
             "--throttle-per-second",
             "0",
             "--sqlite-synchronous",
             sync,
         ])
+        .args(data_dir)
         .env(
             "KEYPLANE_SERVER_KEY",
             "YmVuY2htYXJrLXNlcnZlci1rZXktMzItYnl0ZXMhISE=",

@@ -97,8 +97,11 @@ class Server:
             env.update(KEYPLANE_ROOT_ACCESS_KEY_ID=AK, KEYPLANE_ROOT_ACCESS_KEY_SECRET=SK)
         env.update(self.env_extra)
         log = open(os.path.join(self.dir, "server.log"), "ab")
+        # --data-dir is PostgreSQL's: with SQLite the server's files live beside the database,
+        # and a --data-dir naming another directory is refused.
+        data_dir = [] if self.db.startswith("sqlite://") else ["--data-dir", self.dir]
         self.proc = subprocess.Popen(
-            [BINARY, "serve", "--listen", self.endpoint, "--db", self.db, "--data-dir", self.dir,
+            [BINARY, "serve", "--listen", self.endpoint, "--db", self.db, *data_dir,
              *(["--tls-cert", CERT, "--tls-key", KEY] if TLS else [])],
             env=env, stdout=log, stderr=subprocess.STDOUT)
         for _ in range(200):

@@ -97,12 +97,12 @@ def host():
     h.close()
 
 
-def start_agent(server, host, state_dir, token):
+def start_agent(server, host, state_dir, token, *extra):
     return subprocess.Popen(
         [BINARY, "agent", "--server", server.url, "--token", token, "--state-dir", state_dir,
          "--login-user", host.user, "--sshd-config", host.config, "--sshd-dropin-dir", host.dropins,
          "--sshd-bin", "/usr/sbin/sshd", "--reload-command", f"kill -HUP $(cat {host.dir}/sshd.pid)",
-         "--check-interval", "1"],
+         "--check-interval", "1", *extra],
         stdout=subprocess.PIPE, stderr=open(f"{state_dir}.log", "wb"), text=True)
 
 
@@ -201,15 +201,63 @@ def test_a_binding_becomes_true_on_a_real_sshd(server, host):
         agent.wait(10)
 
 
-def registered_agent(server, host, name):
+def registered_agent(server, host, name, *extra):
     token = admin(server, "registration-token", "create", "--region", R, "--name", name)["Token"]
     state_dir = tempfile.mkdtemp(prefix="kp-agent-")
-    agent = start_agent(server, host, state_dir, token)
+    agent = start_agent(server, host, state_dir, token, *extra)
     for _ in range(100):
         if os.path.exists(f"{state_dir}/instance-id"):
             break
         time.sleep(0.1)
     return agent, state_dir, open(f"{state_dir}/instance-id").read().strip()
+
+
+def agent_log(state_dir):
+    with open(f"{state_dir}.log", encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def test_keys_only_applies_the_key_leaves_sshd_alone_and_says_so(server, host):
+    """--keys-only: `applied` means the key is in place where sshd accepts it; password login is not
+    the agent's to change, the log says how sshd has it, and checks do not call that drift."""
+    agent, state_dir, iid = registered_agent(server, host, "keys-only-1", "--keys-only")
+    try:
+        tea = tea_client(server)
+        k1, line1 = ssh_keygen()
+        tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name="ko-key", public_key_body=line1))
+        tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="ko-key", instance_ids=ids_json([iid])))
+        wait_state(server, iid, "pending_restart")
+        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        wait_state(server, iid, "applied")
+        assert host.key_logs_in(k1)
+        assert host.password_logs_in(), "sshd's password login is left as it was"
+        assert os.listdir(host.dropins) == [], "no sshd file is written"
+        log = agent_log(state_dir)
+        assert "keys only: the key is in place; password login is not managed (--keys-only)" in log, log
+        assert 'sshd_password_login="on"' in log and 'binding_password_login="off"' in log, log
+        assert "\x1b[" not in log, "a log file has no colour codes"
+
+        # A change waiting for the restart is not drift, through several checks (every second).
+        tea.detach_key_pair(m.DetachKeyPairRequest(region_id=R, key_pair_name="ko-key", instance_ids=ids_json([iid])))
+        wait_state(server, iid, "pending_restart")
+        time.sleep(3)
+        wait_state(server, iid, "pending_restart", timeout=0.4)
+        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        wait_state(server, iid, "none")
+        assert not host.key_logs_in(k1) and host.password_logs_in()
+
+        # A managed key edited by hand is still drift.
+        tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="ko-key", instance_ids=ids_json([iid])))
+        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        wait_state(server, iid, "applied")
+        k2, line2 = ssh_keygen()
+        text = host.authorized_keys().replace(line1.split()[1], line2.split()[1])
+        with open(f"{host.home}/.ssh/authorized_keys", "w") as f:
+            f.write(text)
+        wait_state(server, iid, "drifted")
+    finally:
+        agent.terminate()
+        agent.wait(10)
 
 
 def test_a_password_reset_lets_key_and_password_log_in_side_by_side(server, host):

@@ -3,6 +3,12 @@
 //! Order matters for never locking a host out: the key goes in first; then a reset password, if
 //! one is desired; password login goes off only when the key is in place; sshd's files change only
 //! if `sshd -t` accepts them, else the last good files are put back.
+//!
+//! Keys only (`manage_sshd = false`): password login is sshd's own business, never the agent's, so
+//! the binding is `applied` once its key is in place (and a reset password set). The report then
+//! carries the password setting the binding asks for, marked as not managed, and the agent logs
+//! what sshd really has; without this the binding would wait in `pending_restart` forever for a
+//! change the agent was told never to make.
 
 use std::path::Path;
 
@@ -31,9 +37,12 @@ pub struct Desired {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
     pub fingerprints: Vec<String>,
+    /// sshd's effective password login; keys only, what the binding asks for (see `managed`).
     pub password_login: bool,
     /// The password reset whose hash is in the shadow file (known only right after an apply).
     pub password_version: Option<i64>,
+    /// false in keys-only mode: `password_login` was not read from sshd but is the binding's.
+    pub password_login_managed: bool,
 }
 
 fn user_for(cfg: &AgentConfig, desired_user: &str) -> Result<UserEntry, String> {
@@ -43,18 +52,53 @@ fn user_for(cfg: &AgentConfig, desired_user: &str) -> Result<UserEntry, String> 
 
 const KEYS: &str = "authorized_keys";
 
-/// Reads what is in effect, changing nothing.
-pub fn observe(cfg: &AgentConfig, login_user: &str) -> Result<Observed, String> {
+/// Reads what is in effect, changing nothing. `wanted_password_login` is the password setting of
+/// the binding last applied: what a keys-only agent reports, since it does not manage it.
+pub fn observe(
+    cfg: &AgentConfig,
+    login_user: &str,
+    wanted_password_login: bool,
+) -> Result<Observed, String> {
     let user = user_for(cfg, login_user)?;
     let keys = match SshDir::open(&user, false)? {
         Some(ssh) => ssh.read(KEYS)?,
         None => String::new(),
     };
+    let password_login = if cfg.manage_sshd {
+        sshd::password_login(&cfg.sshd_bin, &cfg.sshd_config, &user.name)?
+    } else {
+        wanted_password_login
+    };
     Ok(Observed {
         fingerprints: transform::managed_fingerprints(&keys),
-        password_login: sshd::password_login(&cfg.sshd_bin, &cfg.sshd_config, &user.name)?,
+        password_login,
         password_version: None,
+        password_login_managed: cfg.manage_sshd,
     })
+}
+
+/// Keys only: says in the log that password login was left alone, and how sshd has it, so that an
+/// operator reading `applied` knows what it covers.
+fn log_unmanaged_password_login(cfg: &AgentConfig, user: &str, wanted: bool) {
+    let on_off = |b: bool| if b { "on" } else { "off" };
+    match sshd::password_login(&cfg.sshd_bin, &cfg.sshd_config, user) {
+        Ok(actual) if actual == wanted => tracing::info!(
+            sshd_password_login = on_off(actual),
+            "keys only: the key is in place; password login is not managed and sshd already has \
+             it as the binding asks"
+        ),
+        Ok(actual) => tracing::warn!(
+            sshd_password_login = on_off(actual),
+            binding_password_login = on_off(wanted),
+            "keys only: the key is in place; password login is not managed (--keys-only), so \
+             sshd keeps it as it is, unlike what the binding asks"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "keys only: the key is in place; password login is not managed, and sshd's setting \
+             could not be read"
+        ),
+    }
 }
 
 /// Applies `desired`; on success, what is now in effect.
@@ -90,10 +134,17 @@ pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, String> {
         }
     }
     if let Some(why) = key_problem {
-        return Err(format!("{why}; password login was left on"));
+        return Err(if cfg.manage_sshd {
+            format!("{why}; password login was left on")
+        } else {
+            format!("{why}; password login is not managed (keys only)")
+        });
     }
-    let mut observed = observe(cfg, &desired.login_user)?;
+    let mut observed = observe(cfg, &desired.login_user, desired.password_login)?;
     observed.password_version = password_version;
+    if !cfg.manage_sshd {
+        log_unmanaged_password_login(cfg, &user.name, desired.password_login);
+    }
     Ok(observed)
 }
 

@@ -154,6 +154,9 @@ impl Client {
             "Fingerprints": observed.map(|o| o.fingerprints.clone()).unwrap_or_default(),
             "PasswordLogin": observed.map(|o| o.password_login).unwrap_or(true),
             "PasswordVersion": observed.and_then(|o| o.password_version),
+            // Keys only: PasswordLogin is the binding's, not read from sshd. Servers that do not
+            // know the field ignore it.
+            "PasswordLoginManaged": observed.is_none_or(|o| o.password_login_managed),
             "Error": error,
         });
         let mut req = self

@@ -86,7 +86,7 @@ async fn apply_and_report(cfg: &AgentConfig, client: &Client, desired: &Desired)
         }
         Err(e) => {
             tracing::warn!(error = %e, "apply failed");
-            let observed = apply::observe(cfg, &desired.login_user).ok();
+            let observed = apply::observe(cfg, &desired.login_user, desired.password_login).ok();
             client
                 .report(Some(desired.apply_seq), observed.as_ref(), Some(e))
                 .await
@@ -108,6 +108,9 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let wait = cfg.check_interval_secs.clamp(1, MAX_WAIT_SECS);
     let (mut etag, mut applied_seq, mut current): (Option<String>, Option<i64>, Option<Desired>) =
         (None, None, None);
+    // The password setting of the state last applied: what a keys-only agent's checks report, so
+    // that a change not yet applied is not mistaken for drift.
+    let mut applied_password_login = true;
     let mut backoff = Duration::from_secs(1);
     let mut last_check = Instant::now();
     loop {
@@ -121,6 +124,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 if due {
                     apply_and_report(&cfg, &client, &desired).await;
                     applied_seq = Some(desired.apply_seq);
+                    applied_password_login = desired.password_login;
                 }
                 current = Some(desired);
             }
@@ -140,7 +144,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         if let Some(d) = &current {
             if last_check.elapsed() >= check_every {
                 last_check = Instant::now();
-                match apply::observe(&cfg, &d.login_user) {
+                match apply::observe(&cfg, &d.login_user, applied_password_login) {
                     Ok(o) => {
                         if let Err(e) = client.report(None, Some(&o), None).await {
                             tracing::warn!(error = %e, "reporting a check failed");

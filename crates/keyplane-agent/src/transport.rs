@@ -20,7 +20,18 @@ pub struct Transport {
 
 /// Parses `server` and refuses a URL that would send secrets in clear: `http://` to anything but
 /// a loopback address (127.0.0.0/8, ::1, `localhost`) without `insecure_http`.
+///
+/// A URL without a scheme (`127.0.0.1:8080`, the form the SDKs' `endpoint` takes beside a separate
+/// protocol setting) is refused with the fix rather than guessed: `http://` would be wrong for a
+/// server with TLS on this host, `https://` for a plain one, and either guess would surface as a
+/// TLS or connection error far from its cause.
 pub fn check_url(server: &str, insecure_http: bool) -> anyhow::Result<reqwest::Url> {
+    if !server.contains("://") {
+        bail!(
+            "{server:?} has no scheme: add https:// or http:// (http:// only to this host), \
+             e.g. https://{server} or http://{server}"
+        );
+    }
     let url = reqwest::Url::parse(server).with_context(|| format!("bad server URL {server:?}"))?;
     match url.scheme() {
         "https" => Ok(url),
@@ -104,6 +115,13 @@ mod tests {
             assert!(check_url(refused, true).is_ok(), "{refused}");
         }
         assert!(check_url("ftp://127.0.0.1", true).is_err());
+        for bare in ["127.0.0.1:8080", "localhost:8080", "keyplane.internal"] {
+            let err = check_url(bare, true).unwrap_err().to_string();
+            assert!(
+                err.contains("add https:// or http://") && err.contains(&format!("http://{bare}")),
+                "{bare}: {err}"
+            );
+        }
         assert!(check_url("not a url", true).is_err());
     }
 

@@ -116,6 +116,34 @@ fn password_login_is_never_turned_off_when_the_key_cannot_be_put_in_place() {
     );
 }
 
+/// Keys only: the key is put in place and nothing of sshd is written, run or needed; the report
+/// carries the binding's password setting, marked as not managed, so the binding can be applied.
+#[test]
+fn keys_only_puts_the_key_in_place_without_sshd_and_reports_the_bindings_password_setting() {
+    let mut host = Host::new();
+    host.cfg.manage_sshd = false;
+    host.cfg.sshd_bin = host.dir.path().join("no-such-sshd");
+    host.cfg.reload_command = "false".into();
+    let sshd_config = std::fs::read_to_string(&host.cfg.sshd_config).unwrap();
+    let observed = apply(&host.cfg, &desired("alice")).unwrap();
+    assert_eq!(observed.fingerprints.len(), 1, "the key is in place");
+    assert!(!observed.password_login && !observed.password_login_managed);
+    assert!(host.dropin().is_none(), "no drop-in");
+    assert_eq!(
+        std::fs::read_to_string(&host.cfg.sshd_config).unwrap(),
+        sshd_config
+    );
+    let detach = Desired {
+        public_key: None,
+        password_login: true,
+        apply_seq: 2,
+        ..desired("alice")
+    };
+    let observed = apply(&host.cfg, &detach).unwrap();
+    assert!(observed.fingerprints.is_empty() && observed.password_login);
+    assert!(host.dropin().is_none());
+}
+
 /// A host whose login user is the current user, with a home in a temp directory, sshd's files
 /// there too, and `sshd -t`/reload that always succeed.
 struct Host {

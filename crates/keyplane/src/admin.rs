@@ -1,6 +1,8 @@
 //! `keyplane admin …`: server administration through the native API, with the same endpoint and
 //! credentials as `keyplane ecs` (the bootstrap root AccessKey administers the server).
 
+use anyhow::Context;
+
 use crate::client::{print, Client, Connection};
 
 #[derive(clap::Args)]
@@ -13,21 +15,23 @@ pub struct AdminArgs {
 
 #[derive(clap::Subcommand)]
 enum AdminCommand {
-    /// Accounts: `create NAME`, `list`.
+    /// Accounts: `create NAME`, `list` (the bootstrap account's root only).
     #[command(subcommand)]
     Account(AccountCommand),
-    /// Registration tokens for real hosts.
+    /// One-time registration tokens for `keyplane agent`: `create`, `list`, `revoke`.
     #[command(subcommand)]
     RegistrationToken(TokenCommand),
-    /// Instances with their binding state (none, pending_restart, applied, failed, drifted).
+    /// Instances of one region with their binding state (none, pending_restart, applied, failed,
+    /// drifted). The region is --region, else KEYPLANE_REGION or the profile's, else cn-hangzhou.
     Instances {
-        #[arg(long, default_value = "cn-hangzhou")]
-        region: String,
+        /// Only this instance (i-…).
         #[arg(long)]
         instance: Option<String>,
     },
-    /// The audit log, newest filters first: `audit --action AttachKeyPair --result Forbidden.RAM`.
+    /// The audit log, oldest records first, one page at a time (--next-token for the next):
+    /// `audit --action AttachKeyPair --result Forbidden.RAM`.
     Audit {
+        /// Only this action, e.g. AttachKeyPair.
         #[arg(long)]
         action: Option<String>,
         /// `root` or `user/<name>`.
@@ -39,11 +43,13 @@ enum AdminCommand {
         /// Another account (the bootstrap root only).
         #[arg(long)]
         account: Option<String>,
-        /// RFC 3339 time.
+        /// Only records at or after this RFC 3339 time.
         #[arg(long)]
         since: Option<String>,
+        /// Records per page (at most 1000).
         #[arg(long, default_value_t = 100)]
         max: u32,
+        /// The NextToken of the previous page.
         #[arg(long)]
         next_token: Option<String>,
     },
@@ -52,12 +58,13 @@ enum AdminCommand {
 #[derive(clap::Subcommand)]
 enum TokenCommand {
     /// A one-time token for `keyplane agent --token`; prints `{"Token", "TokenId", "ExpiresAt"}`
-    /// (the token is shown only this once).
+    /// (the token is shown only this once). The host's region is --region, else KEYPLANE_REGION
+    /// or the profile's.
     Create {
-        #[arg(long)]
-        region: String,
+        /// The zone of the host, e.g. cn-hangzhou-h.
         #[arg(long)]
         zone: Option<String>,
+        /// The instance name the host gets.
         #[arg(long)]
         name: Option<String>,
         /// How long the token can be used: `90s`, `15m`, `8h`, `30d` (1 minute to 30 days;
@@ -69,17 +76,25 @@ enum TokenCommand {
     /// (never the tokens themselves).
     List,
     /// Revokes a token by its ID (`rt-…`): no agent can register with it any more.
-    Revoke { token_id: String },
+    Revoke {
+        /// The token's ID, `rt-…`.
+        token_id: String,
+    },
 }
 
 #[derive(clap::Subcommand)]
 enum AccountCommand {
     /// Creates an account; prints its root AccessKey (the secret is shown once).
     Create {
+        /// The account's name.
         name: String,
     },
+    /// Lists the accounts.
     List,
 }
+
+/// `admin instances` lists one region, and has always listed this one when none is set.
+const DEFAULT_INSTANCES_REGION: &str = "cn-hangzhou";
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
     let client = Client::new(&args.connection)?;
@@ -106,12 +121,11 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
             }
             answer
         }
-        AdminCommand::RegistrationToken(TokenCommand::Create {
-            region,
-            zone,
-            name,
-            ttl,
-        }) => {
+        AdminCommand::RegistrationToken(TokenCommand::Create { zone, name, ttl }) => {
+            let region = client.region.clone().context(
+                "no region for the token: give --region REGION, or set KEYPLANE_REGION (or the \
+                 profile's \"region\")",
+            )?;
             let mut q: Vec<(String, String)> = vec![("Region".into(), region)];
             q.extend(zone.map(|z| ("Zone".to_string(), z)));
             q.extend(name.map(|n| ("Name".to_string(), n)));
@@ -176,7 +190,11 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
             }
             answer
         }
-        AdminCommand::Instances { region, instance } => {
+        AdminCommand::Instances { instance } => {
+            let region = client
+                .region
+                .clone()
+                .unwrap_or_else(|| DEFAULT_INSTANCES_REGION.to_string());
             let mut q: Vec<(String, String)> = vec![("RegionId".into(), region)];
             q.extend(instance.map(|i| ("InstanceId".to_string(), i)));
             client

@@ -6,10 +6,16 @@ use keyplane_sig::alibaba::{sign_v3, V3Call};
 use keyplane_sig::encode::pct;
 use keyplane_sig::SecretKey;
 
+/// The endpoint used when neither `--endpoint`, `KEYPLANE_ENDPOINT` nor the profile names one: the
+/// address `keyplane serve` listens on by default.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
+
 /// Where and as whom: the flags shared by `keyplane ecs` and `keyplane admin`.
 #[derive(clap::Args, Clone)]
 pub struct Connection {
-    /// Server URL, e.g. https://keyplane.example.com:8443 (plain http:// only to this host).
+    /// Server URL with its scheme, e.g. https://keyplane.example.com:8443 (plain http:// only to
+    /// this host). Else KEYPLANE_ENDPOINT, else the profile's "endpoint", else
+    /// http://127.0.0.1:8080.
     #[arg(long, global = true)]
     pub endpoint: Option<String>,
     /// Trust only the CA certificates in this PEM file instead of the system's roots.
@@ -19,10 +25,11 @@ pub struct Connection {
     /// network in clear).
     #[arg(long, global = true)]
     pub insecure_http: bool,
-    /// Default RegionId for the call.
+    /// The region (RegionId) of the call. Else KEYPLANE_REGION or ALIBABA_CLOUD_REGION_ID, else
+    /// the profile's "region".
     #[arg(long, global = true)]
     pub region: Option<String>,
-    /// Profile file (default ~/.keyplane/profile.json).
+    /// Profile file; it must exist when given. Without it, ~/.keyplane/profile.json if present.
     #[arg(long, global = true, env = "KEYPLANE_PROFILE")]
     pub profile: Option<String>,
 }
@@ -41,26 +48,42 @@ fn env(names: &[&str]) -> Option<String> {
         .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
 }
 
-fn load_profile(path: Option<&str>) -> anyhow::Result<Profile> {
-    let path = match path {
-        Some(p) => std::path::PathBuf::from(p),
+/// The profile file: the one `--profile`/`KEYPLANE_PROFILE` names, which must exist (a typo in its
+/// name must not silently fall back to other settings), else `~/.keyplane/profile.json` if present.
+fn load_profile(path: Option<&str>) -> anyhow::Result<(Profile, Option<std::path::PathBuf>)> {
+    let (path, named) = match path {
+        Some(p) => (std::path::PathBuf::from(p), true),
         None => match std::env::var_os("HOME") {
-            Some(h) => std::path::Path::new(&h).join(".keyplane/profile.json"),
-            None => return Ok(Profile::default()),
+            Some(h) => (
+                std::path::Path::new(&h).join(".keyplane/profile.json"),
+                false,
+            ),
+            None => return Ok((Profile::default(), None)),
         },
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+            let profile = serde_json::from_str(&text)
+                .with_context(|| format!("reading the profile {}", path.display()))?;
+            Ok((profile, Some(path)))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Profile::default()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => {
+            Ok((Profile::default(), None))
+        }
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "reading the profile {} (given by --profile or KEYPLANE_PROFILE)",
+                path.display()
+            )
+        }),
     }
 }
 
 /// Resolved settings: flags, else `KEYPLANE_*` (or the vendor CLI's `ALIBABA_CLOUD_*`), else the profile.
 pub struct Client {
     pub endpoint: String,
+    /// Where the endpoint came from, for the error of a call that cannot reach it.
+    endpoint_source: String,
     pub region: Option<String>,
     access_key_id: String,
     secret: SecretKey,
@@ -75,13 +98,19 @@ pub struct Answer {
 
 impl Client {
     pub fn new(c: &Connection) -> anyhow::Result<Self> {
-        let profile = load_profile(c.profile.as_deref())?;
-        let endpoint = c
-            .endpoint
-            .clone()
-            .or_else(|| env(&["KEYPLANE_ENDPOINT"]))
-            .or(profile.endpoint)
-            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        let (profile, profile_path) = load_profile(c.profile.as_deref())?;
+        let (endpoint, endpoint_source) = if let Some(e) = &c.endpoint {
+            (e.clone(), "--endpoint".to_string())
+        } else if let Some(e) = env(&["KEYPLANE_ENDPOINT"]) {
+            (e, "KEYPLANE_ENDPOINT".to_string())
+        } else if let (Some(e), Some(p)) = (profile.endpoint, &profile_path) {
+            (e, format!("the profile {}", p.display()))
+        } else {
+            (
+                DEFAULT_ENDPOINT.to_string(),
+                "the default: set --endpoint or KEYPLANE_ENDPOINT".to_string(),
+            )
+        };
         let region = c
             .region
             .clone()
@@ -102,9 +131,12 @@ impl Client {
             ca_file: c.ca_file.clone(),
             insecure_http: c.insecure_http,
         };
+        keyplane_agent::transport::check_url(&endpoint, c.insecure_http)
+            .with_context(|| format!("the endpoint ({endpoint_source})"))?;
         let http = transport.client(&endpoint, reqwest::Client::builder())?;
         Ok(Self {
             endpoint,
+            endpoint_source,
             region,
             access_key_id,
             secret,
@@ -155,10 +187,12 @@ impl Client {
         for (name, value) in headers.iter().filter(|(n, _)| n != "host") {
             req = req.header(name, value);
         }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("calling {}", self.endpoint))?;
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "calling the keyplane server at {} ({})",
+                self.endpoint, self.endpoint_source
+            )
+        })?;
         let status = resp.status();
         let text = resp.text().await?;
         let body = serde_json::from_str(&text).with_context(|| {
@@ -170,6 +204,14 @@ impl Client {
 
 /// Prints a success as pretty JSON on stdout, or the vendor error on stderr with exit code 1.
 pub fn print(answer: Answer) -> anyhow::Result<std::process::ExitCode> {
+    print_with_hint(answer, None)
+}
+
+/// [`print`], with a line saying what to do after a vendor error the caller recognised.
+pub fn print_with_hint(
+    answer: Answer,
+    hint: Option<&str>,
+) -> anyhow::Result<std::process::ExitCode> {
     if answer.status.is_success() {
         println!("{}", serde_json::to_string_pretty(&answer.body)?);
         Ok(std::process::ExitCode::SUCCESS)
@@ -182,6 +224,9 @@ pub fn print(answer: Answer) -> anyhow::Result<std::process::ExitCode> {
             b["Message"].as_str().unwrap_or(""),
             b["RequestId"].as_str().unwrap_or("")
         );
+        if let Some(h) = hint {
+            eprintln!("hint: {h}");
+        }
         Ok(std::process::ExitCode::FAILURE)
     }
 }

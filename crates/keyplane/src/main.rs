@@ -1,11 +1,14 @@
 //! The keyplane binary: `serve` runs the server, `ecs` makes a signed Alibaba-dialect call,
-//! `admin` administers accounts and reads the audit log.
+//! `admin` administers accounts, registration tokens and instances and reads the audit log,
+//! `agent` runs on a real host.
 //! Thin by design: it parses arguments and calls into the crates.
 
 mod admin;
 mod agent;
 mod client;
 mod ecs;
+mod ecs_params;
+mod logging;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -33,7 +36,7 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Call an Alibaba ECS action: `keyplane ecs DescribeKeyPairs --KeyPairName 'web*'`.
     Ecs(ecs::EcsArgs),
-    /// Administer the server: accounts and the audit log.
+    /// Administer the server: accounts, registration tokens, instances and the audit log.
     Admin(admin::AdminArgs),
     /// The guest agent of a real Linux host.
     Agent(agent::AgentArgs),

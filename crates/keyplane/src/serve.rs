@@ -6,13 +6,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use clap::builder::BoolishValueParser;
 use keyplane_api::tls::TlsCerts;
 use keyplane_api::ServerConfig;
 use keyplane_core::ids;
 use keyplane_core::secretbox::ServerKey;
 use keyplane_store::{postgres::PgStore, sqlite::SqliteStore, AccessKeyRecord, Store};
 
+/// Settings that are environment variables only, listed after the flags in `serve --help`.
+const ENVIRONMENT_HELP: &str = "\
+Environment (no flag):
+  KEYPLANE_ROOT_ACCESS_KEY_ID, KEYPLANE_ROOT_ACCESS_KEY_SECRET
+      The root AccessKey of the default account, made on an empty store (and registered again on
+      every start while both are set). Unset: one is generated and written once to
+      root-access-key.json (mode 0600) beside the database.
+  KEYPLANE_SERVER_KEY
+      The key that seals AccessKey secrets, base64 of 32 bytes; wins over --server-key-file.
+  KEYPLANE_LOG
+      The log filter, `tracing` syntax (default info), e.g. keyplane_api=debug.
+
+Every flag above can also be set with the environment variable shown beside it; booleans take
+1/0, true/false, yes/no, on/off. Logs go to stderr, coloured only on a terminal.
+docs/CONFIGURATION.md has the whole reference.";
+
 #[derive(clap::Args)]
+#[command(after_help = ENVIRONMENT_HELP)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "KEYPLANE_LISTEN", default_value = "127.0.0.1:8080")]
@@ -24,10 +42,11 @@ pub struct ServeArgs {
         default_value = "sqlite://keyplane-data/keyplane.db"
     )]
     db: String,
-    /// Where `server.key` and `root-access-key.json` live with PostgreSQL (with SQLite they live
-    /// beside the database file).
-    #[arg(long, env = "KEYPLANE_DATA_DIR", default_value = "keyplane-data")]
-    data_dir: PathBuf,
+    /// With PostgreSQL: where `server.key` and `root-access-key.json` live [default:
+    /// keyplane-data]. With SQLite they live beside the database file, and a --data-dir that
+    /// names another directory is refused.
+    #[arg(long, env = "KEYPLANE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// The file of the key that seals AccessKey secrets (created 0600 if missing). Default:
     /// `server.key` beside the database. Keep it out of the data directory so that one copy of
     /// that directory (a backup, a snapshot) does not open every secret in it.
@@ -54,7 +73,7 @@ pub struct ServeArgs {
     tls_key: Option<PathBuf>,
     /// Clients reach this server through a TLS-terminating proxy: mark console cookies Secure
     /// without serving TLS here.
-    #[arg(long, env = "KEYPLANE_BEHIND_HTTPS_PROXY")]
+    #[arg(long, env = "KEYPLANE_BEHIND_HTTPS_PROXY", value_parser = BoolishValueParser::new())]
     behind_https_proxy: bool,
     /// Connections open at once; more wait in the listen backlog. Keep below `ulimit -n`.
     #[arg(long, env = "KEYPLANE_MAX_CONNECTIONS", default_value_t = 10_000,
@@ -75,20 +94,55 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     write_timeout_secs: u64,
     /// Log as JSON lines instead of text.
-    #[arg(long, env = "KEYPLANE_LOG_JSON")]
+    #[arg(long, env = "KEYPLANE_LOG_JSON", value_parser = BoolishValueParser::new())]
     log_json: bool,
 }
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYPLANE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
+/// The directory `--data-dir` names, where it has a meaning: with SQLite the server's files live
+/// beside the database (SPEC section 11), so a `--data-dir` naming another directory would be
+/// silently ignored; it is refused instead. Naming the database's own directory is accepted.
+fn check_data_dir(args: &ServeArgs) -> anyhow::Result<()> {
+    let (Some(data_dir), Some(path)) = (
+        &args.data_dir,
+        args.db.strip_prefix("sqlite://").filter(|p| !p.is_empty()),
+    ) else {
+        return Ok(());
+    };
+    let file = path.split('?').next().unwrap_or(path);
+    let db_dir = Path::new(file).parent().unwrap_or(Path::new(""));
+    if same_dir(db_dir, data_dir) {
+        return Ok(());
+    }
+    bail!(
+        "--data-dir (KEYPLANE_DATA_DIR) {} is for PostgreSQL: with SQLite, server.key and \
+         root-access-key.json live beside the database, in {}. Drop --data-dir, or put the \
+         database there (--db sqlite://{}/keyplane.db); --server-key-file keeps the server key \
+         elsewhere",
+        data_dir.display(),
+        shown_dir(db_dir).display(),
+        data_dir.display().to_string().trim_end_matches('/'),
+    )
+}
+
+/// `dir`, or `.` for the empty parent of a bare file name.
+fn shown_dir(dir: &Path) -> &Path {
+    if dir.as_os_str().is_empty() {
+        Path::new(".")
     } else {
-        builder.init();
+        dir
+    }
+}
+
+/// Whether two paths name one directory: the same after resolving them when both exist, else the
+/// same components (`a/b/` and `./a/b` are one directory).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let (a, b) = (shown_dir(a), shown_dir(b));
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => {
+            let parts = |p| Path::components(p).filter(|c| *c != std::path::Component::CurDir);
+            parts(a).eq(parts(b))
+        }
     }
 }
 
@@ -169,10 +223,14 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<Opened> {
         let store = PgStore::open(&args.db)
             .await
             .with_context(|| format!("opening {shown}"))?;
-        create_private_dir(&args.data_dir)?;
+        let dir = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("keyplane-data"));
+        create_private_dir(&dir)?;
         return Ok(Opened {
             store: Arc::new(store),
-            dir: args.data_dir.clone(),
+            dir,
             shown: shown.to_string(),
             _lock: None,
         });
@@ -232,7 +290,8 @@ fn reload_on_sighup(certs: TlsCerts) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
-    init_logging(args.log_json);
+    crate::logging::init(args.log_json);
+    check_data_dir(&args)?;
     let tls = load_tls(&args)?;
     // The port first: a server that cannot listen must not leave a fresh database and keys behind.
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -436,7 +495,23 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::without_password;
+    use super::{same_dir, without_password};
+    use std::path::Path;
+
+    #[test]
+    fn a_directory_is_the_same_whatever_its_spelling() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        assert!(same_dir(d, &d.join(".")));
+        assert!(same_dir(d, Path::new(&format!("{}/", d.display()))));
+        assert!(!same_dir(d, &d.join("other")));
+        assert!(same_dir(Path::new(""), Path::new(".")));
+        assert!(same_dir(Path::new("not/there"), Path::new("./not/there/")));
+        assert!(!same_dir(
+            Path::new("not/there"),
+            Path::new("not/elsewhere")
+        ));
+    }
 
     #[test]
     fn database_passwords_are_masked() {

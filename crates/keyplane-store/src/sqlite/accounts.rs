@@ -1,0 +1,6 @@
+//! TODO(port)
+
+use super::SqliteStore;
+
+#[async_trait::async_trait]
+impl crate::Accounts for SqliteStore {}

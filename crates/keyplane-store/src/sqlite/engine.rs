@@ -1,8 +1,10 @@
 //! The SQLite engine: rusqlite connections owned by keyplane, no driver thread per connection.
 //!
 //! - **Reads** run on the calling thread with a pooled read-only connection and its cache of
-//!   prepared statements: no hand-off at all (on a multi-threaded runtime the worker tells tokio
-//!   it is blocking, so other tasks move on; a read of a local WAL database is microseconds).
+//!   prepared statements: no hand-off at all. A read is an indexed page of a local WAL database
+//!   (tens of microseconds), shorter than handing it to another thread would cost, so it runs in
+//!   place on the runtime's worker; the longest (a `COUNT(*)` over a very large filter, only when a
+//!   page cannot tell its total) blocks that one worker for its duration.
 //! - **Writes** queue to the one writer thread, which **group-commits**: it takes every call
 //!   waiting (up to [`MAX_GROUP`]), runs each in a `SAVEPOINT` of one transaction (a call that fails
 //!   rolls back to its savepoint and changes nothing; the others keep their changes), commits once
@@ -125,7 +127,7 @@ impl Engine {
             Some(c) => c,
             None => connect(&self.path, self.full_sync, true)?,
         };
-        let out = blocking(|| f(&conn));
+        let out = f(&conn);
         let mut idle = lock(&self.readers);
         if idle.len() < IDLE_READERS {
             idle.push(conn);

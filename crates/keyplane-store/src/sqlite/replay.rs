@@ -1,6 +1,221 @@
-//! TODO(port)
+//! Signature nonces and ClientTokens, on SQLite (the queries of `../sql/replay.rs`). Throttle
+//! buckets are the server's own memory: one process owns the file.
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+
+use super::sql::{execute, get_at, row, rows};
 use super::SqliteStore;
+use crate::{parse_ts, ts, Replay, Result, StoredResponse, TokenClaim};
 
-#[async_trait::async_trait]
-impl crate::Replay for SqliteStore {}
+#[async_trait]
+impl Replay for SqliteStore {
+    async fn claim_nonce(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (access_key_id, nonce) = (access_key_id.to_string(), nonce.to_string());
+        self.engine
+            .write(move |c| {
+                // A use older than the window is forgotten even before the purge removes it.
+                let changed = execute(
+                    c,
+                    "INSERT INTO nonces (access_key_id, nonce, seen_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (access_key_id, nonce) DO UPDATE SET seen_at = excluded.seen_at \
+                     WHERE nonces.seen_at < $4",
+                    params![
+                        access_key_id,
+                        nonce,
+                        ts(at),
+                        ts(at - chrono::Duration::minutes(crate::NONCE_WINDOW_MINUTES)),
+                    ],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn recent_nonces(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>> {
+        self.engine.read(|c| {
+            rows(
+                c,
+                "SELECT access_key_id, nonce, seen_at FROM nonces WHERE seen_at >= $1",
+                params![ts(since)],
+                |r| {
+                    Ok((
+                        get_at(r, 0)?,
+                        get_at(r, 1)?,
+                        parse_ts(&get_at::<String>(r, 2)?)?,
+                    ))
+                },
+            )
+        })
+    }
+
+    async fn record_nonces(&self, batch: &[(String, String, DateTime<Utc>)]) -> Result<()> {
+        let batch = batch.to_vec();
+        self.engine
+            .write(move |c| {
+                for (ak, nonce, at) in &batch {
+                    execute(
+                        c,
+                        "INSERT INTO nonces (access_key_id, nonce, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        params![ak, nonce, ts(*at)],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.engine
+            .write(move |c| {
+                let n = execute(
+                    c,
+                    "DELETE FROM nonces WHERE seen_at < $1",
+                    params![ts(before)],
+                )?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn claim_token(
+        &self,
+        account: &str,
+        action: &str,
+        token: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<TokenClaim> {
+        let (account, action, token, hash) = (
+            account.to_string(),
+            action.to_string(),
+            token.to_string(),
+            hash.to_string(),
+        );
+        self.engine
+            .write(move |c| {
+                type Stored = (String, String, Option<i64>, Option<String>, Option<Vec<u8>>, String);
+                let stored: Option<Stored> = row(
+                    c,
+                    "SELECT request_hash, state, status, content_type, body, created_at FROM client_tokens \
+                     WHERE account_id = $1 AND action = $2 AND token = $3",
+                    params![account, action, token],
+                    |r| {
+                        Ok((
+                            get_at(r, 0)?,
+                            get_at(r, 1)?,
+                            get_at(r, 2)?,
+                            get_at(r, 3)?,
+                            get_at(r, 4)?,
+                            get_at(r, 5)?,
+                        ))
+                    },
+                )?;
+                let claim = match stored {
+                    Some((h, ..)) if h != hash => TokenClaim::Mismatch,
+                    Some((_, state, status, content_type, body, _)) if state == "done" => {
+                        TokenClaim::Done(StoredResponse {
+                            status: status.unwrap_or(0) as u16,
+                            content_type: content_type.unwrap_or_default(),
+                            body: body.unwrap_or_default(),
+                        })
+                    }
+                    Some((.., created)) if created >= ts(stale_before) => TokenClaim::Processing,
+                    existing => {
+                        if existing.is_some() {
+                            tracing::warn!(
+                                account,
+                                action,
+                                "taking over an abandoned ClientToken claim"
+                            );
+                        }
+                        execute(
+                            c,
+                            "INSERT INTO client_tokens (account_id, action, token, request_hash, state, created_at) \
+                             VALUES ($1, $2, $3, $4, 'processing', $5) ON CONFLICT(account_id, action, token) \
+                             DO UPDATE SET state = 'processing', created_at = excluded.created_at",
+                            params![account, action, token, hash, ts(now)],
+                        )?;
+                        TokenClaim::Claimed
+                    }
+                };
+                Ok(claim)
+            })
+            .await
+    }
+
+    async fn finish_token(
+        &self,
+        account: &str,
+        action: &str,
+        token: &str,
+        response: &StoredResponse,
+    ) -> Result<()> {
+        let (account, action, token, response) = (
+            account.to_string(),
+            action.to_string(),
+            token.to_string(),
+            response.clone(),
+        );
+        self.engine
+            .write(move |c| {
+                execute(
+                    c,
+                    "UPDATE client_tokens SET state = 'done', status = $1, content_type = $2, body = $3 \
+                     WHERE account_id = $4 AND action = $5 AND token = $6",
+                    params![
+                        response.status as i64,
+                        response.content_type,
+                        response.body,
+                        account,
+                        action,
+                        token
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn release_token(&self, account: &str, action: &str, token: &str) -> Result<()> {
+        let (account, action, token) = (account.to_string(), action.to_string(), token.to_string());
+        self.engine
+            .write(move |c| {
+                execute(
+                    c,
+                    "DELETE FROM client_tokens WHERE account_id = $1 AND action = $2 AND token = $3 AND state = 'processing'",
+                    params![account, action, token],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn purge_tokens(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.engine
+            .write(move |c| {
+                let n = execute(
+                    c,
+                    "DELETE FROM client_tokens WHERE created_at < $1",
+                    params![ts(before)],
+                )?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    /// One process owns the file: the server throttles in its own memory.
+    async fn throttle(&self, _: &str, _: &str, _: u32, _: u32) -> Result<bool> {
+        Ok(true)
+    }
+}

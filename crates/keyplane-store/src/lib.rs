@@ -6,9 +6,6 @@
 //! the core rules inside one transaction, so a batch is never half-applied and a crash loses nothing
 //! that was acknowledged.
 
-// `sql/` is compiled once per SQL backend on purpose: the same queries over two database types.
-#![allow(clippy::duplicate_mod)]
-
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod key_cache;

@@ -1,4 +1,4 @@
-//! Host instances, on SQLite (the queries of `../sql/agents.rs`): registration, the agent's
+//! Host instances, on SQLite (the queries of `../postgres/agents.rs`): registration, the agent's
 //! credential, desired state and reports. Wake-ups stay in the server's memory: one process owns
 //! the file.
 

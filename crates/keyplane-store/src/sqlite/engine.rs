@@ -281,3 +281,86 @@ fn clone_error(e: &CoreError) -> CoreError {
         other => CoreError::Internal(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(engine: &Engine, name: &str) -> i64 {
+        engine
+            .read(|c| {
+                c.query_row("SELECT COUNT(*) FROM t WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })
+                .map_err(db)
+            })
+            .unwrap()
+    }
+
+    /// Calls queued while the writer is busy commit as one group; the one that fails rolls back
+    /// to its savepoint (its own insert is gone) and the others of the group keep theirs.
+    #[tokio::test]
+    async fn a_failed_call_in_a_group_changes_nothing_and_the_others_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db").to_string_lossy().to_string();
+        let engine = Arc::new(Engine::open(&path, true).unwrap());
+        engine
+            .write(|c| {
+                c.execute_batch("CREATE TABLE t (name TEXT PRIMARY KEY)")
+                    .map_err(db)
+            })
+            .await
+            .unwrap();
+        let before = engine.groups.snapshot();
+
+        // The first call holds the writer until released, so the next three queue behind it.
+        let (release, hold) = mpsc::channel::<()>();
+        let first = tokio::spawn({
+            let engine = engine.clone();
+            async move {
+                engine
+                    .write(move |c| {
+                        hold.recv().unwrap();
+                        c.execute("INSERT INTO t VALUES ('first')", []).map_err(db)
+                    })
+                    .await
+            }
+        });
+        while engine.groups.snapshot().1 == before.1 {
+            tokio::task::yield_now().await;
+        }
+        let insert = |name: &'static str, fail: bool| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                engine
+                    .write(move |c| {
+                        c.execute("INSERT INTO t VALUES (?1)", [name]).map_err(db)?;
+                        if fail {
+                            return Err(CoreError::TooManyTags);
+                        }
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        let (b, c, d) = (insert("b", false), insert("c", true), insert("d", false));
+        // On this single-threaded runtime a spawned call sends its job when first polled, which
+        // yielding lets it do: all three are queued before the writer is released.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        assert!(b.await.unwrap().is_ok());
+        assert!(matches!(c.await.unwrap(), Err(CoreError::TooManyTags)));
+        assert!(d.await.unwrap().is_ok());
+        assert_eq!(
+            [count(&engine, "b"), count(&engine, "c"), count(&engine, "d")],
+            [1, 0, 1]
+        );
+        // Two commits: the first call alone, then the three in one group (the 2–3 bucket).
+        let (commits, calls, sizes) = engine.groups.snapshot();
+        assert_eq!((commits - before.0, calls - before.1), (2, 4));
+        assert_eq!(sizes[1].1 - before.2[1].1, 1);
+    }
+}

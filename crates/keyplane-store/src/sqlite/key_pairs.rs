@@ -1,4 +1,4 @@
-//! Key pairs and their tags, on SQLite (the queries of `../sql/key_pairs.rs`).
+//! Key pairs and their tags, on SQLite (the queries of `../postgres/key_pairs.rs`).
 
 use async_trait::async_trait;
 use chrono::Utc;

@@ -3,7 +3,7 @@
 //! writer thread. One process owns the file (the server holds a lock beside it), so nonces,
 //! throttles and agent wake-ups stay in that process's memory and AccessKeys are cached.
 //!
-//! The queries are those of the PostgreSQL backend (`../sql/`), topic by topic in files of the same
+//! The queries are those of the PostgreSQL backend (`../postgres/`), topic by topic in files of the same
 //! names, run through rusqlite ([`sql`]) without the row locks PostgreSQL needs: the single writer
 //! already serializes every write.
 

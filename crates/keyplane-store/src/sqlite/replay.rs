@@ -1,4 +1,4 @@
-//! Signature nonces and ClientTokens, on SQLite (the queries of `../sql/replay.rs`). Throttle
+//! Signature nonces and ClientTokens, on SQLite (the queries of `../postgres/replay.rs`). Throttle
 //! buckets are the server's own memory: one process owns the file.
 
 use async_trait::async_trait;

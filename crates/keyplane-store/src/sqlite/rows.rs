@@ -1,4 +1,4 @@
-//! Mapping between SQLite rows and the core types (the same columns as PostgreSQL's `sql/rows.rs`).
+//! Mapping between SQLite rows and the core types (the same columns as PostgreSQL's `postgres/rows.rs`).
 
 use chrono::{DateTime, Utc};
 use keyplane_core::binding::{Binding, BindingState};

@@ -1,10 +1,10 @@
-//! What every topic of the SQL backends shares: error mapping, filters and paging, tag loading,
-//! binding writes, and the store's own life (`impl Store`); each topic's queries are in their own
-//! file (`key_pairs.rs`, `instances.rs`, `accounts.rs`, `audit.rs`, `replay.rs`, `agents.rs`). This file is compiled once per backend
-//! (`#[path]` modules of `sqlite.rs` and `postgres.rs`): `super` gives the concrete database type
-//! `Db`, its row type `DbRow`, the store `SqlStore` with its `writer` and `reader` pools and
-//! `begin()`, and the few pieces of SQL that differ (`push_name_pattern`). The SQL here is the
-//! common subset: `$N` parameters, `ON CONFLICT`, `TRUE`/`FALSE`, timestamps as fixed-width text.
+//! What every topic of the PostgreSQL backend shares: error mapping, filters and paging, tag
+//! loading, binding writes, and the store's own life (`impl Store`); each topic's queries are in
+//! their own file (`key_pairs.rs`, `instances.rs`, `accounts.rs`, `audit.rs`, `replay.rs`,
+//! `agents.rs`). `super` gives the store `SqlStore` (the `PgStore`) with its pools and `begin()`,
+//! the row locks (`FOR_UPDATE`…) and the pieces of SQL that are PostgreSQL's own
+//! (`push_name_pattern`). The statement texts are those the SQLite backend runs: `$N` parameters,
+//! `ON CONFLICT`, `TRUE`/`FALSE`, timestamps as fixed-width text.
 
 use std::collections::HashMap;
 

@@ -1,4 +1,4 @@
-//! The append-only audit log, for both SQL backends.
+//! The append-only audit log, on PostgreSQL.
 
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row};

@@ -1,4 +1,4 @@
-//! Mapping between database rows and the core types, for both SQL backends.
+//! Mapping between database rows and the core types, on PostgreSQL.
 
 use chrono::{DateTime, Utc};
 use keyplane_core::binding::{Binding, BindingState};

@@ -1,4 +1,4 @@
-//! Instances: creation, listing, key pair bindings and power operations, for both SQL backends.
+//! Instances: creation, listing, key pair bindings and power operations, on PostgreSQL.
 
 use std::collections::HashMap;
 

@@ -1,4 +1,4 @@
-//! Signature nonces, ClientTokens and shared throttle buckets, for both SQL backends.
+//! Signature nonces, ClientTokens and shared throttle buckets, on PostgreSQL.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

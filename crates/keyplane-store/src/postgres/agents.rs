@@ -1,4 +1,4 @@
-//! Host instances, for both SQL backends: registration, the agent's credential, desired state and
+//! Host instances on PostgreSQL: registration, the agent's credential, desired state and
 //! reports, and the wake-ups.
 
 use async_trait::async_trait;

@@ -1,6 +1,6 @@
 //! The PostgreSQL backend, for several stateless servers over one database.
 //!
-//! The queries are the ones SQLite runs (`sql/`). What differs is how servers stay consistent: a
+//! The statement texts are the ones SQLite runs (`../sqlite/`, files of the same names). What differs is how servers stay consistent: a
 //! write transaction locks the rows it will change (`SELECT … ORDER BY id FOR UPDATE`, so in one
 //! global order, and never two writes waiting on each other), and a write that keeps an invariant
 //! over many rows (a quota, a RAM limit) also takes its account's advisory lock. Writes to disjoint
@@ -11,21 +11,13 @@
 //! call, and a change to an agent's desired state is announced with `NOTIFY`, so the agent hears it
 //! whichever server it long-polls.
 
-#[path = "sql/accounts.rs"]
 mod accounts;
-#[path = "sql/agents.rs"]
 mod agents;
-#[path = "sql/audit.rs"]
 mod audit;
-#[path = "sql/instances.rs"]
 mod instances;
-#[path = "sql/key_pairs.rs"]
 mod key_pairs;
-#[path = "sql/replay.rs"]
 mod replay;
-#[path = "sql/rows.rs"]
 mod rows;
-#[path = "sql/store.rs"]
 mod store;
 
 use std::sync::Arc;

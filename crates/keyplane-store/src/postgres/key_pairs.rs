@@ -1,4 +1,4 @@
-//! Key pairs and their tags, for both SQL backends.
+//! Key pairs and their tags, on PostgreSQL.
 
 use std::collections::HashMap;
 

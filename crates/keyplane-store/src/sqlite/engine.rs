@@ -80,10 +80,7 @@ impl GroupStats {
 pub(crate) fn db(e: rusqlite::Error) -> CoreError {
     if let rusqlite::Error::SqliteFailure(f, _) = &e {
         use rusqlite::ErrorCode::*;
-        if matches!(
-            f.code,
-            ReadOnly | SystemIoFailure | DiskFull | CannotOpen
-        ) {
+        if matches!(f.code, ReadOnly | SystemIoFailure | DiskFull | CannotOpen) {
             tracing::error!(backend = "sqlite", error = %e, "the database cannot be written (read-only or full?)");
             return CoreError::ServiceUnavailable;
         }
@@ -200,7 +197,9 @@ fn connect(path: &str, full_sync: bool, read_only: bool) -> Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags).map_err(db)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -212,6 +211,11 @@ fn connect(path: &str, full_sync: bool, read_only: bool) -> Result<Connection> {
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync};"
     ))
     .map_err(db)?;
+    if !read_only {
+        // WAL is a property of the file (the migrations set it); set again for a file made here.
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .map_err(db)?;
+    }
     Ok(conn)
 }
 
@@ -355,7 +359,11 @@ mod tests {
         assert!(matches!(c.await.unwrap(), Err(CoreError::TooManyTags)));
         assert!(d.await.unwrap().is_ok());
         assert_eq!(
-            [count(&engine, "b"), count(&engine, "c"), count(&engine, "d")],
+            [
+                count(&engine, "b"),
+                count(&engine, "c"),
+                count(&engine, "d")
+            ],
             [1, 0, 1]
         );
         // Two commits: the first call alone, then the three in one group (the 2–3 bucket).

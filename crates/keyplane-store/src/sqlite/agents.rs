@@ -9,7 +9,7 @@ use keyplane_core::CoreError;
 use rusqlite::params;
 
 use super::common::write_binding;
-use super::rows::{insert_instance, instance_from_row};
+use super::rows::{insert_instance, instance_from_row, INSTANCE_COLUMNS};
 use super::sql::{execute, get_at, row, rows, scalar};
 use super::SqliteStore;
 use crate::{
@@ -176,7 +176,9 @@ impl Agents for SqliteStore {
             .write(move |c| {
                 let mut inst = row(
                     c,
-                    "SELECT * FROM instances WHERE id = $1 AND provider = 'host'",
+                    &format!(
+                        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1 AND provider = 'host'"
+                    ),
                     params![instance_id],
                     instance_from_row,
                 )?

@@ -65,7 +65,7 @@ impl AuditLog for SqliteStore {
             }
         };
         self.engine
-            .read(|c| list_page(c, "audit", filter, audit_from_row, page))
+            .read(|c| list_page(c, "audit", "*", filter, audit_from_row, page))
     }
 }
 

@@ -8,7 +8,7 @@ use keyplane_core::model::{FingerprintQuery, Instance, KeyPair, Tag};
 use keyplane_core::CoreError;
 use rusqlite::{params, Connection, Row};
 
-use super::rows::instance_from_row;
+use super::rows::{instance_from_row, INSTANCE_COLUMNS};
 use super::sql::{built_rows, execute, get, get_at, row, Sql};
 use crate::{ts, InstanceFilter, KeyPairFilter, Listing, Page, Result};
 
@@ -17,11 +17,12 @@ use crate::{ts, InstanceFilter, KeyPairFilter, Listing, Page, Result};
 pub(crate) fn list_page<T>(
     c: &Connection,
     table: &str,
+    columns: &str,
     push_filter: impl Fn(&mut Sql),
     from_row: fn(&Row<'_>) -> Result<T>,
     page: Page,
 ) -> Result<Listing<T>> {
-    let mut q = Sql::new(format!("SELECT * FROM {table}"));
+    let mut q = Sql::new(format!("SELECT {columns}, seq FROM {table}"));
     push_filter(&mut q);
     let limit = push_page(&mut q, page);
     let mut seqs = Vec::new();
@@ -278,7 +279,7 @@ pub(crate) fn write_desired_bindings(c: &Connection, items: &[Instance]) -> Resu
 pub(crate) fn instance_in_tx(c: &Connection, account: &str, id: &str) -> Result<Instance> {
     row(
         c,
-        "SELECT * FROM instances WHERE account_id = $1 AND id = $2",
+        &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE account_id = $1 AND id = $2"),
         params![account, id],
         instance_from_row,
     )?

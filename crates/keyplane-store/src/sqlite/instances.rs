@@ -15,7 +15,7 @@ use super::common::{
     instance_in_tx, list_page, load_instance_tags, push_instance_filter, write_binding,
     write_desired_bindings,
 };
-use super::rows::{insert_instance, instance_from_row};
+use super::rows::{insert_instance, instance_from_row, INSTANCE_COLUMNS};
 use super::sql::{built_rows, execute, get, row, rows, scalar, Sql};
 use super::SqliteStore;
 use crate::{
@@ -45,7 +45,9 @@ impl Instances for SqliteStore {
         self.engine.read(|c| {
             let found = row(
                 c,
-                "SELECT * FROM instances WHERE account_id = $1 AND id = $2",
+                &format!(
+                    "SELECT {INSTANCE_COLUMNS} FROM instances WHERE account_id = $1 AND id = $2"
+                ),
                 params![account, id],
                 instance_from_row,
             )?;
@@ -64,6 +66,7 @@ impl Instances for SqliteStore {
             let mut listing = list_page(
                 c,
                 "instances",
+                INSTANCE_COLUMNS,
                 |q| push_instance_filter(q, filter),
                 instance_from_row,
                 page,
@@ -96,7 +99,9 @@ impl Instances for SqliteStore {
                 if still_there.is_none() {
                     return Err(CoreError::KeyPairNotFound(key_pair.name.clone()));
                 }
-                let mut q = Sql::new("SELECT * FROM instances WHERE account_id = ");
+                let mut q = Sql::new(format!(
+                    "SELECT {INSTANCE_COLUMNS} FROM instances WHERE account_id = "
+                ));
                 q.push_bind(account);
                 q.push_in("id", &instance_ids);
                 q.push(" ORDER BY id");
@@ -243,8 +248,10 @@ impl Instances for SqliteStore {
                 // The single writer serializes sweeps and calls: every due row is completed.
                 let due = rows(
                     c,
-                    "SELECT * FROM instances WHERE transition_at IS NOT NULL AND transition_at <= $1 \
-                     ORDER BY id",
+                    &format!(
+                        "SELECT {INSTANCE_COLUMNS}, transition_target, transition_boots FROM instances \
+                         WHERE transition_at IS NOT NULL AND transition_at <= $1 ORDER BY id"
+                    ),
                     params![ts(now)],
                     |r| {
                         let mut inst = instance_from_row(r)?;

@@ -103,6 +103,7 @@ impl KeyPairs for SqliteStore {
             let mut listing = list_page(
                 c,
                 "key_pairs",
+                "*",
                 |q| push_key_pair_filter(q, filter),
                 key_pair_from_row,
                 page,

@@ -1,11 +1,13 @@
-//! Signature nonces and ClientTokens, on SQLite (the queries of `../postgres/replay.rs`). Throttle
-//! buckets are the server's own memory: one process owns the file.
+//! Signature nonces and ClientTokens, on SQLite (the queries of `../postgres/replay.rs`, except the
+//! nonce log: one row per flushed batch, see migration 0009). Throttle buckets are the server's own
+//! memory: one process owns the file.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use keyplane_core::CoreError;
 use rusqlite::params;
 
-use super::sql::{execute, get_at, row, rows};
+use super::sql::{execute, get_at, row, rows, scalar};
 use super::SqliteStore;
 use crate::{parse_ts, ts, Replay, Result, StoredResponse, TokenClaim};
 
@@ -43,7 +45,8 @@ impl Replay for SqliteStore {
         since: DateTime<Utc>,
     ) -> Result<Vec<(String, String, DateTime<Utc>)>> {
         self.engine.read(|c| {
-            rows(
+            // Rows from before the nonce log (and claims), then the log's batches.
+            let mut out = rows(
                 c,
                 "SELECT access_key_id, nonce, seen_at FROM nonces WHERE seen_at >= $1",
                 params![ts(since)],
@@ -54,21 +57,47 @@ impl Replay for SqliteStore {
                         parse_ts(&get_at::<String>(r, 2)?)?,
                     ))
                 },
-            )
+            )?;
+            let since_text = ts(since);
+            for batch in rows(
+                c,
+                "SELECT batch FROM nonce_log WHERE newest >= $1",
+                params![since_text],
+                |r| get_at::<String>(r, 0),
+            )? {
+                let entries: Vec<(String, String, String)> = serde_json::from_str(&batch)
+                    .map_err(|e| CoreError::Internal(format!("stored nonce batch: {e}")))?;
+                for (ak, nonce, at) in entries {
+                    if at >= since_text {
+                        out.push((ak, nonce, parse_ts(&at)?));
+                    }
+                }
+            }
+            Ok(out)
         })
     }
 
+    /// One row per batch (see migration 0009): an append, not one random index insert per nonce.
     async fn record_nonces(&self, batch: &[(String, String, DateTime<Utc>)]) -> Result<()> {
-        let batch = batch.to_vec();
+        let mut seen = std::collections::HashSet::new();
+        let entries: Vec<(&str, &str, String)> = batch
+            .iter()
+            .filter(|(ak, nonce, _)| seen.insert((ak.as_str(), nonce.as_str())))
+            .map(|(ak, nonce, at)| (ak.as_str(), nonce.as_str(), ts(*at)))
+            .collect();
+        let Some(newest) = entries.iter().map(|(_, _, at)| at.clone()).max() else {
+            return Ok(());
+        };
+        let count = entries.len() as i64;
+        let json = serde_json::to_string(&entries)
+            .map_err(|e| CoreError::Internal(format!("nonce batch: {e}")))?;
         self.engine
             .write(move |c| {
-                for (ak, nonce, at) in &batch {
-                    execute(
-                        c,
-                        "INSERT INTO nonces (access_key_id, nonce, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                        params![ak, nonce, ts(*at)],
-                    )?;
-                }
+                execute(
+                    c,
+                    "INSERT INTO nonce_log (newest, entries, batch) VALUES ($1, $2, $3)",
+                    params![newest, count, json],
+                )?;
                 Ok(())
             })
             .await
@@ -77,12 +106,21 @@ impl Replay for SqliteStore {
     async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64> {
         self.engine
             .write(move |c| {
-                let n = execute(
+                let before = ts(before);
+                let rows_gone =
+                    execute(c, "DELETE FROM nonces WHERE seen_at < $1", params![before])?;
+                let logged: i64 = scalar(
                     c,
-                    "DELETE FROM nonces WHERE seen_at < $1",
-                    params![ts(before)],
+                    "SELECT COALESCE(SUM(entries), 0) FROM nonce_log WHERE newest < $1",
+                    params![before],
+                )?
+                .unwrap_or(0);
+                execute(
+                    c,
+                    "DELETE FROM nonce_log WHERE newest < $1",
+                    params![before],
                 )?;
-                Ok(n as u64)
+                Ok(rows_gone as u64 + logged as u64)
             })
             .await
     }

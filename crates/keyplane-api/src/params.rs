@@ -121,6 +121,15 @@ impl<'a> Params<'a> {
     /// `{prefix}.N.Key` / `{prefix}.N.Value`, N from 1 to 20 (Volcengine says `Tags`).
     pub fn tags_named(&self, prefix: &str) -> Result<Vec<Tag>, CoreError> {
         let mut tags = Vec::new();
+        // Most calls carry no tags: one pass over the parameters instead of 40 formatted lookups
+        // (which were 5% of a DescribeKeyPairs under load).
+        let tagged = |k: &str| {
+            k.strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('.'))
+        };
+        if !self.pairs.iter().any(|(k, _)| tagged(k)) {
+            return Ok(tags);
+        }
         for n in 1..=MAX_TAG_PARAMS {
             let key = self.get(&format!("{prefix}.{n}.Key"));
             let value = self.get(&format!("{prefix}.{n}.Value"));

@@ -124,7 +124,15 @@ impl Engine {
             Some(c) => c,
             None => connect(&self.path, self.full_sync, true)?,
         };
-        let out = f(&conn);
+        // One read transaction for all the call's statements: one snapshot, and one shared-memory
+        // lock and unlock (each an fcntl) instead of one per statement.
+        let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+        let out = run("BEGIN").map_err(db).and_then(|_| f(&conn));
+        if let Err(e) = run("COMMIT") {
+            // Not back to the pool: a connection left inside a transaction would fail its next use.
+            tracing::warn!(error = %e, "ending a SQLite read transaction failed");
+            return out;
+        }
         let mut idle = lock(&self.readers);
         if idle.len() < IDLE_READERS {
             idle.push(conn);

@@ -37,8 +37,10 @@ pub async fn tokens(url: &str, account: &str, n: usize) -> anyhow::Result<Vec<St
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let token = format!("bench-token-{i}");
-        sqlx::query("INSERT INTO registration_tokens (token_hash, account_id, region_id, zone_id, name, created_at) VALUES ($1, $2, 'cn-hangzhou', 'cn-hangzhou-h', '', '2026-01-01T00:00:00.000000Z')")
+        // Tokens have an ID and an expiry since migration 0007; without them none redeems.
+        sqlx::query("INSERT INTO registration_tokens (token_hash, token_id, account_id, region_id, zone_id, name, created_at, expires_at) VALUES ($1, $2, $3, 'cn-hangzhou', 'cn-hangzhou-h', '', '2026-01-01T00:00:00.000000Z', '2999-01-01T00:00:00.000000Z')")
             .bind(hex::encode(Sha256::digest(token.as_bytes())))
+            .bind(format!("rt-bench{i:012}"))
             .bind(account.to_string())
             .execute(&mut *tx)
             .await?;
@@ -80,10 +82,10 @@ pub async fn run(
                     .await?
                     .json_text()
                     .await?;
-                anyhow::Ok((
-                    v["InstanceId"].as_str().unwrap_or_default().to_string(),
-                    v["Credential"].as_str().unwrap_or_default().to_string(),
-                ))
+                match (v["InstanceId"].as_str(), v["Credential"].as_str()) {
+                    (Some(id), Some(cred)) => anyhow::Ok((id.to_string(), cred.to_string())),
+                    _ => anyhow::bail!("registration refused: {v}"),
+                }
             }));
         }
         for c in calls {
@@ -142,7 +144,16 @@ pub async fn run(
         for (k, v) in &req.headers {
             b = b.header(k, v);
         }
-        b.send().await?.bytes().await?;
+        let answer = b.send().await?;
+        if !answer.status().is_success() {
+            eprintln!(
+                "RebootInstance {id}: {} {}",
+                answer.status(),
+                answer.text().await.unwrap_or_default()
+            );
+            continue;
+        }
+        answer.bytes().await?;
         if let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
             latencies.push(d.as_micros() as u64);
         }

@@ -106,7 +106,8 @@ async fn start_with(bin: &str, url: &str, sync: &str) -> anyhow::Result<Server> 
         )
         .env("KEYPLANE_ROOT_ACCESS_KEY_ID", AK)
         .env("KEYPLANE_ROOT_ACCESS_KEY_SECRET", SK)
-        .env("KEYPLANE_LOG", "warn")
+        // Warnings, and the store's group-commit summary at shutdown (docs/BENCHMARKS.md).
+        .env("KEYPLANE_LOG", "warn,keyplane_store=info")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()?;

@@ -98,6 +98,10 @@ async fn start_with(bin: &str, url: &str, sync: &str) -> anyhow::Result<Server> 
             "0",
             "--sqlite-synchronous",
             sync,
+            // 10,000 agents hold 10,000 connections: the default limit would leave no slot for
+            // the reboots (SPEC section 12's agent scenario needs more than the agents).
+            "--max-connections",
+            "16000",
         ])
         .args(data_dir)
         .env(

@@ -82,6 +82,17 @@ async fn hot_statements_use_the_index_that_keeps_their_cost_flat() {
             ),
             "USING INDEX sqlite_autoindex_instances_1 (id=?)",
         ),
+        // DeleteKeyPairs: is the key pair still bound, desired or in effect?
+        (
+            "SELECT 1 FROM instances WHERE account_id = 'a' AND effective_key_pair_id = 'kp' LIMIT 1"
+                .to_string(),
+            "USING COVERING INDEX instances_effective_key_pair (account_id=? AND effective_key_pair_id=?)",
+        ),
+        (
+            "SELECT 1 FROM instances WHERE account_id = 'a' AND key_pair_id = 'kp' LIMIT 1"
+                .to_string(),
+            "USING COVERING INDEX instances_key_pair (account_id=? AND key_pair_id=?)",
+        ),
         // DescribeInstances, one page.
         (
             "SELECT * FROM instances WHERE account_id = 'a' AND region_id = 'r' \

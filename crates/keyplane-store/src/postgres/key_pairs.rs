@@ -126,7 +126,9 @@ impl KeyPairs for SqlStore {
             // Deleting a key pair that is not there is not an error, as with the vendor.
             let Some(id) = locked.get(name) else { continue };
             let bound: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM instances WHERE account_id = $1 AND (key_pair_id = $2 OR effective_key_pair_id = $3)",
+                // Two lookups, each on its own index: an OR of the two columns was a scan on SQLite.
+                "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM instances WHERE account_id = $1 AND key_pair_id = $2 LIMIT 1) AS desired) \
+                 + (SELECT COUNT(*) FROM (SELECT 1 FROM instances WHERE account_id = $1 AND effective_key_pair_id = $3 LIMIT 1) AS effective)",
             )
             .bind(account)
             .bind(id)

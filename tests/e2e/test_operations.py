@@ -104,3 +104,41 @@ def test_a_full_disk_answers_service_unavailable_and_not_ready_then_recovers():
             s.proc.kill()
             s.proc.wait()
         subprocess.run(["umount", mnt])
+
+
+def test_the_server_raises_its_open_file_limit_to_fit_its_connections_or_says_why_not():
+    """The usual soft limit of 1,024 open files would stop a server at about a thousand agents."""
+    import resource
+    import time
+
+    def start(soft, hard, *args):
+        d = tempfile.mkdtemp(prefix="kp-nofile-")
+        port = free_port()
+        env = dict(os.environ, KEYPLANE_ROOT_ACCESS_KEY_ID=AK, KEYPLANE_ROOT_ACCESS_KEY_SECRET=SK)
+        log = open(os.path.join(d, "log"), "w+")
+        proc = subprocess.Popen(
+            [BINARY, "serve", "--listen", f"127.0.0.1:{port}", "--db", f"sqlite://{d}/k.db", *args],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        with open(f"/proc/{proc.pid}/limits") as f:
+            line = next(x for x in f if x.startswith("Max open files"))
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.seek(0)
+        return int(line.split()[3]), log.read()
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard < 4096:
+        pytest.skip(f"this machine's hard open-file limit ({hard}) is too low to show the raise")
+    soft, log = start(1024, hard)
+    assert soft == min(16384 + 256, hard), log
+    soft, log = start(1024, hard, "--max-connections", "100")
+    assert soft == 1024, "a limit that already fits is left alone"
+    soft, log = start(1024, 2048)
+    assert soft == 2048 and "open-file limit is below --max-connections" in log, log

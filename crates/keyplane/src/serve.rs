@@ -75,8 +75,9 @@ pub struct ServeArgs {
     /// without serving TLS here.
     #[arg(long, env = "KEYPLANE_BEHIND_HTTPS_PROXY", value_parser = BoolishValueParser::new())]
     behind_https_proxy: bool,
-    /// Connections open at once; more wait in the listen backlog. Keep below `ulimit -n`.
-    #[arg(long, env = "KEYPLANE_MAX_CONNECTIONS", default_value_t = 10_000,
+    /// Connections open at once; more wait in the listen backlog. Each waiting agent holds one.
+    /// The server raises its open-file limit to fit (up to the hard limit).
+    #[arg(long, env = "KEYPLANE_MAX_CONNECTIONS", default_value_t = 16_384,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
     /// Seconds a client may take to send a request's headers; also how long an idle keep-alive
@@ -289,6 +290,34 @@ fn reload_on_sighup(certs: TlsCerts) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raises the soft limit on open files to fit `connections` and the store's own files: the usual
+/// soft limit (1,024) would stop a server at about a thousand agents, far below
+/// `--max-connections`, with "too many open files" in the accept loop. The hard limit is the
+/// operator's (systemd `LimitNOFILE=`); when it is too low the server says so and runs.
+fn raise_open_file_limit(connections: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    // The store (SQLite files or the PostgreSQL pool), the listener, logs, TLS files.
+    let wanted = connections + 256;
+    let mut limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    if soft >= wanted {
+        return;
+    }
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    limit.current = Some(wanted.min(hard));
+    let raised = limit.current;
+    if let Err(e) = setrlimit(Resource::Nofile, limit) {
+        tracing::warn!(error = %e, soft, "could not raise the open-file limit");
+    }
+    if raised < Some(wanted) {
+        tracing::warn!(
+            hard,
+            wanted,
+            "the open-file limit is below --max-connections: raise it (ulimit -n, or LimitNOFILE= in the unit)"
+        );
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     crate::logging::init(args.log_json);
     check_data_dir(&args)?;
@@ -318,6 +347,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     if let Some(certs) = &tls {
         reload_on_sighup(certs.clone())?;
     }
+    raise_open_file_limit(args.max_connections as u64);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(listen = %listener.local_addr()?, %scheme, db = %shown, %account, "keyplane serving");
     let config = ServerConfig {

@@ -181,20 +181,9 @@ async fn concurrent_binds_through_two_servers_equal_a_serial_order() {
         let account = account.clone();
         calls.push(tokio::spawn(async move {
             let audit = AuditRecord {
-                seq: 0,
-                at: chrono::Utc::now(),
-                account_id: account.clone(),
-                principal: "root".into(),
-                access_key_id: "ak".into(),
-                source_ip: "127.0.0.1".into(),
-                dialect: "test".into(),
                 action: format!("{op:?}"),
                 resources: window.clone(),
-                result: "OK".into(),
-                status: 200,
-                request_id: format!("{n}/{}", kp.id),
-                client_token: String::new(),
-                instance_results: Vec::new(),
+                ..audit_record(&account, &format!("{n}/{}", kp.id))
             };
             let audit = BindAudit {
                 record: &audit,

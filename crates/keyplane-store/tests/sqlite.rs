@@ -156,29 +156,8 @@ async fn the_database_and_its_side_files_are_private_whatever_the_umask() {
 /// redeems until then, a used one stays used (docs/AGENT.md, "Registration tokens").
 #[tokio::test]
 async fn tokens_from_before_expiry_get_an_id_and_a_day_to_live_on_upgrade() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("k.db");
-    let old = dir.path().join("old-migrations");
-    std::fs::create_dir(&old).unwrap();
-    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
-    for entry in std::fs::read_dir(&all).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().into_string().unwrap();
-        if name.as_str() < "0007" {
-            std::fs::copy(entry.path(), old.join(&name)).unwrap();
-        }
-    }
+    let (_dir, path, pool) = migrated_before("0007").await;
     {
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        sqlx::migrate::Migrator::new(old.as_path())
-            .await
-            .unwrap()
-            .run(&pool)
-            .await
-            .unwrap();
         let at = "2025-01-01T00:00:00.000000Z";
         sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ('1234', 'default', $1)")
             .bind(at)
@@ -241,29 +220,8 @@ async fn tokens_from_before_expiry_get_an_id_and_a_day_to_live_on_upgrade() {
 /// no instance results, and still found by their own result.
 #[tokio::test]
 async fn audit_records_from_before_instance_results_survive_the_upgrade() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("k.db");
-    let old = dir.path().join("old-migrations");
-    std::fs::create_dir(&old).unwrap();
-    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
-    for entry in std::fs::read_dir(&all).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().into_string().unwrap();
-        if name.as_str() < "0008" {
-            std::fs::copy(entry.path(), old.join(&name)).unwrap();
-        }
-    }
+    let (_dir, path, pool) = migrated_before("0008").await;
     {
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        sqlx::migrate::Migrator::new(old.as_path())
-            .await
-            .unwrap()
-            .run(&pool)
-            .await
-            .unwrap();
         sqlx::query(
             "INSERT INTO audit (at, account_id, principal, access_key_id, source_ip, dialect, action, \
              resources, result, status, request_id, client_token) VALUES ('2025-01-01T00:00:00.000000Z', \
@@ -288,4 +246,34 @@ async fn audit_records_from_before_instance_results_survive_the_upgrade() {
     assert_eq!(listed.total, 1);
     assert_eq!(listed.items[0].request_id, "R-old");
     assert!(listed.items[0].instance_results.is_empty());
+}
+
+/// A database file migrated by this release's migrations numbered below `first_missing`, as an
+/// older release left it: the directory, the file and a pool on it to put old rows in.
+async fn migrated_before(
+    first_missing: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, sqlx::SqlitePool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let old = dir.path().join("old-migrations");
+    std::fs::create_dir(&old).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.as_str() < first_missing {
+            std::fs::copy(entry.path(), old.join(&name)).unwrap();
+        }
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    (dir, path, pool)
 }

@@ -152,17 +152,7 @@ async fn concurrent_binds_through_two_servers_equal_a_serial_order() {
     let (a, b) = two().await;
     let (a, b) = (Arc::new(a), Arc::new(b));
     let account = conformance::account(&*a).await;
-    let mut key_pairs = Vec::new();
-    for n in 0..4 {
-        let kp = conformance::key_pair(&account, &format!("kp-{n}"), "md5");
-        a.create_key_pair(&kp, 500).await.unwrap();
-        key_pairs.push(kp);
-    }
-    let instances: Vec<_> = (0..12)
-        .map(|_| conformance::instance(&account, InstanceStatus::Running, OsType::Linux))
-        .collect();
-    a.insert_instances(&instances, None).await.unwrap();
-    let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+    let (key_pairs, ids) = seed(&a, &account, 4, 12).await;
 
     // 40 calls over overlapping windows of instances, half attach and a quarter detach, spread
     // over both servers; each writes its audit record in its own transaction.
@@ -253,17 +243,7 @@ async fn racing_attaches_to_the_same_instances_leave_them_all_on_one_key_pair() 
     let (a, b) = two().await;
     let (a, b) = (Arc::new(a), Arc::new(b));
     let account = conformance::account(&*a).await;
-    let mut key_pairs = Vec::new();
-    for n in 0..5 {
-        let kp = conformance::key_pair(&account, &format!("race-{n}"), "md5");
-        a.create_key_pair(&kp, 500).await.unwrap();
-        key_pairs.push(kp);
-    }
-    let instances: Vec<_> = (0..50)
-        .map(|_| conformance::instance(&account, InstanceStatus::Running, OsType::Linux))
-        .collect();
-    a.insert_instances(&instances, None).await.unwrap();
-    let mut ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+    let (key_pairs, mut ids) = seed(&a, &account, 5, 50).await;
     let mut calls = Vec::new();
     for n in 0..30 {
         let s = if n % 2 == 0 { a.clone() } else { b.clone() };
@@ -550,4 +530,24 @@ async fn an_access_key_change_on_one_server_reaches_the_others_cache() {
         .await
         .unwrap();
     assert!(a_sees(true).await);
+}
+
+/// `key_pairs` key pairs and `instances` running Linux instances in `account`; their IDs.
+async fn seed(
+    store: &PgStore,
+    account: &str,
+    key_pairs: usize,
+    instances: usize,
+) -> (Vec<keyplane_core::model::KeyPair>, Vec<String>) {
+    let mut kps = Vec::new();
+    for n in 0..key_pairs {
+        let kp = conformance::key_pair(account, &format!("kp-{n}"), "md5");
+        store.create_key_pair(&kp, 500).await.unwrap();
+        kps.push(kp);
+    }
+    let made: Vec<_> = (0..instances)
+        .map(|_| conformance::instance(account, InstanceStatus::Running, OsType::Linux))
+        .collect();
+    store.insert_instances(&made, None).await.unwrap();
+    (kps, made.into_iter().map(|i| i.id).collect())
 }

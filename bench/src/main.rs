@@ -34,11 +34,17 @@ struct Args {
     /// scenarios on PostgreSQL, with two servers on one database; skipped when absent.
     #[arg(long)]
     postgres: Option<String>,
+    /// Runs only the scenarios whose name contains this text (for step runs and profiles).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(only) = args.only.clone() {
+        let _ = scenarios::ONLY.set(only);
+    }
     scenarios::run_all(
         &args.keyplane,
         args.seconds,

@@ -94,6 +94,15 @@ pub fn build(call: &Call<'_>, result: &str, status: u16) -> AuditRecord {
     }
 }
 
+/// The record of a call that succeeds, for a store write that appends it in the write's own
+/// transaction: an acknowledged change never lacks its record, and the call waits for one commit,
+/// not two. Marks the call recorded; should the write fail, the call's error is recorded as usual.
+pub fn in_write(call: &Call<'_>) -> AuditRecord {
+    call.recorded
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    build(call, "OK", 200)
+}
+
 /// Records the call if it changes something or was denied, unless its own transaction already
 /// did. A failure to write is logged: the response has already been decided.
 pub async fn record(state: &AppState, call: &Call<'_>, result: &str, status: u16) {

@@ -21,6 +21,7 @@ pub mod page_token;
 pub mod params;
 pub mod ram_api;
 pub mod registration_tokens;
+pub mod reply;
 pub mod sim;
 pub mod throttle;
 pub mod tls;

@@ -42,7 +42,7 @@ pub async fn handle(
     State(state): State<Arc<AppState>>,
     req: Request<axum::body::Body>,
 ) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let request_id = keyplane_core::ids::new_request_id();
     let host = "keyplane";
     let wire = match WireRequest::read(req, state.config.max_body_bytes).await {
         Ok(w) => w,

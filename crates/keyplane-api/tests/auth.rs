@@ -166,6 +166,58 @@ async fn format_xml_renders_success_and_errors_as_xml() {
 }
 
 #[tokio::test]
+async fn format_xml_renders_the_listings_written_straight_from_rows() {
+    let app = spawn_app().await;
+    let r = app
+        .call(
+            "ImportKeyPair",
+            &[
+                ("RegionId", "cn-hangzhou"),
+                ("KeyPairName", "xml-kp"),
+                ("PublicKeyBody", ED25519),
+                ("Tag.1.Key", "team"),
+                ("Tag.1.Value", "r&d"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ids = app.run_instances(LINUX, 1, &[]).await;
+    let r = app
+        .call_v1(
+            "DescribeKeyPairs",
+            &[("RegionId", "cn-hangzhou"), ("Format", "XML")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.text.contains("<DescribeKeyPairsResponse><RequestId>")
+            && r.text
+                .contains("<KeyPairs><KeyPair><KeyPairName>xml-kp</KeyPairName>")
+            && r.text.contains("<TotalCount>1</TotalCount>")
+            && r.text.contains(
+                "<Tags><Tag><TagKey>team</TagKey><TagValue>r&amp;d</TagValue></Tag></Tags>"
+            ),
+        "{}",
+        r.text
+    );
+    let r = app
+        .call_v1(
+            "DescribeInstances",
+            &[("RegionId", "cn-hangzhou"), ("Format", "XML")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.text.contains(&format!(
+            "<Instances><Instance><InstanceId>{}</InstanceId>",
+            ids[0]
+        )) && r.text.contains("<OperationLocks></OperationLocks>"),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test]
 async fn a_v1_post_with_everything_in_the_form_body_is_accepted() {
     // pop-core's POST: every parameter, the signature included, in the body; nothing in the query.
     let app = spawn_app().await;

@@ -352,7 +352,7 @@ async fn the_quota_is_500_key_pairs_per_region() {
     let app = spawn_app().await;
     for i in 0..500 {
         let kp = keyplane_store::conformance::key_pair(&app.account, &format!("kp{i}"), "x");
-        app.store.create_key_pair(&kp, 500).await.unwrap();
+        app.store.create_key_pair(&kp, 500, None).await.unwrap();
     }
     let r = app
         .call(
@@ -385,4 +385,95 @@ async fn responses_use_the_vendor_types() {
     let r = app.call("DescribeKeyPairs", &[R]).await;
     assert!(matches!(r.body["TotalCount"], Value::Number(_)));
     assert!(matches!(r.body["PageSize"], Value::Number(_)));
+}
+
+/// The audit records whose RequestId is `id`.
+async fn records_of(app: &App, id: &str) -> Vec<keyplane_store::AuditRecord> {
+    let all = app
+        .store
+        .list_audit(
+            &keyplane_store::AuditFilter::default(),
+            keyplane_store::Page::After {
+                seq: 0,
+                limit: 1000,
+            },
+        )
+        .await
+        .unwrap();
+    all.items
+        .into_iter()
+        .filter(|r| r.request_id == id)
+        .collect()
+}
+
+/// Writes that commit their audit record in their own transaction still write exactly one record a
+/// call, in both dialects: `OK` when the change is made, the vendor code when it is refused.
+#[tokio::test]
+async fn every_write_leaves_exactly_one_audit_record_with_its_result() {
+    let app = spawn_app().await;
+    let alibaba_id = |r: &Resp| r.body["RequestId"].as_str().unwrap().to_string();
+    let volc_id = |r: &Resp| {
+        r.body["ResponseMetadata"]["RequestId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let import = [R, ("KeyPairName", "audited"), ("PublicKeyBody", ED25519)];
+    let calls = [
+        (app.call("ImportKeyPair", &import).await, "OK"),
+        (
+            app.call("ImportKeyPair", &import).await,
+            "KeyPair.AlreadyExist",
+        ),
+        (
+            app.call(
+                "RunInstances",
+                &[
+                    R,
+                    ("ImageId", LINUX),
+                    ("InstanceType", "ecs.g7.large"),
+                    ("Amount", "1"),
+                ],
+            )
+            .await,
+            "OK",
+        ),
+        (
+            app.call("DeleteKeyPairs", &[R, ("KeyPairNames", "[\"audited\"]")])
+                .await,
+            "OK",
+        ),
+    ];
+    for (r, result) in &calls {
+        let records = records_of(&app, &alibaba_id(r)).await;
+        assert_eq!(records.len(), 1, "{}: {records:?}", r.text);
+        assert_eq!(records[0].result, *result, "{}", r.text);
+    }
+    let volc_import = [("KeyPairName", "audited-v"), ("PublicKey", ED25519)];
+    let calls = [
+        (
+            app.call_volc("ImportKeyPair", &volc_import, "cn-beijing")
+                .await,
+            "OK",
+        ),
+        (
+            app.call_volc("ImportKeyPair", &volc_import, "cn-beijing")
+                .await,
+            "InvalidKeyPairName.Duplicate",
+        ),
+        (
+            app.call_volc(
+                "DeleteKeyPair",
+                &[("KeyPairName", "audited-v")],
+                "cn-beijing",
+            )
+            .await,
+            "OK",
+        ),
+    ];
+    for (r, result) in &calls {
+        let records = records_of(&app, &volc_id(r)).await;
+        assert_eq!(records.len(), 1, "{}: {records:?}", r.text);
+        assert_eq!(records[0].result, *result, "{}", r.text);
+    }
 }

@@ -92,24 +92,24 @@ const MD5_A: &str = "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff";
 pub async fn key_pairs(store: &dyn Store) {
     let account = account(store).await;
     let a = key_pair(&account, "alpha-kp", MD5_A);
-    store.create_key_pair(&a, 3).await.unwrap();
+    store.create_key_pair(&a, 3, None).await.unwrap();
     assert_eq!(
         store
-            .create_key_pair(&key_pair(&account, "alpha-kp", MD5_A), 3)
+            .create_key_pair(&key_pair(&account, "alpha-kp", MD5_A), 3, None)
             .await,
         Err(CoreError::KeyPairAlreadyExists("alpha-kp".into()))
     );
     store
-        .create_key_pair(&key_pair(&account, "beta-kp", "x"), 3)
+        .create_key_pair(&key_pair(&account, "beta-kp", "x"), 3, None)
         .await
         .unwrap();
     store
-        .create_key_pair(&key_pair(&account, "gamma", "y"), 3)
+        .create_key_pair(&key_pair(&account, "gamma", "y"), 3, None)
         .await
         .unwrap();
     assert_eq!(
         store
-            .create_key_pair(&key_pair(&account, "delta", "z"), 3)
+            .create_key_pair(&key_pair(&account, "delta", "z"), 3, None)
             .await,
         Err(CoreError::KeyPairQuotaExceeded(3))
     );
@@ -262,7 +262,12 @@ pub async fn key_pairs(store: &dyn Store) {
         .is_empty());
 
     store
-        .delete_key_pairs(&account, REGION, &["beta-kp".into(), "no-such".into()])
+        .delete_key_pairs(
+            &account,
+            REGION,
+            &["beta-kp".into(), "no-such".into()],
+            None,
+        )
         .await
         .unwrap();
     assert!(store
@@ -276,7 +281,7 @@ pub async fn key_pairs(store: &dyn Store) {
 pub async fn bindings(store: &dyn Store) {
     let account = account(store).await;
     let kp = key_pair(&account, "bind-kp", MD5_A);
-    store.create_key_pair(&kp, 500).await.unwrap();
+    store.create_key_pair(&kp, 500, None).await.unwrap();
     let running = instance(&account, InstanceStatus::Running, OsType::Linux);
     let stopped = instance(&account, InstanceStatus::Stopped, OsType::Linux);
     let windows = instance(&account, InstanceStatus::Running, OsType::Windows);
@@ -293,6 +298,7 @@ pub async fn bindings(store: &dyn Store) {
                 legacy.clone(),
                 elsewhere.clone(),
             ],
+            None,
             None,
         )
         .await
@@ -378,7 +384,7 @@ pub async fn bindings(store: &dyn Store) {
     assert_eq!(store.key_pair_usage(&account, &kp.id).await.unwrap(), 2);
     assert_eq!(
         store
-            .delete_key_pairs(&account, REGION, &["bind-kp".into()])
+            .delete_key_pairs(&account, REGION, &["bind-kp".into()], None)
             .await,
         Err(CoreError::KeyPairInUse("bind-kp".into()))
     );
@@ -483,7 +489,7 @@ pub async fn instance_listing(store: &dyn Store) {
         i.name = format!("node-{n:02}");
         all.push(i);
     }
-    store.insert_instances(&all, None).await.unwrap();
+    store.insert_instances(&all, None, None).await.unwrap();
     let base = InstanceFilter {
         account_id: account.clone(),
         region_id: REGION.into(),
@@ -745,7 +751,7 @@ pub async fn client_tokens(store: &dyn Store) {
 pub async fn descriptions(store: &dyn Store) {
     let account = account(store).await;
     let kp = key_pair(&account, "described", "x");
-    store.create_key_pair(&kp, 500).await.unwrap();
+    store.create_key_pair(&kp, 500, None).await.unwrap();
     store
         .set_key_pair_description(&account, &kp.id, "web servers")
         .await
@@ -984,6 +990,99 @@ fn audit_record(account: &str, action: &str) -> AuditRecord {
         client_token: String::new(),
         instance_results: Vec::new(),
     }
+}
+
+/// A write given its call's audit record commits both or neither: the record is there when the
+/// change is, and a refused write leaves no record of success behind.
+pub async fn audited_writes(store: &dyn Store) {
+    let account = account(store).await;
+    let actions = |action: &'static str| {
+        let account = account.clone();
+        async move {
+            let filter = AuditFilter {
+                account_id: Some(account),
+                action: Some(action.into()),
+                ..Default::default()
+            };
+            let page = Page::After { seq: 0, limit: 100 };
+            let listing = store.list_audit(&filter, page).await.unwrap();
+            listing
+                .items
+                .into_iter()
+                .map(|r| r.request_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let record = |action: &str, request_id: &str| AuditRecord {
+        request_id: request_id.into(),
+        ..audit_record(&account, action)
+    };
+
+    let kp = key_pair(&account, "audited", "md5");
+    store
+        .create_key_pair(&kp, 500, Some(&record("ImportKeyPair", "R1")))
+        .await
+        .unwrap();
+    let again = store
+        .create_key_pair(&kp, 500, Some(&record("ImportKeyPair", "R2")))
+        .await;
+    assert!(matches!(again, Err(CoreError::KeyPairAlreadyExists(_))));
+    assert_eq!(actions("ImportKeyPair").await, ["R1"]);
+
+    let host = instance(&account, InstanceStatus::Running, OsType::Linux);
+    store
+        .insert_instances(
+            std::slice::from_ref(&host),
+            None,
+            Some(&record("RunInstances", "R3")),
+        )
+        .await
+        .unwrap();
+    let twice = store
+        .insert_instances(
+            std::slice::from_ref(&host),
+            None,
+            Some(&record("RunInstances", "R4")),
+        )
+        .await;
+    assert!(twice.is_err(), "the same instance ID twice");
+    assert_eq!(actions("RunInstances").await, ["R3"]);
+    let bound = store
+        .bind(
+            &account,
+            REGION,
+            &kp,
+            std::slice::from_ref(&host.id),
+            BindOp::Attach,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(bound[0].1.is_ok());
+
+    let names = [kp.name.clone()];
+    let in_use = store
+        .delete_key_pairs(
+            &account,
+            REGION,
+            &names,
+            Some(&record("DeleteKeyPairs", "R5")),
+        )
+        .await;
+    assert!(matches!(in_use, Err(CoreError::KeyPairInUse(_))));
+    assert!(actions("DeleteKeyPairs").await.is_empty());
+    let other = key_pair(&account, "unbound", "md5-2");
+    store.create_key_pair(&other, 500, None).await.unwrap();
+    store
+        .delete_key_pairs(
+            &account,
+            REGION,
+            std::slice::from_ref(&other.name),
+            Some(&record("DeleteKeyPairs", "R6")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(actions("DeleteKeyPairs").await, ["R6"]);
 }
 
 /// The audit log appends, filters, pages.

@@ -324,7 +324,13 @@ pub type InstanceOutcome = (String, Result<(), InstanceFailure>);
 #[async_trait]
 pub trait KeyPairs: Send + Sync {
     /// Inserts a key pair: `KeyPairAlreadyExists`, or `KeyPairQuotaExceeded` past `quota` per region.
-    async fn create_key_pair(&self, kp: &KeyPair, quota: usize) -> Result<()>;
+    /// `audit`, the call's record, is appended in the same transaction when the insert succeeds.
+    async fn create_key_pair(
+        &self,
+        kp: &KeyPair,
+        quota: usize,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()>;
     async fn key_pair_by_name(
         &self,
         account: &str,
@@ -334,7 +340,14 @@ pub trait KeyPairs: Send + Sync {
     async fn key_pair_by_id(&self, account: &str, id: &str) -> Result<Option<KeyPair>>;
     async fn list_key_pairs(&self, filter: &KeyPairFilter, page: Page) -> Result<Listing<KeyPair>>;
     /// Deletes all the named key pairs or none: `KeyPairNotFound`/`KeyPairInUse` name the culprit.
-    async fn delete_key_pairs(&self, account: &str, region: &str, names: &[String]) -> Result<()>;
+    /// `audit`, the call's record, is appended in the same transaction when the delete succeeds.
+    async fn delete_key_pairs(
+        &self,
+        account: &str,
+        region: &str,
+        names: &[String],
+        audit: Option<&AuditRecord>,
+    ) -> Result<()>;
     /// Number of instances a key pair is bound to.
     async fn key_pair_usage(&self, account: &str, key_pair_id: &str) -> Result<u64>;
     /// Adds or overwrites tags on key pairs (by ID), all or nothing, at most `MAX_TAGS` each.
@@ -360,10 +373,12 @@ pub trait KeyPairs: Send + Sync {
 #[async_trait]
 pub trait Instances: Send + Sync {
     /// Inserts new instances as given, or, with `done_at`, as `Pending` until they boot then.
+    /// `audit`, the call's record, is appended in the same transaction when the insert succeeds.
     async fn insert_instances(
         &self,
         instances: &[Instance],
         done_at: Option<DateTime<Utc>>,
+        audit: Option<&AuditRecord>,
     ) -> Result<()>;
     async fn instance(&self, account: &str, id: &str) -> Result<Option<Instance>>;
     async fn list_instances(
@@ -577,11 +592,42 @@ pub trait Store:
 
 /// Fixed-width UTC timestamps, so text order is time order in every backend.
 pub fn ts(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    // The same text as `%Y-%m-%dT%H:%M:%S%.6fZ`, without parsing a format string on every write.
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The tags a listing's page query aggregates beside each row: a JSON array of `[key, value]`
+/// pairs in key order (one statement for a page and its tags, on both backends).
+pub fn parse_tags(json: &str) -> Result<Vec<Tag>> {
+    let pairs: Vec<(String, String)> = serde_json::from_str(json)
+        .map_err(|e| CoreError::Internal(format!("bad aggregated tags {json:?}: {e}")))?;
+    Ok(pairs
+        .into_iter()
+        .map(|(key, value)| Tag { key, value })
+        .collect())
 }
 
 pub fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| CoreError::Internal(format!("bad stored timestamp {s:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn stored_timestamps_keep_their_fixed_width_text_and_read_back() {
+        // Stored text is compared as text (ORDER BY, `since` filters): its shape must not drift.
+        let whole = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(ts(whole), "2026-01-02T03:04:05.000000Z");
+        let fine = whole + chrono::Duration::nanoseconds(6_789);
+        assert_eq!(ts(fine), "2026-01-02T03:04:05.000006Z");
+        assert_eq!(
+            parse_ts(&ts(fine)).unwrap(),
+            whole + chrono::Duration::microseconds(6)
+        );
+    }
 }

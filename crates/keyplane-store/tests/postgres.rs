@@ -117,9 +117,9 @@ async fn the_key_pair_quota_holds_across_servers() {
     for n in 0..30 {
         let s = if n % 2 == 0 { a.clone() } else { b.clone() };
         let kp = conformance::key_pair(&account, &format!("kp-{n}"), "md5");
-        calls.push(tokio::spawn(
-            async move { s.create_key_pair(&kp, quota).await },
-        ));
+        calls.push(tokio::spawn(async move {
+            s.create_key_pair(&kp, quota, None).await
+        }));
     }
     let mut created = 0;
     for c in calls {
@@ -369,15 +369,15 @@ async fn a_write_waits_only_for_the_rows_and_account_it_shares() {
         |account: &str| conformance::instance(account, InstanceStatus::Running, OsType::Linux);
     let (x, y, z) = (running(&a), running(&a), running(&b));
     store
-        .insert_instances(&[x.clone(), y.clone(), z.clone()], None)
+        .insert_instances(&[x.clone(), y.clone(), z.clone()], None, None)
         .await
         .unwrap();
     let (kp_a, kp_b) = (
         conformance::key_pair(&a, "kp-a", "md5"),
         conformance::key_pair(&b, "kp-b", "md5"),
     );
-    store.create_key_pair(&kp_a, 500).await.unwrap();
-    store.create_key_pair(&kp_b, 500).await.unwrap();
+    store.create_key_pair(&kp_a, 500, None).await.unwrap();
+    store.create_key_pair(&kp_b, 500, None).await.unwrap();
 
     // The paused writer: X's row and account A's lock, held until it rolls back.
     let mut paused = sqlx::PgConnection::connect(&url).await.unwrap();
@@ -419,7 +419,7 @@ async fn a_write_waits_only_for_the_rows_and_account_it_shares() {
     .expect("another account's instance is not blocked");
     tokio::time::timeout(
         bound,
-        store.create_key_pair(&conformance::key_pair(&b, "kp-b2", "md5"), 500),
+        store.create_key_pair(&conformance::key_pair(&b, "kp-b2", "md5"), 500, None),
     )
     .await
     .expect("another account's quota is not blocked")
@@ -542,12 +542,12 @@ async fn seed(
     let mut kps = Vec::new();
     for n in 0..key_pairs {
         let kp = conformance::key_pair(account, &format!("kp-{n}"), "md5");
-        store.create_key_pair(&kp, 500).await.unwrap();
+        store.create_key_pair(&kp, 500, None).await.unwrap();
         kps.push(kp);
     }
     let made: Vec<_> = (0..instances)
         .map(|_| conformance::instance(account, InstanceStatus::Running, OsType::Linux))
         .collect();
-    store.insert_instances(&made, None).await.unwrap();
+    store.insert_instances(&made, None, None).await.unwrap();
     (kps, made.into_iter().map(|i| i.id).collect())
 }

@@ -21,7 +21,7 @@ async fn reopening_the_file_keeps_everything() {
         let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
         let account = conformance::account(&s).await;
         let kp = conformance::key_pair(&account, "kept", "x");
-        keyplane_store::KeyPairs::create_key_pair(&s, &kp, 500)
+        keyplane_store::KeyPairs::create_key_pair(&s, &kp, 500, None)
             .await
             .unwrap();
         account

@@ -11,7 +11,8 @@ use keyplane_core::CoreError;
 use keyplane_store::{InstanceFilter, Page};
 use serde_json::{json, Value};
 
-use super::{minute, obj, tags_json, Body200, Ctx};
+use super::{minute, obj, tag_set, Body200, Ctx, TagItem};
+use crate::reply::{empty, Reply, Wrap};
 
 /// Instances per RunInstances call (the vendor's `Amount` limit).
 pub const MAX_AMOUNT: i64 = 100;
@@ -101,42 +102,87 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     })?;
     ctx.state
         .store
-        .insert_instances(&instances, done_at(ctx))
+        .insert_instances(&instances, done_at(ctx), Some(&ctx.audit_in_write()))
         .await?;
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
     Ok(obj([("InstanceIdSets", json!({ "InstanceIdSet": ids }))]))
 }
 
-fn instance_json(i: &Instance) -> Value {
+/// One instance of DescribeInstances, serialized straight from its row.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InstanceItem<'a> {
+    instance_id: &'a str,
+    instance_name: &'a str,
+    description: &'a str,
+    host_name: &'a str,
+    region_id: &'a str,
+    zone_id: &'a str,
+    status: &'static str,
+    image_id: &'a str,
+    instance_type: &'a str,
+    #[serde(rename = "OSType")]
+    os_type: &'static str,
+    #[serde(rename = "OSName")]
+    os_name: &'a str,
+    cpu: u32,
+    memory: u32,
+    io_optimized: bool,
+    key_pair_name: &'a str,
+    creation_time: String,
+    start_time: String,
+    expired_time: &'static str,
+    instance_charge_type: &'static str,
+    internet_charge_type: &'static str,
+    instance_network_type: &'static str,
+    tags: Wrap<Vec<TagItem<'a>>>,
+    operation_locks: Wrap<[(); 0]>,
+    public_ip_address: Wrap<[(); 0]>,
+    inner_ip_address: Wrap<[(); 0]>,
+    security_group_ids: Wrap<[(); 0]>,
+}
+
+fn instance_item(i: &Instance) -> InstanceItem<'_> {
     let (cpu, memory) = catalog::instance_type_size(&i.instance_type);
-    json!({
-        "InstanceId": i.id,
-        "InstanceName": i.name,
-        "Description": i.description,
-        "HostName": i.host_name,
-        "RegionId": i.region_id,
-        "ZoneId": i.zone_id,
-        "Status": status_name(i.status),
-        "ImageId": i.image_id,
-        "InstanceType": i.instance_type,
-        "OSType": i.os_type.as_str(),
-        "OSName": i.os_name,
-        "Cpu": cpu,
-        "Memory": memory,
-        "IoOptimized": i.io_optimized,
-        "KeyPairName": i.key_pair_name.clone().unwrap_or_default(),
-        "CreationTime": minute(i.created_at),
-        "StartTime": i.started_at.map(minute).unwrap_or_default(),
-        "ExpiredTime": "2099-12-31T15:59Z",
-        "InstanceChargeType": "PostPaid",
-        "InternetChargeType": "PayByTraffic",
-        "InstanceNetworkType": "vpc",
-        "Tags": tags_json(&i.tags),
-        "OperationLocks": {"LockReason": []},
-        "PublicIpAddress": {"IpAddress": []},
-        "InnerIpAddress": {"IpAddress": []},
-        "SecurityGroupIds": {"SecurityGroupId": []},
-    })
+    InstanceItem {
+        instance_id: &i.id,
+        instance_name: &i.name,
+        description: &i.description,
+        host_name: &i.host_name,
+        region_id: &i.region_id,
+        zone_id: &i.zone_id,
+        status: status_name(i.status),
+        image_id: &i.image_id,
+        instance_type: &i.instance_type,
+        os_type: i.os_type.as_str(),
+        os_name: &i.os_name,
+        cpu,
+        memory,
+        io_optimized: i.io_optimized,
+        key_pair_name: i.key_pair_name.as_deref().unwrap_or_default(),
+        creation_time: minute(i.created_at),
+        start_time: i.started_at.map(minute).unwrap_or_default(),
+        expired_time: EXPIRED_TIME,
+        instance_charge_type: "PostPaid",
+        internet_charge_type: "PayByTraffic",
+        instance_network_type: "vpc",
+        tags: tag_set(&i.tags),
+        operation_locks: empty("LockReason"),
+        public_ip_address: empty("IpAddress"),
+        inner_ip_address: empty("IpAddress"),
+        security_group_ids: empty("SecurityGroupId"),
+    }
+}
+
+/// A DescribeInstances page (`NextToken` is empty when paging by number).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InstancesPage<'a> {
+    total_count: u64,
+    page_number: i64,
+    page_size: i64,
+    next_token: String,
+    instances: Wrap<Vec<InstanceItem<'a>>>,
 }
 
 /// Instances never expire here; the expiry filters compare against this fixed time.
@@ -169,7 +215,7 @@ fn apply_filters(ctx: &Ctx<'_>, filter: &mut InstanceFilter) -> Result<(), CoreE
     Ok(())
 }
 
-pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+pub async fn describe(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
     let region = ctx.region()?;
     let ids = match ctx.p.opt("InstanceIds") {
         None => None,
@@ -224,15 +270,17 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
             },
         )
         .await?;
-        let items: Vec<Value> = listing.items.iter().map(instance_json).collect();
         let next = crate::page_token::seal(key, &scope, listing.next_seq);
-        return Ok(obj([
-            ("TotalCount", json!(listing.total)),
-            ("NextToken", json!(next)),
-            ("PageNumber", json!(1)),
-            ("PageSize", json!(max)),
-            ("Instances", json!({ "Instance": items })),
-        ]));
+        return Ok(Reply::rows(&InstancesPage {
+            total_count: listing.total,
+            page_number: 1,
+            page_size: max,
+            next_token: next,
+            instances: Wrap(
+                "Instance",
+                listing.items.iter().map(instance_item).collect(),
+            ),
+        }));
     }
     let page_number = ctx.p.int("PageNumber", 1, 1, i32::MAX as i64)?;
     let page_size = ctx.p.int("PageSize", 10, 1, 100)?;
@@ -246,14 +294,16 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         },
     )
     .await?;
-    let items: Vec<Value> = listing.items.iter().map(instance_json).collect();
-    Ok(obj([
-        ("TotalCount", json!(listing.total)),
-        ("PageNumber", json!(page_number)),
-        ("PageSize", json!(page_size)),
-        ("NextToken", json!("")),
-        ("Instances", json!({ "Instance": items })),
-    ]))
+    Ok(Reply::rows(&InstancesPage {
+        total_count: listing.total,
+        page_number,
+        page_size,
+        next_token: String::new(),
+        instances: Wrap(
+            "Instance",
+            listing.items.iter().map(instance_item).collect(),
+        ),
+    }))
 }
 
 pub async fn describe_status(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {

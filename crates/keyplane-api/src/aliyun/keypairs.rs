@@ -9,8 +9,9 @@ use keyplane_store::{BindOp, KeyPairFilter, Page};
 use serde_json::{json, Value};
 
 use super::error::instance_failure;
-use super::{minute, obj, tags_json, Body200, Ctx};
+use super::{minute, obj, tag_set, Body200, Ctx, TagItem};
 use crate::authz;
+use crate::reply::{Reply, Wrap};
 
 /// Instance IDs per AttachKeyPair/DetachKeyPair call on this dialect.
 pub const MAX_BIND_IDS: usize = 50;
@@ -60,7 +61,10 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     }
     let generated = ctx.state.cpu.run(generate_rsa_2048).await??;
     let kp = new_key_pair(ctx, region.id, name, &generated.public)?;
-    ctx.state.store.create_key_pair(&kp, KEY_PAIR_QUOTA).await?;
+    ctx.state
+        .store
+        .create_key_pair(&kp, KEY_PAIR_QUOTA, Some(&ctx.audit_in_write()))
+        .await?;
     Ok(obj([
         ("KeyPairId", json!(kp.id)),
         ("KeyPairName", json!(kp.name)),
@@ -78,7 +82,10 @@ pub async fn import(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     )?;
     let key = PublicKey::parse(ctx.p.required("PublicKeyBody")?)?;
     let kp = new_key_pair(ctx, region.id, name, &key)?;
-    ctx.state.store.create_key_pair(&kp, KEY_PAIR_QUOTA).await?;
+    ctx.state
+        .store
+        .create_key_pair(&kp, KEY_PAIR_QUOTA, Some(&ctx.audit_in_write()))
+        .await?;
     Ok(obj([
         ("KeyPairId", json!(kp.id)),
         ("KeyPairName", json!(kp.name)),
@@ -86,7 +93,7 @@ pub async fn import(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     ]))
 }
 
-pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+pub async fn describe(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
     let region = ctx.region()?;
     let page_number = ctx.p.int("PageNumber", 1, 1, i32::MAX as i64)?;
     let page_size = ctx.p.int("PageSize", 10, 1, MAX_PAGE_SIZE)?;
@@ -124,29 +131,43 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         let (items, total, _) = authz::page_in_memory(all, offset as usize, page_size as usize);
         (items, total)
     };
-    let items: Vec<Value> = kps
-        .iter()
-        .map(|kp| {
-            let mut v = obj([
-                ("KeyPairName", json!(kp.name)),
-                ("KeyPairId", json!(kp.id)),
-                ("KeyPairFingerPrint", json!(kp.fingerprint_md5)),
-                ("CreationTime", json!(minute(kp.created_at))),
-                ("ResourceGroupId", json!(kp.resource_group_id)),
-                ("Tags", tags_json(&kp.tags)),
-            ]);
-            if include_public_key {
-                v.insert("PublicKey".into(), json!(kp.public_key));
-            }
-            Value::Object(v)
-        })
-        .collect();
-    Ok(obj([
-        ("PageNumber", json!(page_number)),
-        ("PageSize", json!(page_size)),
-        ("TotalCount", json!(total)),
-        ("KeyPairs", json!({ "KeyPair": items })),
-    ]))
+    let items = kps.iter().map(|kp| KeyPairItem {
+        key_pair_name: &kp.name,
+        key_pair_id: &kp.id,
+        key_pair_finger_print: &kp.fingerprint_md5,
+        creation_time: minute(kp.created_at),
+        resource_group_id: &kp.resource_group_id,
+        tags: tag_set(&kp.tags),
+        public_key: include_public_key.then_some(kp.public_key.as_str()),
+    });
+    Ok(Reply::rows(&KeyPairsPage {
+        page_number,
+        page_size,
+        total_count: total,
+        key_pairs: Wrap("KeyPair", items.collect()),
+    }))
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyPairsPage<'a> {
+    page_number: i64,
+    page_size: i64,
+    total_count: u64,
+    key_pairs: Wrap<Vec<KeyPairItem<'a>>>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyPairItem<'a> {
+    key_pair_name: &'a str,
+    key_pair_id: &'a str,
+    key_pair_finger_print: &'a str,
+    creation_time: String,
+    resource_group_id: &'a str,
+    tags: Wrap<Vec<TagItem<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<&'a str>,
 }
 
 /// `KeyPairNames`: a JSON array of 1 to 100 names, the cap enforced while parsing.
@@ -173,7 +194,12 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     }
     ctx.state
         .store
-        .delete_key_pairs(ctx.account(), region.id, &names)
+        .delete_key_pairs(
+            ctx.account(),
+            region.id,
+            &names,
+            Some(&ctx.audit_in_write()),
+        )
         .await?;
     Ok(Body200::new())
 }
@@ -206,17 +232,7 @@ async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Body200, CoreError> {
         .await?
         .ok_or_else(|| CoreError::KeyPairNotFound(name.to_string()))?;
     // The record goes into the bind's own transaction (SPEC section 3).
-    let call = crate::audit::Call {
-        dialect: ctx.dialect,
-        action: action.trim_start_matches("ecs:"),
-        mutating: true,
-        caller: ctx.caller,
-        region: Some(region.id),
-        request_id: ctx.request_id,
-        params: &ctx.p,
-        recorded: &ctx.recorded,
-    };
-    let record = crate::audit::build(&call, "OK", 200);
+    let record = ctx.audit_in_write();
     let outcomes = authz::bind_allowed(
         ctx.state,
         ctx.caller,
@@ -233,8 +249,6 @@ async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Body200, CoreError> {
         },
     )
     .await?;
-    ctx.recorded
-        .store(true, std::sync::atomic::Ordering::Relaxed);
     let fail_count = outcomes.iter().filter(|(_, r)| r.is_err()).count();
     let results: Vec<Value> = outcomes
         .iter()

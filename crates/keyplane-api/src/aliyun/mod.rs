@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::{self, Caller};
 use crate::params::Params;
+use crate::reply::{Reply, Wrap};
 use crate::wire::{WireError, WireRequest};
 use crate::AppState;
 use crate::{audit, authz, idempotency};
@@ -34,6 +35,7 @@ pub struct Ctx<'a> {
     pub p: Params<'a>,
     pub request_id: &'a str,
     pub dialect: &'static str,
+    pub action: &'a str,
     /// Set by a handler whose own transaction wrote the audit record.
     pub recorded: std::sync::atomic::AtomicBool,
 }
@@ -48,6 +50,20 @@ impl Ctx<'_> {
     pub fn account(&self) -> &str {
         &self.caller.account_id
     }
+
+    /// This call's audit record, for a write that commits it with its change ([`audit::in_write`]).
+    pub fn audit_in_write(&self) -> keyplane_store::AuditRecord {
+        audit::in_write(&audit::Call {
+            dialect: self.dialect,
+            action: self.action,
+            mutating: true,
+            caller: self.caller,
+            region: self.p.opt("RegionId"),
+            request_id: self.request_id,
+            params: &self.p,
+            recorded: &self.recorded,
+        })
+    }
 }
 
 pub async fn handle(
@@ -55,7 +71,7 @@ pub async fn handle(
     wire: Result<WireRequest, WireError>,
     host: &str,
 ) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let request_id = keyplane_core::ids::new_request_id();
     let wire = match wire {
         Ok(w) => w,
         Err(e) => return render::error(&e.into(), &request_id, host, Format::Json),
@@ -95,6 +111,7 @@ pub async fn handle(
         p: Params::new(&wire.query, &wire.form),
         request_id: &request_id,
         dialect: "aliyun",
+        action,
         recorded: Default::default(),
     };
     let call = audit::Call {
@@ -119,13 +136,14 @@ pub async fn console_call(
     action: &str,
     query: &[(String, String)],
 ) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let request_id = keyplane_core::ids::new_request_id();
     let ctx = Ctx {
         state,
         caller,
         p: Params::new(query, &[]),
         request_id: &request_id,
         dialect: "console",
+        action,
         recorded: Default::default(),
     };
     let call = audit::Call {
@@ -246,7 +264,7 @@ pub const MUTATING: &[&str] = &[
 
 /// The response to a handler that panicked: a vendor InternalError, the details in the log.
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let request_id = keyplane_core::ids::new_request_id();
     tracing::error!(%request_id, "a request handler panicked");
     render::error(&error::internal(), &request_id, "keyplane", Format::Json)
 }
@@ -274,27 +292,28 @@ pub const ACTIONS: &[&str] = &[
     "DescribeImages",
 ];
 
-async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Body200, AliError> {
+async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Reply, AliError> {
+    use keyplane_core::binding::Power;
     let result = match action {
-        "CreateKeyPair" => keypairs::create(ctx).await,
-        "ImportKeyPair" => keypairs::import(ctx).await,
+        "CreateKeyPair" => keypairs::create(ctx).await.map(Reply::from),
+        "ImportKeyPair" => keypairs::import(ctx).await.map(Reply::from),
         "DescribeKeyPairs" => keypairs::describe(ctx).await,
-        "DeleteKeyPairs" => keypairs::delete(ctx).await,
-        "AttachKeyPair" => keypairs::attach(ctx).await,
-        "DetachKeyPair" => keypairs::detach(ctx).await,
-        "TagResources" => tags::tag(ctx).await,
-        "UntagResources" => tags::untag(ctx).await,
-        "RunInstances" => instances::run(ctx).await,
+        "DeleteKeyPairs" => keypairs::delete(ctx).await.map(Reply::from),
+        "AttachKeyPair" => keypairs::attach(ctx).await.map(Reply::from),
+        "DetachKeyPair" => keypairs::detach(ctx).await.map(Reply::from),
+        "TagResources" => tags::tag(ctx).await.map(Reply::from),
+        "UntagResources" => tags::untag(ctx).await.map(Reply::from),
+        "RunInstances" => instances::run(ctx).await.map(Reply::from),
         "DescribeInstances" => instances::describe(ctx).await,
-        "DescribeInstanceStatus" => instances::describe_status(ctx).await,
-        "StartInstance" => instances::power(ctx, keyplane_core::binding::Power::Start).await,
-        "StopInstance" => instances::power(ctx, keyplane_core::binding::Power::Stop).await,
-        "RebootInstance" => instances::power(ctx, keyplane_core::binding::Power::Reboot).await,
-        "DeleteInstance" => instances::delete(ctx).await,
-        "ModifyInstanceAttribute" => instances::modify_attribute(ctx).await,
-        "DescribeRegions" => catalog::regions(ctx).await,
-        "DescribeZones" => catalog::zones(ctx).await,
-        "DescribeImages" => catalog::images(ctx).await,
+        "DescribeInstanceStatus" => instances::describe_status(ctx).await.map(Reply::from),
+        "StartInstance" => instances::power(ctx, Power::Start).await.map(Reply::from),
+        "StopInstance" => instances::power(ctx, Power::Stop).await.map(Reply::from),
+        "RebootInstance" => instances::power(ctx, Power::Reboot).await.map(Reply::from),
+        "DeleteInstance" => instances::delete(ctx).await.map(Reply::from),
+        "ModifyInstanceAttribute" => instances::modify_attribute(ctx).await.map(Reply::from),
+        "DescribeRegions" => catalog::regions(ctx).await.map(Reply::from),
+        "DescribeZones" => catalog::zones(ctx).await.map(Reply::from),
+        "DescribeImages" => catalog::images(ctx).await.map(Reply::from),
         other => return Err(AliError::invalid_action(other, ACTIONS)),
     };
     result.map_err(AliError::from)
@@ -310,11 +329,20 @@ pub fn minute(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%MZ").to_string()
 }
 
-/// `{"Tag":[{"TagKey","TagValue"}]}`
-pub fn tags_json(tags: &[keyplane_core::model::Tag]) -> Value {
-    let list: Vec<Value> = tags
-        .iter()
-        .map(|t| serde_json::json!({"TagKey": t.key, "TagValue": t.value}))
-        .collect();
-    serde_json::json!({ "Tag": list })
+/// One tag in a listing: `{"TagKey","TagValue"}`.
+#[derive(serde::Serialize)]
+pub struct TagItem<'a> {
+    #[serde(rename = "TagKey")]
+    key: &'a str,
+    #[serde(rename = "TagValue")]
+    value: &'a str,
+}
+
+/// A resource's tags in a listing: `{"Tag":[{"TagKey","TagValue"}]}`.
+pub fn tag_set(tags: &[keyplane_core::model::Tag]) -> Wrap<Vec<TagItem<'_>>> {
+    let items = tags.iter().map(|t| TagItem {
+        key: &t.key,
+        value: &t.value,
+    });
+    Wrap("Tag", items.collect())
 }

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
 use super::error::AliError;
+use crate::reply::Reply;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -23,15 +24,30 @@ impl Format {
     }
 }
 
-pub fn success(
-    action: &str,
-    request_id: &str,
-    body: Map<String, Value>,
-    format: Format,
-) -> Response {
+pub fn success(action: &str, request_id: &str, body: impl Into<Reply>, format: Format) -> Response {
+    let body = body.into();
+    if format == Format::Json {
+        // `{"RequestId":…,` then the fields, without rebuilding them as a tree.
+        let fields = body.into_json();
+        let inner = &fields[1..fields.len() - 1];
+        let mut out = String::with_capacity(fields.len() + 64);
+        out.push_str("{\"RequestId\":");
+        out.push_str(&Value::String(request_id.into()).to_string());
+        if !inner.is_empty() {
+            out.push(',');
+            out.push_str(inner);
+        }
+        out.push('}');
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json;charset=utf-8")],
+            out,
+        )
+            .into_response();
+    }
     let mut out = Map::new();
     out.insert("RequestId".into(), Value::String(request_id.into()));
-    out.extend(body);
+    out.extend(body.into_tree());
     respond(StatusCode::OK, &format!("{action}Response"), out, format)
 }
 

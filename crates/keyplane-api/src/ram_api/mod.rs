@@ -56,7 +56,7 @@ pub async fn handle(
     wire: Result<WireRequest, WireError>,
     host: &str,
 ) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let request_id = keyplane_core::ids::new_request_id();
     let wire = match wire {
         Ok(w) => w,
         Err(e) => return render::error(&e.into(), &request_id, host, Format::Json),
@@ -81,6 +81,7 @@ pub async fn handle(
         p: Params::new(&wire.query, &wire.form),
         request_id: &request_id,
         dialect: "ram",
+        action,
         recorded: Default::default(),
     };
     let call = audit::Call {

@@ -9,7 +9,8 @@ use keyplane_core::CoreError;
 use keyplane_store::{InstanceFilter, Page};
 use serde_json::{json, Value};
 
-use super::{iso, obj, tags_json, Ctx, Output};
+use super::{iso, obj, tag_list, Ctx, Output, TagItem};
+use crate::reply::Reply;
 
 pub const MAX_IDS: usize = 100;
 pub const MAX_RESULTS: i64 = 100;
@@ -33,32 +34,68 @@ fn parse_status(raw: &str) -> Result<InstanceStatus, CoreError> {
         .ok_or_else(|| CoreError::InvalidStatus(raw.to_string()))
 }
 
-fn instance_json(i: &Instance) -> Value {
-    let (cpus, memory) = catalog::instance_type_size(&i.instance_type);
-    json!({
-        "InstanceId": i.id,
-        "InstanceName": i.name,
-        "Description": i.description,
-        "Hostname": i.host_name,
-        "Status": status_name(i.status),
-        "OsType": match i.os_type { OsType::Linux => "Linux", OsType::Windows => "Windows" },
-        "OsName": i.os_name,
-        "ImageId": i.image_id,
-        "InstanceTypeId": i.instance_type,
-        "Cpus": cpus,
-        "MemorySize": memory,
-        "ZoneId": i.zone_id,
-        "KeyPairName": i.key_pair_name.clone().unwrap_or_default(),
-        "KeyPairId": i.binding.desired_key_pair_id.clone().unwrap_or_default(),
-        "CreatedAt": iso(i.created_at),
-        "UpdatedAt": iso(i.started_at.unwrap_or(i.created_at)),
-        "ProjectName": "default",
-        "VpcId": "",
-        "Tags": tags_json(&i.tags),
-    })
+/// One instance of DescribeInstances, serialized straight from its row.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InstanceItem<'a> {
+    instance_id: &'a str,
+    instance_name: &'a str,
+    description: &'a str,
+    hostname: &'a str,
+    status: &'static str,
+    os_type: &'static str,
+    os_name: &'a str,
+    image_id: &'a str,
+    instance_type_id: &'a str,
+    cpus: u32,
+    memory_size: u32,
+    zone_id: &'a str,
+    key_pair_name: &'a str,
+    key_pair_id: &'a str,
+    created_at: String,
+    updated_at: String,
+    project_name: &'static str,
+    vpc_id: &'static str,
+    tags: Vec<TagItem<'a>>,
 }
 
-pub async fn describe(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
+fn instance_item(i: &Instance) -> InstanceItem<'_> {
+    let (cpus, memory) = catalog::instance_type_size(&i.instance_type);
+    InstanceItem {
+        instance_id: &i.id,
+        instance_name: &i.name,
+        description: &i.description,
+        hostname: &i.host_name,
+        status: status_name(i.status),
+        os_type: match i.os_type {
+            OsType::Linux => "Linux",
+            OsType::Windows => "Windows",
+        },
+        os_name: &i.os_name,
+        image_id: &i.image_id,
+        instance_type_id: &i.instance_type,
+        cpus,
+        memory_size: memory,
+        zone_id: &i.zone_id,
+        key_pair_name: i.key_pair_name.as_deref().unwrap_or_default(),
+        key_pair_id: i.binding.desired_key_pair_id.as_deref().unwrap_or_default(),
+        created_at: iso(i.created_at),
+        updated_at: iso(i.started_at.unwrap_or(i.created_at)),
+        project_name: "default",
+        vpc_id: "",
+        tags: tag_list(&i.tags),
+    }
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InstancesPage<'a> {
+    instances: Vec<InstanceItem<'a>>,
+    next_token: String,
+    total_count: u64,
+}
+
+pub async fn describe(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
     let max = ctx.p.int("MaxResults", 10, 1, MAX_RESULTS)?;
     let seq = ctx.page_position("volc.DescribeInstances")?;
     let filter = InstanceFilter {
@@ -95,17 +132,11 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         let (items, total, next) = crate::authz::page_in_memory(all, seq as usize, max as usize);
         (items, total, next.map(|n| n as i64))
     };
-    Ok(obj([
-        (
-            "Instances",
-            Value::Array(items.iter().map(instance_json).collect()),
-        ),
-        (
-            "NextToken",
-            json!(ctx.next_token("volc.DescribeInstances", next)),
-        ),
-        ("TotalCount", json!(total)),
-    ]))
+    Ok(Reply::rows(&InstancesPage {
+        instances: items.iter().map(instance_item).collect(),
+        next_token: ctx.next_token("volc.DescribeInstances", next),
+        total_count: total,
+    }))
 }
 
 pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
@@ -170,6 +201,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         .insert_instances(
             &instances,
             crate::sim::done_at(ctx.state.config.transition_delay),
+            Some(&ctx.audit_in_write()),
         )
         .await?;
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();

@@ -9,8 +9,9 @@ use keyplane_store::{BindOp, KeyPairFilter, Page};
 use serde_json::{json, Value};
 
 use super::error::instance_failure;
-use super::{iso, obj, tags_json, Ctx, Output};
+use super::{iso, obj, tag_list, Ctx, Output, TagItem};
 use crate::authz;
+use crate::reply::Reply;
 
 pub const MAX_BIND_IDS: usize = 100;
 pub const MAX_NAMES: usize = 100;
@@ -56,7 +57,10 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     }
     let generated = ctx.state.cpu.run(generate_rsa_2048).await??;
     let kp = new_key_pair(ctx, &generated.public)?;
-    ctx.state.store.create_key_pair(&kp, KEY_PAIR_QUOTA).await?;
+    ctx.state
+        .store
+        .create_key_pair(&kp, KEY_PAIR_QUOTA, Some(&ctx.audit_in_write()))
+        .await?;
     Ok(obj([
         ("KeyPairName", json!(kp.name)),
         ("KeyPairId", json!(kp.id)),
@@ -73,7 +77,10 @@ pub async fn import(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     )?;
     let key = PublicKey::parse(ctx.p.required("PublicKey")?)?;
     let kp = new_key_pair(ctx, &key)?;
-    ctx.state.store.create_key_pair(&kp, KEY_PAIR_QUOTA).await?;
+    ctx.state
+        .store
+        .create_key_pair(&kp, KEY_PAIR_QUOTA, Some(&ctx.audit_in_write()))
+        .await?;
     Ok(obj([
         ("KeyPairName", json!(kp.name)),
         ("KeyPairId", json!(kp.id)),
@@ -81,25 +88,47 @@ pub async fn import(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     ]))
 }
 
-fn key_pair_json(kp: &KeyPair) -> Value {
+/// One key pair of DescribeKeyPairs, serialized straight from its row.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyPairItem<'a> {
+    key_pair_id: &'a str,
+    key_pair_name: &'a str,
+    description: &'a str,
+    finger_print: String,
+    project_name: &'a str,
+    tags: Vec<TagItem<'a>>,
+    created_at: String,
+    updated_at: String,
+}
+
+fn key_pair_item(kp: &KeyPair) -> KeyPairItem<'_> {
     let project = if kp.resource_group_id.is_empty() {
         "default"
     } else {
         &kp.resource_group_id
     };
-    json!({
-        "KeyPairId": kp.id,
-        "KeyPairName": kp.name,
-        "Description": kp.description,
-        "FingerPrint": bare_md5(kp),
-        "ProjectName": project,
-        "Tags": tags_json(&kp.tags),
-        "CreatedAt": iso(kp.created_at),
-        "UpdatedAt": iso(kp.updated_at.unwrap_or(kp.created_at)),
-    })
+    KeyPairItem {
+        key_pair_id: &kp.id,
+        key_pair_name: &kp.name,
+        description: &kp.description,
+        finger_print: bare_md5(kp),
+        project_name: project,
+        tags: tag_list(&kp.tags),
+        created_at: iso(kp.created_at),
+        updated_at: iso(kp.updated_at.unwrap_or(kp.created_at)),
+    }
 }
 
-pub async fn describe(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyPairsPage<'a> {
+    key_pairs: Vec<KeyPairItem<'a>>,
+    next_token: String,
+    total_count: u64,
+}
+
+pub async fn describe(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
     let max = ctx.p.int("MaxResults", 10, 1, MAX_RESULTS)?;
     let seq = ctx.page_position("volc.DescribeKeyPairs")?;
     let project = ctx.p.opt("ProjectName").filter(|p| *p != "default");
@@ -137,15 +166,11 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         let (items, total, next) = authz::page_in_memory(all, seq as usize, max as usize);
         (items, total, next.map(|n| n as i64))
     };
-    let items: Vec<Value> = kps.iter().map(key_pair_json).collect();
-    Ok(obj([
-        ("KeyPairs", Value::Array(items)),
-        (
-            "NextToken",
-            json!(ctx.next_token("volc.DescribeKeyPairs", next)),
-        ),
-        ("TotalCount", json!(total)),
-    ]))
+    Ok(Reply::rows(&KeyPairsPage {
+        key_pairs: kps.iter().map(key_pair_item).collect(),
+        next_token: ctx.next_token("volc.DescribeKeyPairs", next),
+        total_count: total,
+    }))
 }
 
 /// The key pair named by `KeyPairId` (which wins) or `KeyPairName`, if the caller may do `action`
@@ -195,7 +220,12 @@ pub async fn delete_many(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
             }),
             None => Err(CoreError::KeyPairNotFound(name.clone())),
             Some(_) => match store
-                .delete_key_pairs(ctx.account(), ctx.region.id, std::slice::from_ref(name))
+                .delete_key_pairs(
+                    ctx.account(),
+                    ctx.region.id,
+                    std::slice::from_ref(name),
+                    None,
+                )
                 .await
             {
                 Err(CoreError::Internal(e)) => return Err(CoreError::Internal(e)),
@@ -218,7 +248,12 @@ pub async fn delete_one(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     let kp = resolve(ctx, "ecs:DeleteKeyPairs").await?;
     ctx.state
         .store
-        .delete_key_pairs(ctx.account(), ctx.region.id, std::slice::from_ref(&kp.name))
+        .delete_key_pairs(
+            ctx.account(),
+            ctx.region.id,
+            std::slice::from_ref(&kp.name),
+            Some(&ctx.audit_in_write()),
+        )
         .await?;
     Ok(obj([("KeyPairName", json!(kp.name))]))
 }
@@ -257,17 +292,7 @@ pub async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Output, CoreError> {
         BindOp::Detach => "ecs:DetachKeyPair",
     };
     let kp = resolve(ctx, action).await?;
-    let call = crate::audit::Call {
-        dialect: "volc",
-        action: action.trim_start_matches("ecs:"),
-        mutating: true,
-        caller: ctx.caller,
-        region: Some(ctx.region.id),
-        request_id: ctx.request_id,
-        params: &ctx.p,
-        recorded: &ctx.recorded,
-    };
-    let record = crate::audit::build(&call, "OK", 200);
+    let record = ctx.audit_in_write();
     let outcomes = authz::bind_allowed(
         ctx.state,
         ctx.caller,
@@ -284,8 +309,6 @@ pub async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Output, CoreError> {
         },
     )
     .await?;
-    ctx.recorded
-        .store(true, std::sync::atomic::Ordering::Relaxed);
     let details: Vec<Value> = outcomes
         .iter()
         .map(|(id, r)| match r {

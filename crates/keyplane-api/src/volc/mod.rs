@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::{self, Caller};
 use crate::params::Params;
+use crate::reply::Reply;
 use crate::wire::{WireError, WireRequest};
 use crate::AppState;
 use crate::{audit, authz, idempotency};
@@ -33,6 +34,7 @@ pub struct Ctx<'a> {
     pub region: &'static Region,
     pub p: Params<'a>,
     pub request_id: &'a str,
+    pub action: &'a str,
     /// Set by a handler whose own transaction wrote the audit record.
     pub recorded: std::sync::atomic::AtomicBool,
 }
@@ -40,6 +42,20 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     pub fn account(&self) -> &str {
         &self.caller.account_id
+    }
+
+    /// This call's audit record, for a write that commits it with its change ([`audit::in_write`]).
+    pub fn audit_in_write(&self) -> keyplane_store::AuditRecord {
+        audit::in_write(&audit::Call {
+            dialect: "volc",
+            action: self.action,
+            mutating: true,
+            caller: self.caller,
+            region: Some(self.region.id),
+            request_id: self.request_id,
+            params: &self.p,
+            recorded: &self.recorded,
+        })
     }
 
     /// A strict `Name.N` list with this dialect's errors for InstanceIds and KeyPairNames.
@@ -128,7 +144,7 @@ impl Ctx<'_> {
 /// `YYYYMMDDHHMMSS` and 20 upper-case alphanumerics, the vendor's RequestId shape.
 fn request_id() -> String {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut rng = rand::rngs::OsRng;
+    let mut rng = rand::thread_rng();
     let tail: String = (0..20)
         .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
         .collect();
@@ -162,11 +178,19 @@ fn respond(status: StatusCode, body: Value) -> Response {
         .into_response()
 }
 
-fn success(m: &Meta<'_>, result: Output) -> Response {
-    respond(
+fn success(m: &Meta<'_>, result: Reply) -> Response {
+    // The envelope around the result's text, without rebuilding the result as a tree.
+    let body = format!(
+        "{{\"ResponseMetadata\":{},\"Result\":{}}}",
+        Value::Object(metadata(m)),
+        result.into_json()
+    );
+    (
         StatusCode::OK,
-        json!({"ResponseMetadata": metadata(m), "Result": result}),
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
     )
+        .into_response()
 }
 
 fn failure(m: &Meta<'_>, e: &VolcError) -> Response {
@@ -230,6 +254,7 @@ pub async fn handle(state: &AppState, wire: Result<WireRequest, WireError>) -> R
         region: region_def,
         p: Params::new(&wire.query, &wire.form),
         request_id: &request_id,
+        action: &action,
         recorded: Default::default(),
     };
     let call = audit::Call {
@@ -360,30 +385,40 @@ pub const MUTATING: &[&str] = &[
     "ModifyInstanceAttribute",
 ];
 
-async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Output, CoreError> {
+async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
     use keyplane_core::binding::Power;
     match action {
-        "CreateKeyPair" => keypairs::create(ctx).await,
-        "ImportKeyPair" => keypairs::import(ctx).await,
+        "CreateKeyPair" => keypairs::create(ctx).await.map(Reply::from),
+        "ImportKeyPair" => keypairs::import(ctx).await.map(Reply::from),
         "DescribeKeyPairs" => keypairs::describe(ctx).await,
-        "DeleteKeyPairs" => keypairs::delete_many(ctx).await,
-        "DeleteKeyPair" => keypairs::delete_one(ctx).await,
-        "ModifyKeyPairAttribute" => keypairs::modify(ctx).await,
-        "AttachKeyPair" => keypairs::bind(ctx, keyplane_store::BindOp::Attach).await,
-        "DetachKeyPair" => keypairs::bind(ctx, keyplane_store::BindOp::Detach).await,
-        "RunInstances" => instances::run(ctx).await,
+        "DeleteKeyPairs" => keypairs::delete_many(ctx).await.map(Reply::from),
+        "DeleteKeyPair" => keypairs::delete_one(ctx).await.map(Reply::from),
+        "ModifyKeyPairAttribute" => keypairs::modify(ctx).await.map(Reply::from),
+        "AttachKeyPair" => keypairs::bind(ctx, keyplane_store::BindOp::Attach)
+            .await
+            .map(Reply::from),
+        "DetachKeyPair" => keypairs::bind(ctx, keyplane_store::BindOp::Detach)
+            .await
+            .map(Reply::from),
+        "RunInstances" => instances::run(ctx).await.map(Reply::from),
         "DescribeInstances" => instances::describe(ctx).await,
-        "StartInstance" => instances::power(ctx, Power::Start).await,
-        "StopInstance" => instances::power(ctx, Power::Stop).await,
-        "RebootInstance" => instances::power(ctx, Power::Reboot).await,
-        "StartInstances" => instances::power_many(ctx, Power::Start).await,
-        "StopInstances" => instances::power_many(ctx, Power::Stop).await,
-        "RebootInstances" => instances::power_many(ctx, Power::Reboot).await,
-        "DeleteInstance" => instances::delete(ctx).await,
-        "ModifyInstanceAttribute" => instances::modify_attribute(ctx).await,
-        "DescribeRegions" => catalog::regions(ctx).await,
-        "DescribeZones" => catalog::zones(ctx).await,
-        "DescribeImages" => catalog::images(ctx).await,
+        "StartInstance" => instances::power(ctx, Power::Start).await.map(Reply::from),
+        "StopInstance" => instances::power(ctx, Power::Stop).await.map(Reply::from),
+        "RebootInstance" => instances::power(ctx, Power::Reboot).await.map(Reply::from),
+        "StartInstances" => instances::power_many(ctx, Power::Start)
+            .await
+            .map(Reply::from),
+        "StopInstances" => instances::power_many(ctx, Power::Stop)
+            .await
+            .map(Reply::from),
+        "RebootInstances" => instances::power_many(ctx, Power::Reboot)
+            .await
+            .map(Reply::from),
+        "DeleteInstance" => instances::delete(ctx).await.map(Reply::from),
+        "ModifyInstanceAttribute" => instances::modify_attribute(ctx).await.map(Reply::from),
+        "DescribeRegions" => catalog::regions(ctx).await.map(Reply::from),
+        "DescribeZones" => catalog::zones(ctx).await.map(Reply::from),
+        "DescribeImages" => catalog::images(ctx).await.map(Reply::from),
         other => Err(CoreError::invalid(
             "Action",
             format!("{other} is not supported."),
@@ -401,11 +436,20 @@ pub fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
 }
 
-/// `[{"Key","Value"}]`
-pub fn tags_json(tags: &[Tag]) -> Value {
-    Value::Array(
-        tags.iter()
-            .map(|t| json!({"Key": t.key, "Value": t.value}))
-            .collect(),
-    )
+/// One tag in a listing: `{"Key","Value"}`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagItem<'a> {
+    key: &'a str,
+    value: &'a str,
+}
+
+/// A resource's tags in a listing: `[{"Key","Value"}]`.
+pub fn tag_list(tags: &[Tag]) -> Vec<TagItem<'_>> {
+    tags.iter()
+        .map(|t| TagItem {
+            key: &t.key,
+            value: &t.value,
+        })
+        .collect()
 }

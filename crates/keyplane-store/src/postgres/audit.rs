@@ -58,7 +58,8 @@ impl AuditLog for SqlStore {
                 qb.push(" AND at >= ").push_bind(ts(t));
             }
         };
-        self.list_page("audit", filter, audit_from_row, page).await
+        self.list_page("audit", "*", filter, audit_from_row, page)
+            .await
     }
 }
 

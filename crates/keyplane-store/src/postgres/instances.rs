@@ -20,10 +20,14 @@ impl Instances for SqlStore {
         &self,
         instances: &[Instance],
         done_at: Option<DateTime<Utc>>,
+        audit: Option<&AuditRecord>,
     ) -> Result<()> {
         let mut tx = self.begin(Serial::Rows).await?;
         for i in instances {
             rows::insert_instance(&mut tx, i, done_at).await?;
+        }
+        if let Some(a) = audit {
+            super::audit::insert_audit(&mut *tx, a).await?;
         }
         tx.commit().await.map_err(db)
     }
@@ -45,16 +49,14 @@ impl Instances for SqlStore {
         filter: &InstanceFilter,
         page: Page,
     ) -> Result<Listing<Instance>> {
-        let mut listing = self
-            .list_page(
-                "instances",
-                |qb| push_instance_filter(qb, filter),
-                instance_from_row,
-                page,
-            )
-            .await?;
-        self.load_instance_tags(&mut listing.items).await?;
-        Ok(listing)
+        self.list_page(
+            "instances",
+            rows::INSTANCES_WITH_TAGS,
+            |qb| push_instance_filter(qb, filter),
+            rows::instance_with_tags_from_row,
+            page,
+        )
+        .await
     }
 
     async fn bind(

@@ -8,14 +8,19 @@ use keyplane_core::model::{KeyPair, Tag, MAX_TAGS};
 use keyplane_core::CoreError;
 use sqlx::{QueryBuilder, Row};
 
-use super::rows::key_pair_from_row;
+use super::rows::{self, key_pair_from_row};
 use super::store::*;
 use super::{Db, SqlStore, FOR_UPDATE};
 use crate::*;
 
 #[async_trait]
 impl KeyPairs for SqlStore {
-    async fn create_key_pair(&self, kp: &KeyPair, quota: usize) -> Result<()> {
+    async fn create_key_pair(
+        &self,
+        kp: &KeyPair,
+        quota: usize,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         // The quota counts the account's key pairs: two creations must not both see room.
         let mut tx = self.begin(Serial::Account(&kp.account_id)).await?;
         let count: i64 = sqlx::query_scalar(
@@ -56,6 +61,9 @@ impl KeyPairs for SqlStore {
                 .await
                 .map_err(db)?;
         }
+        if let Some(a) = audit {
+            super::audit::insert_audit(&mut *tx, a).await?;
+        }
         tx.commit().await.map_err(db)
     }
 
@@ -92,19 +100,23 @@ impl KeyPairs for SqlStore {
     }
 
     async fn list_key_pairs(&self, filter: &KeyPairFilter, page: Page) -> Result<Listing<KeyPair>> {
-        let mut listing = self
-            .list_page(
-                "key_pairs",
-                |qb| push_key_pair_filter(qb, filter),
-                key_pair_from_row,
-                page,
-            )
-            .await?;
-        self.load_key_pair_tags(&mut listing.items).await?;
-        Ok(listing)
+        self.list_page(
+            "key_pairs",
+            rows::KEY_PAIRS_WITH_TAGS,
+            |qb| push_key_pair_filter(qb, filter),
+            rows::key_pair_with_tags_from_row,
+            page,
+        )
+        .await
     }
 
-    async fn delete_key_pairs(&self, account: &str, region: &str, names: &[String]) -> Result<()> {
+    async fn delete_key_pairs(
+        &self,
+        account: &str,
+        region: &str,
+        names: &[String],
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let mut tx = self.begin(Serial::Rows).await?;
         // Locked before the "still bound?" check: a bind holds its key pair FOR SHARE, so the
         // check sees every bind that committed and none can start until this one ends.
@@ -144,6 +156,9 @@ impl KeyPairs for SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+        }
+        if let Some(a) = audit {
+            super::audit::insert_audit(&mut *tx, a).await?;
         }
         tx.commit().await.map_err(db)
     }

@@ -35,6 +35,30 @@ pub fn key_pair_from_row(r: &DbRow) -> Result<KeyPair> {
     })
 }
 
+/// The page query's columns of key pairs with their tags (see [`crate::parse_tags`]).
+pub const KEY_PAIRS_WITH_TAGS: &str = "*, (SELECT COALESCE(json_agg(json_build_array(key, value) \
+     ORDER BY key), '[]')::text FROM key_pair_tags WHERE key_pair_id = key_pairs.id) AS tags";
+
+/// The page query's columns of instances with their tags.
+pub const INSTANCES_WITH_TAGS: &str = "*, (SELECT COALESCE(json_agg(json_build_array(key, value) \
+     ORDER BY key), '[]')::text FROM instance_tags WHERE instance_id = instances.id) AS tags";
+
+/// A key pair from a row of [`KEY_PAIRS_WITH_TAGS`].
+pub fn key_pair_with_tags_from_row(r: &DbRow) -> Result<KeyPair> {
+    Ok(KeyPair {
+        tags: crate::parse_tags(r.get("tags"))?,
+        ..key_pair_from_row(r)?
+    })
+}
+
+/// An instance from a row of [`INSTANCES_WITH_TAGS`].
+pub fn instance_with_tags_from_row(r: &DbRow) -> Result<Instance> {
+    Ok(Instance {
+        tags: crate::parse_tags(r.get("tags"))?,
+        ..instance_from_row(r)?
+    })
+}
+
 pub fn instance_from_row(r: &DbRow) -> Result<Instance> {
     let os: String = r.get("os_type");
     let status: String = r.get("status");

@@ -79,11 +79,12 @@ impl SqlStore {
     pub(super) async fn list_page<T>(
         &self,
         table: &str,
+        columns: &str,
         push_filter: impl Fn(&mut QueryBuilder<'_, Db>),
         from_row: fn(&DbRow) -> Result<T>,
         page: Page,
     ) -> Result<Listing<T>> {
-        let mut qb = QueryBuilder::<Db>::new(format!("SELECT * FROM {table}"));
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {columns} FROM {table}"));
         push_filter(&mut qb);
         let limit = push_page(&mut qb, page);
         let rows = qb.build().fetch_all(&self.reader).await.map_err(db)?;

@@ -15,12 +15,15 @@ use super::common::{
     instance_in_tx, list_page, load_instance_tags, push_instance_filter, write_binding,
     write_desired_bindings,
 };
-use super::rows::{insert_instance, instance_from_row, INSTANCE_COLUMNS};
+use super::rows::{
+    insert_instance, instance_from_row, instance_with_tags_from_row, INSTANCE_COLUMNS,
+    INSTANCE_TAGS,
+};
 use super::sql::{built_rows, execute, get, row, rows, scalar, Sql};
 use super::SqliteStore;
 use crate::{
-    ts, BindAudit, BindOp, InstanceChange, InstanceFilter, InstanceOutcome, Instances, Listing,
-    Page, Result,
+    ts, AuditRecord, BindAudit, BindOp, InstanceChange, InstanceFilter, InstanceOutcome, Instances,
+    Listing, Page, Result,
 };
 
 #[async_trait]
@@ -29,14 +32,15 @@ impl Instances for SqliteStore {
         &self,
         instances: &[Instance],
         done_at: Option<DateTime<Utc>>,
+        audit: Option<&AuditRecord>,
     ) -> Result<()> {
-        let instances = instances.to_vec();
+        let (instances, audit) = (instances.to_vec(), audit.cloned());
         self.engine
             .write(move |c| {
                 for i in &instances {
                     insert_instance(c, i, done_at)?;
                 }
-                Ok(())
+                audit.map_or(Ok(()), |a| insert_audit(c, &a))
             })
             .await
     }
@@ -63,16 +67,14 @@ impl Instances for SqliteStore {
         page: Page,
     ) -> Result<Listing<Instance>> {
         self.engine.read(|c| {
-            let mut listing = list_page(
+            list_page(
                 c,
                 "instances",
-                INSTANCE_COLUMNS,
+                &format!("{INSTANCE_COLUMNS}, {INSTANCE_TAGS}"),
                 |q| push_instance_filter(q, filter),
-                instance_from_row,
+                instance_with_tags_from_row,
                 page,
-            )?;
-            load_instance_tags(c, &mut listing.items)?;
-            Ok(listing)
+            )
         })
     }
 

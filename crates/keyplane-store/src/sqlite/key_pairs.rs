@@ -6,17 +6,23 @@ use keyplane_core::model::{KeyPair, Tag, MAX_TAGS};
 use keyplane_core::CoreError;
 use rusqlite::params;
 
+use super::audit::insert_audit;
 use super::common::{check_key_pairs, list_page, load_key_pair_tags, push_key_pair_filter};
 use super::engine::{db, is_unique_violation};
-use super::rows::key_pair_from_row;
+use super::rows::{key_pair_from_row, key_pair_with_tags_from_row, KEY_PAIR_TAGS};
 use super::sql::{built_rows, execute, get, row, scalar, try_execute, Sql};
 use super::SqliteStore;
-use crate::{ts, KeyPairFilter, KeyPairs, Listing, Page, Result};
+use crate::{ts, AuditRecord, KeyPairFilter, KeyPairs, Listing, Page, Result};
 
 #[async_trait]
 impl KeyPairs for SqliteStore {
-    async fn create_key_pair(&self, kp: &KeyPair, quota: usize) -> Result<()> {
-        let kp = kp.clone();
+    async fn create_key_pair(
+        &self,
+        kp: &KeyPair,
+        quota: usize,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
+        let (kp, audit) = (kp.clone(), audit.cloned());
         self.engine
             .write(move |c| {
                 let count: i64 = scalar(
@@ -60,7 +66,7 @@ impl KeyPairs for SqliteStore {
                         params![kp.id, t.key, t.value],
                     )?;
                 }
-                Ok(())
+                audit.map_or(Ok(()), |a| insert_audit(c, &a))
             })
             .await
     }
@@ -100,21 +106,26 @@ impl KeyPairs for SqliteStore {
 
     async fn list_key_pairs(&self, filter: &KeyPairFilter, page: Page) -> Result<Listing<KeyPair>> {
         self.engine.read(|c| {
-            let mut listing = list_page(
+            list_page(
                 c,
                 "key_pairs",
-                "*",
+                &format!("*, {KEY_PAIR_TAGS}"),
                 |q| push_key_pair_filter(q, filter),
-                key_pair_from_row,
+                key_pair_with_tags_from_row,
                 page,
-            )?;
-            load_key_pair_tags(c, &mut listing.items)?;
-            Ok(listing)
+            )
         })
     }
 
-    async fn delete_key_pairs(&self, account: &str, region: &str, names: &[String]) -> Result<()> {
+    async fn delete_key_pairs(
+        &self,
+        account: &str,
+        region: &str,
+        names: &[String],
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let (account, region, names) = (account.to_string(), region.to_string(), names.to_vec());
+        let audit = audit.cloned();
         self.engine
             .write(move |c| {
                 let mut q = Sql::new("SELECT id, name FROM key_pairs WHERE account_id = ");
@@ -142,7 +153,7 @@ impl KeyPairs for SqliteStore {
                     }
                     execute(c, "DELETE FROM key_pairs WHERE id = $1", params![id])?;
                 }
-                Ok(())
+                audit.map_or(Ok(()), |a| insert_audit(c, &a))
             })
             .await
     }

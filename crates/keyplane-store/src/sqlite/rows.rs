@@ -44,6 +44,35 @@ pub(crate) fn key_pair_from_row(r: &Row<'_>) -> Result<KeyPair> {
     })
 }
 
+/// The page query's column of a key pair's tags (see [`crate::parse_tags`]).
+pub(crate) const KEY_PAIR_TAGS: &str =
+    "(SELECT json_group_array(json_array(key, value) ORDER BY key) \
+     FROM key_pair_tags WHERE key_pair_id = key_pairs.id) AS tags";
+
+/// The page query's column of an instance's tags, read after [`INSTANCE_COLUMNS`].
+pub(crate) const INSTANCE_TAGS: &str =
+    "(SELECT json_group_array(json_array(key, value) ORDER BY key) \
+     FROM instance_tags WHERE instance_id = instances.id) AS tags";
+
+/// A key pair from a row that also selected [`KEY_PAIR_TAGS`].
+pub(crate) fn key_pair_with_tags_from_row(r: &Row<'_>) -> Result<KeyPair> {
+    Ok(KeyPair {
+        tags: crate::parse_tags(&get::<String>(r, "tags")?)?,
+        ..key_pair_from_row(r)?
+    })
+}
+
+/// An instance from a row that selected [`INSTANCE_COLUMNS`] then [`INSTANCE_TAGS`].
+pub(crate) fn instance_with_tags_from_row(r: &Row<'_>) -> Result<Instance> {
+    Ok(Instance {
+        tags: crate::parse_tags(&get_at::<String>(r, INSTANCE_COLUMN_COUNT)?)?,
+        ..instance_from_row(r)?
+    })
+}
+
+/// How many columns [`INSTANCE_COLUMNS`] names.
+const INSTANCE_COLUMN_COUNT: usize = 29;
+
 /// The instance columns, in the order [`instance_from_row`] reads them by position: a lookup by
 /// name compares every column name, for each of the ~30 columns of each row, which was a
 /// measurable part of a 50-instance bind and of a 100-instance page.
@@ -158,4 +187,15 @@ pub(crate) fn insert_instance(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_tags_column_is_read_right_after_the_instance_columns() {
+        assert_eq!(
+            super::INSTANCE_COLUMNS.split(',').count(),
+            super::INSTANCE_COLUMN_COUNT
+        );
+    }
 }

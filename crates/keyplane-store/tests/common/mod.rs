@@ -63,5 +63,11 @@ macro_rules! conformance_tests {
             let (_g, s) = $fresh().await;
             keyplane_store::conformance::audit(&s).await;
         }
+
+        #[tokio::test]
+        async fn a_write_commits_its_audit_record_with_it_or_not_at_all() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::audited_writes(&s).await;
+        }
     };
 }

@@ -6,7 +6,9 @@
 //!   place on the runtime's worker; the longest (a `COUNT(*)` over a very large filter, only when a
 //!   page cannot tell its total) blocks that one worker for its duration.
 //! - **Writes** queue to the one writer thread, which **group-commits**: it takes every call
-//!   waiting (up to [`MAX_GROUP`]), runs each in a `SAVEPOINT` of one transaction (a call that fails
+//!   waiting, and the calls that arrive while those run, for up to [`LATE_JOIN`] (a call that joins
+//!   late shares the fsync instead of paying its own), [`MAX_GROUP`] in all; it runs each in a
+//!   `SAVEPOINT` of one transaction (a call that fails
 //!   rolls back to its savepoint and changes nothing; the others keep their changes), commits once
 //!   (one fsync with `synchronous=FULL`), and only then answers every call of the group. No call is
 //!   acknowledged before its data is durable; a failed commit fails every call of its group.
@@ -26,6 +28,10 @@ use crate::Result;
 /// The most calls one commit carries: enough to amortise the fsync, few enough that the first call
 /// of a group does not wait long for the last.
 pub(crate) const MAX_GROUP: usize = 64;
+/// How long after a group starts a call arriving may still join it: about one fsync. Short calls
+/// (an ImportKeyPair) then fill a group; long ones (a 50-instance bind) do not hold the first call
+/// of the group back for the late ones.
+const LATE_JOIN: std::time::Duration = std::time::Duration::from_millis(1);
 /// Idle read connections kept; more are opened under load and closed when returned past this.
 const IDLE_READERS: usize = 8;
 /// Prepared statements each connection keeps.
@@ -230,35 +236,46 @@ fn connect(path: &str, full_sync: bool, read_only: bool) -> Result<Connection> {
 /// The writer thread: one group per loop, until every sender is gone and the queue is empty.
 fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, stats: &GroupStats) {
     while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        stats.record(group.len());
-        commit_group(&conn, group);
+        commit_group(&conn, first, &jobs, stats);
     }
 }
 
-fn commit_group(conn: &Connection, group: Vec<Job>) {
+/// Runs `first` and the calls waiting behind it, then those arriving within [`LATE_JOIN`], up to
+/// [`MAX_GROUP`], in one transaction; commits once, counts the group, and answers them all.
+fn commit_group(conn: &Connection, first: Job, jobs: &mpsc::Receiver<Job>, stats: &GroupStats) {
+    let started = std::time::Instant::now();
+    let mut group = vec![first];
+    while group.len() < MAX_GROUP {
+        match jobs.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
+        }
+    }
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = db(e);
+        stats.record(group.len());
         for job in group {
             let (_, answer) = job(Err(clone_error(&e)));
             answer(None);
         }
         return;
     }
-    let mut answers = Vec::with_capacity(group.len());
-    for job in group {
-        answers.push(run_in_savepoint(conn, job));
+    let mut answers: Vec<Answer> = group
+        .into_iter()
+        .map(|job| run_in_savepoint(conn, job))
+        .collect();
+    while answers.len() < MAX_GROUP && started.elapsed() < LATE_JOIN {
+        match jobs.try_recv() {
+            Ok(job) => answers.push(run_in_savepoint(conn, job)),
+            Err(_) => break,
+        }
     }
     let commit = conn.execute_batch("COMMIT").map_err(db).err();
     if commit.is_some() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    // Counted before the answers go out, so a caller that has its answer sees its group counted.
+    stats.record(answers.len());
     for answer in answers {
         answer(commit.as_ref().map(clone_error));
     }
@@ -325,20 +342,23 @@ mod tests {
             .unwrap();
         let before = engine.groups.snapshot();
 
-        // The first call holds the writer until released, so the next three queue behind it.
+        // The first call holds the writer until released, so the next three queue behind it
+        // (and, released past the late-join time, it commits alone).
         let (release, hold) = mpsc::channel::<()>();
+        let (started, running) = mpsc::channel::<()>();
         let first = tokio::spawn({
             let engine = engine.clone();
             async move {
                 engine
                     .write(move |c| {
+                        started.send(()).unwrap();
                         hold.recv().unwrap();
                         c.execute("INSERT INTO t VALUES ('first')", []).map_err(db)
                     })
                     .await
             }
         });
-        while engine.groups.snapshot().1 == before.1 {
+        while running.try_recv().is_err() {
             tokio::task::yield_now().await;
         }
         let insert = |name: &'static str, fail: bool| {
@@ -361,6 +381,7 @@ mod tests {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
+        std::thread::sleep(LATE_JOIN);
         release.send(()).unwrap();
         first.await.unwrap().unwrap();
         assert!(b.await.unwrap().is_ok());

@@ -370,19 +370,24 @@ pub struct Wait {
     wait: Option<u64>,
 }
 
-pub async fn desired(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Query(q): Query<Wait>,
-) -> Response {
-    let id = match agent(&state, &headers).await {
+pub async fn desired(State(state): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    let q = match Query::<Wait>::try_from_uri(req.uri()) {
+        Ok(Query(q)) => q,
+        Err(e) => return e.into_response(),
+    };
+    let id = match agent(&state, req.headers()).await {
         Ok(id) => id,
         Err(r) => return r,
     };
-    let seen = headers
+    let seen = req
+        .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // A waiting poll keeps only what it read: the request's head shares hyper's read buffer, which
+    // would otherwise stay allocated for every agent waiting beside a fresh one for its next
+    // request (docs/BENCHMARKS.md, run 13: about 8 KiB of the memory per waiting agent).
+    drop(req);
     // The wait ends well before the request timeout, which would otherwise cut the poll with an
     // empty 503 that the agent takes for an outage.
     let longest = state

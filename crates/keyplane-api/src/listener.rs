@@ -84,11 +84,16 @@ pub async fn run(
             let stream = Box::pin(stream);
             match acceptor {
                 None => conn.serve(stream).await,
-                Some(a) => match tokio::time::timeout(handshake_timeout, a.accept(stream)).await {
-                    Ok(Ok(tls)) => conn.serve(tls).await,
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                },
+                // Boxed: a TLS session is kilobytes, and inline it would size every connection's
+                // task, plain HTTP ones included (docs/BENCHMARKS.md, run 13).
+                Some(a) => Box::pin(async move {
+                    match tokio::time::timeout(handshake_timeout, a.accept(stream)).await {
+                        Ok(Ok(tls)) => conn.serve(tls).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                })
+                .await,
             }
         });
     }

@@ -86,14 +86,18 @@ pub async fn run(
                 None => conn.serve(stream).await,
                 // Boxed: a TLS session is kilobytes, and inline it would size every connection's
                 // task, plain HTTP ones included (docs/BENCHMARKS.md, run 13).
-                Some(a) => Box::pin(async move {
-                    match tokio::time::timeout(handshake_timeout, a.accept(stream)).await {
-                        Ok(Ok(tls)) => conn.serve(tls).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                })
-                .await,
+                Some(a) => {
+                    Box::pin(async move {
+                        match tokio::time::timeout(handshake_timeout, a.accept(stream)).await {
+                            Ok(Ok(tls)) => conn.serve(tls).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    })
+                    .await
+                }
             }
         });
     }

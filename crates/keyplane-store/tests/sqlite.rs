@@ -55,7 +55,7 @@ async fn the_audit_log_refuses_updates_and_deletes() {
         .is_err());
 }
 
-/// The plan SQLite picks for each hot statement, as the store builds it (`sql/store.rs`). A plan
+/// The plan SQLite picks for each hot statement, as the store builds it (`src/sqlite/`). A plan
 /// that walks an account's rows instead of an ID's or a page's makes a call's cost grow with the
 /// store; the planner statistics of migration 0006 are what keeps these plans on a fresh file.
 #[tokio::test]

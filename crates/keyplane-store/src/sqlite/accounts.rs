@@ -1,36 +1,15 @@
-//! Accounts, AccessKeys, RAM users with their console passwords, and policies, on SQLite (the queries of `../sql/accounts.rs`).
+//! Accounts, AccessKeys, RAM users with their console passwords, and policies, on SQLite (the same queries as `postgres/accounts.rs`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keyplane_core::CoreError;
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection};
 
 use super::engine::{db, is_unique_violation};
+use super::rows::{policy_from_row, user_from_row};
 use super::sql::{execute, get, get_at, row, rows, scalar, try_execute};
 use super::SqliteStore;
 use crate::{parse_ts, ts, AccessKeyInfo, AccessKeyRecord, Accounts, PolicyRecord, Result, User};
-
-fn user_from_row(r: &Row<'_>) -> Result<User> {
-    Ok(User {
-        account_id: get(r, "account_id")?,
-        name: get(r, "name")?,
-        id: get(r, "id")?,
-        display_name: get(r, "display_name")?,
-        comments: get(r, "comments")?,
-        created_at: parse_ts(&get::<String>(r, "created_at")?)?,
-    })
-}
-
-fn policy_from_row(r: &Row<'_>) -> Result<PolicyRecord> {
-    Ok(PolicyRecord {
-        account_id: get(r, "account_id")?,
-        name: get(r, "name")?,
-        document: get(r, "document")?,
-        description: get(r, "description")?,
-        created_at: parse_ts(&get::<String>(r, "created_at")?)?,
-        attachment_count: get::<i64>(r, "attachments")? as u64,
-    })
-}
 
 const POLICY_SELECT: &str = "SELECT p.*, (SELECT COUNT(*) FROM user_policies u \
      WHERE u.account_id = p.account_id AND u.policy_name = p.name) AS attachments FROM policies p";

@@ -1,4 +1,4 @@
-//! The append-only audit log, on SQLite (the queries of `../sql/audit.rs`).
+//! The append-only audit log, on SQLite (the same queries as `postgres/audit.rs`).
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, Row};

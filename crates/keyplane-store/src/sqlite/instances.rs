@@ -1,5 +1,5 @@
-//! Instances: creation, listing, key pair bindings and power operations, on SQLite (the queries of
-//! `../sql/instances.rs`).
+//! Instances: creation, listing, key pair bindings and power operations, on SQLite (the same queries
+//! as `postgres/instances.rs`).
 
 use std::collections::HashMap;
 

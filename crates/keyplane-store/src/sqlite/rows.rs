@@ -7,7 +7,7 @@ use keyplane_core::CoreError;
 use rusqlite::{params, Connection, Row};
 
 use super::sql::{execute, get, get_at};
-use crate::{parse_ts, ts, Result};
+use crate::{parse_ts, ts, PolicyRecord, Result, User};
 
 fn corrupt(what: &str, value: &str) -> CoreError {
     CoreError::Internal(format!("stored {what} {value:?} is not valid"))
@@ -41,6 +41,28 @@ pub(crate) fn key_pair_from_row(r: &Row<'_>) -> Result<KeyPair> {
         created_at: parse_ts(&get::<String>(r, "created_at")?)?,
         updated_at: opt_ts(r, "updated_at")?,
         tags: Vec::new(),
+    })
+}
+
+pub(crate) fn user_from_row(r: &Row<'_>) -> Result<User> {
+    Ok(User {
+        account_id: get(r, "account_id")?,
+        name: get(r, "name")?,
+        id: get(r, "id")?,
+        display_name: get(r, "display_name")?,
+        comments: get(r, "comments")?,
+        created_at: parse_ts(&get::<String>(r, "created_at")?)?,
+    })
+}
+
+pub(crate) fn policy_from_row(r: &Row<'_>) -> Result<PolicyRecord> {
+    Ok(PolicyRecord {
+        account_id: get(r, "account_id")?,
+        name: get(r, "name")?,
+        document: get(r, "document")?,
+        description: get(r, "description")?,
+        created_at: parse_ts(&get::<String>(r, "created_at")?)?,
+        attachment_count: get::<i64>(r, "attachments")? as u64,
     })
 }
 

@@ -99,11 +99,12 @@ pub async fn run(
     // Every agent long-polls; a reboot's arrival time is recorded against when it was sent.
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let mut pollers = tokio::task::JoinSet::new();
     for (id, cred) in &agents {
         let (c, base, sent, tx) = (client.clone(), s.base.clone(), sent.clone(), tx.clone());
         let auth = format!("Bearer {id}:{cred}");
         let id = id.clone();
-        tokio::spawn(async move {
+        pollers.spawn(async move {
             let mut etag = String::new();
             loop {
                 let mut req = c
@@ -177,6 +178,9 @@ pub async fn run(
         "after the reboots: server RSS {:.0} MiB",
         rss_mib(server_pid)
     );
+    // The agents stop here: left polling, they would retry a stopped server every second for the
+    // rest of the run, load on the generator's cores that the later scenarios would pay for.
+    pollers.shutdown().await;
     Ok(())
 }
 

@@ -251,7 +251,7 @@ fn commit_group(conn: &Connection, first: Job, jobs: &mpsc::Receiver<Job>, stats
             Err(_) => break,
         }
     }
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         let e = db(e);
         stats.record(group.len());
         for job in group {
@@ -270,9 +270,9 @@ fn commit_group(conn: &Connection, first: Job, jobs: &mpsc::Receiver<Job>, stats
             Err(_) => break,
         }
     }
-    let commit = conn.execute_batch("COMMIT").map_err(db).err();
+    let commit = control(conn, "COMMIT").map_err(db).err();
     if commit.is_some() {
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = control(conn, "ROLLBACK");
     }
     // Counted before the answers go out, so a caller that has its answer sees its group counted.
     stats.record(answers.len());
@@ -283,7 +283,7 @@ fn commit_group(conn: &Connection, first: Job, jobs: &mpsc::Receiver<Job>, stats
 
 /// Runs one call in its savepoint and rolls the savepoint back if the call failed or panicked.
 fn run_in_savepoint(conn: &Connection, job: Job) -> Answer {
-    if let Err(e) = conn.execute_batch("SAVEPOINT call") {
+    if let Err(e) = control(conn, "SAVEPOINT call") {
         let (_, answer) = job(Err(db(e)));
         return answer;
     }
@@ -293,15 +293,21 @@ fn run_in_savepoint(conn: &Connection, job: Job) -> Answer {
         // The job's answer channel went with it: the caller sees an internal error.
         Err(_) => (true, Box::new(|_| {})),
     };
-    let undo = if failed {
-        "ROLLBACK TO call; RELEASE call"
+    let undone = if failed {
+        control(conn, "ROLLBACK TO call")
     } else {
-        "RELEASE call"
+        Ok(())
     };
-    if let Err(e) = conn.execute_batch(undo) {
+    if let Err(e) = undone.and_then(|()| control(conn, "RELEASE call")) {
         tracing::error!(error = %e, "SQLite savepoint release failed");
     }
     answer
+}
+
+/// A transaction or savepoint statement, prepared once per connection: four of them frame every
+/// call, and parsing each anew was a visible part of the writer's time.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn clone_error(e: &CoreError) -> CoreError {

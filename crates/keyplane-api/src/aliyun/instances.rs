@@ -9,7 +9,7 @@ use keyplane_core::model::{Instance, InstanceStatus};
 use keyplane_core::names;
 use keyplane_core::CoreError;
 use keyplane_store::{InstanceFilter, Page};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{minute, obj, tag_set, Body200, Ctx, TagItem};
 use crate::reply::{empty, Reply, Wrap};
@@ -306,7 +306,7 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
     }))
 }
 
-pub async fn describe_status(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+pub async fn describe_status(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
     let region = ctx.region()?;
     let ids: Vec<String> = ctx
         .p
@@ -333,17 +333,32 @@ pub async fn describe_status(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         },
     )
     .await?;
-    let items: Vec<Value> = listing
-        .items
-        .iter()
-        .map(|i| json!({"InstanceId": i.id, "Status": status_name(i.status)}))
-        .collect();
-    Ok(obj([
-        ("TotalCount", json!(listing.total)),
-        ("PageNumber", json!(page_number)),
-        ("PageSize", json!(page_size)),
-        ("InstanceStatuses", json!({ "InstanceStatus": items })),
-    ]))
+    let items = listing.items.iter().map(|i| InstanceStatusItem {
+        instance_id: &i.id,
+        status: status_name(i.status),
+    });
+    Ok(Reply::rows(&InstanceStatusPage {
+        total_count: listing.total,
+        page_number,
+        page_size,
+        instance_statuses: Wrap("InstanceStatus", items.collect()),
+    }))
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InstanceStatusItem<'a> {
+    instance_id: &'a str,
+    status: &'static str,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InstanceStatusPage<'a> {
+    total_count: u64,
+    page_number: i64,
+    page_size: i64,
+    instance_statuses: Wrap<Vec<InstanceStatusItem<'a>>>,
 }
 
 /// A listing of what the caller may see: everything for the root; for a RAM user, the allowed

@@ -305,7 +305,7 @@ async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Reply, AliError> {
         "UntagResources" => tags::untag(ctx).await.map(Reply::from),
         "RunInstances" => instances::run(ctx).await.map(Reply::from),
         "DescribeInstances" => instances::describe(ctx).await,
-        "DescribeInstanceStatus" => instances::describe_status(ctx).await.map(Reply::from),
+        "DescribeInstanceStatus" => instances::describe_status(ctx).await,
         "StartInstance" => instances::power(ctx, Power::Start).await.map(Reply::from),
         "StopInstance" => instances::power(ctx, Power::Stop).await.map(Reply::from),
         "RebootInstance" => instances::power(ctx, Power::Reboot).await.map(Reply::from),

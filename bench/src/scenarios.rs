@@ -41,6 +41,19 @@ fn import_or_delete(g: &Signer, prefix: &str, w: usize, i: usize) -> Req {
     }
 }
 
+/// An AttachKeyPair or DetachKeyPair of `bench-kp` on the `n`th group of 50 instances (cycling).
+fn bind_call(g: &Signer, action: &str, groups: &[Vec<String>], n: usize) -> Req {
+    let ids = serde_json::to_string(&groups[n % groups.len()]).expect("IDs serialize");
+    g.v3(
+        action,
+        &p(&[
+            ("RegionId", REGION),
+            ("KeyPairName", "bench-kp"),
+            ("InstanceIds", &ids),
+        ]),
+    )
+}
+
 /// Deletes the key pairs an ImportKeyPair / DeleteKeyPairs alternation left behind (a worker
 /// stopped between its import and its delete), so that the scenarios after it list the same
 /// key pairs as those before it.
@@ -277,41 +290,15 @@ async fn api_scenarios(s: &Signer, groups: &[Vec<String>], seconds: u64, c: usiz
             .await,
         );
     }
-    if wanted("AttachKeyPair, 50 instances (V3)") {
-        let (g, groups2) = (sig(), groups.to_vec());
-        line(
-            &format!("{label}AttachKeyPair, 50 instances (V3)"),
-            run(c, d, move |w, i| {
-                let ids = serde_json::to_string(&groups2[(w + i) % groups2.len()]).unwrap();
-                g.v3(
-                    "AttachKeyPair",
-                    &p(&[
-                        ("RegionId", REGION),
-                        ("KeyPairName", "bench-kp"),
-                        ("InstanceIds", &ids),
-                    ]),
-                )
-            })
-            .await,
-        );
-    }
-    if wanted("DetachKeyPair, 50 instances (V3)") {
-        let (g, groups2) = (sig(), groups.to_vec());
-        line(
-            &format!("{label}DetachKeyPair, 50 instances (V3)"),
-            run(c, d, move |w, i| {
-                let ids = serde_json::to_string(&groups2[(w + i) % groups2.len()]).unwrap();
-                g.v3(
-                    "DetachKeyPair",
-                    &p(&[
-                        ("RegionId", REGION),
-                        ("KeyPairName", "bench-kp"),
-                        ("InstanceIds", &ids),
-                    ]),
-                )
-            })
-            .await,
-        );
+    for action in ["AttachKeyPair", "DetachKeyPair"] {
+        let name = format!("{action}, 50 instances (V3)");
+        if wanted(&name) {
+            let (g, groups2) = (sig(), groups.to_vec());
+            line(
+                &format!("{label}{name}"),
+                run(c, d, move |w, i| bind_call(&g, action, &groups2, w + i)).await,
+            );
+        }
     }
     if wanted("ImportKeyPair / DeleteKeyPairs alternating (V3)") {
         let g = sig();
@@ -498,15 +485,7 @@ pub async fn run_all(
         line(
             "AttachKeyPair, 50 instances, synchronous=NORMAL",
             run(c, Duration::from_secs(seconds), move |w, i| {
-                let ids = serde_json::to_string(&groups2[(w + i) % groups2.len()]).unwrap();
-                g.v3(
-                    "AttachKeyPair",
-                    &p(&[
-                        ("RegionId", REGION),
-                        ("KeyPairName", "bench-kp"),
-                        ("InstanceIds", &ids),
-                    ]),
-                )
+                bind_call(&g, "AttachKeyPair", &groups2, w + i)
             })
             .await,
         );
@@ -583,15 +562,7 @@ async fn postgres_pass(
         "postgres, 2 servers: AttachKeyPair, 50 (V3)",
         run(c, Duration::from_secs(seconds), move |w, i| {
             let s = if w % 2 == 0 { &a } else { &b };
-            let ids = serde_json::to_string(&groups2[(w + i) % groups2.len()]).unwrap();
-            s.v3(
-                "AttachKeyPair",
-                &p(&[
-                    ("RegionId", REGION),
-                    ("KeyPairName", "bench-kp"),
-                    ("InstanceIds", &ids),
-                ]),
-            )
+            bind_call(s, "AttachKeyPair", &groups2, w + i)
         })
         .await,
     );

@@ -206,10 +206,30 @@ async fn vendor_api(
     };
     let wire = wire::WireRequest::read(req, state.config.max_body_bytes).await;
     let dialect = wire.as_ref().map_or(unread, Dialect::of);
-    match dialect {
-        Dialect::Aliyun => aliyun::handle(&state, wire, &host).await,
-        Dialect::Ram => ram_api::handle(&state, wire, &host).await,
-        Dialect::Volc => volc::handle(&state, wire).await,
+    guarded(dialect, async {
+        match dialect {
+            Dialect::Aliyun => aliyun::handle(&state, wire, &host).await,
+            Dialect::Ram => ram_api::handle(&state, wire, &host).await,
+            Dialect::Volc => volc::handle(&state, wire).await,
+        }
+    })
+    .await
+}
+
+/// `answer`, or, should it panic, the dialect's own InternalError in the dialect's own envelope:
+/// a bug costs the one call a 500 its SDK understands (the router's panic layer, the last
+/// resort for every other route, knows no dialect).
+async fn guarded(
+    dialect: Dialect,
+    answer: impl std::future::Future<Output = axum::response::Response>,
+) -> axum::response::Response {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(answer).catch_unwind().await {
+        Ok(response) => response,
+        Err(_) => match dialect {
+            Dialect::Volc => volc::panic_response(),
+            Dialect::Aliyun | Dialect::Ram => aliyun::panic_response(Box::new(())),
+        },
     }
 }
 
@@ -333,4 +353,39 @@ fn spawn_background(
         }
     });
     (stop, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(r: axum::response::Response) -> (u16, serde_json::Value) {
+        let status = r.status().as_u16();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// A handler that panics answers in its caller's dialect: the Volcengine SDK reads
+    /// `ResponseMetadata.Error`, the Alibaba ones a top-level `Code` with a `RequestId`.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_in_its_dialects_envelope() {
+        let (status, volc) = body_of(guarded(Dialect::Volc, async { panic!("a bug") }).await).await;
+        assert_eq!(status, 500);
+        assert_eq!(volc["ResponseMetadata"]["Error"]["Code"], "InternalError");
+        assert!(volc["ResponseMetadata"]["RequestId"].as_str().is_some());
+        for dialect in [Dialect::Aliyun, Dialect::Ram] {
+            let (status, ali) = body_of(guarded(dialect, async { panic!("a bug") }).await).await;
+            assert_eq!(status, 500);
+            assert_eq!(ali["Code"], "InternalError");
+            assert!(ali["RequestId"].as_str().is_some());
+        }
+        let (status, _) = body_of(
+            guarded(Dialect::Volc, async {
+                axum::response::IntoResponse::into_response(axum::Json(serde_json::json!({})))
+            })
+            .await,
+        )
+        .await;
+        assert_eq!(status, 200, "an answer that did not panic passes through");
+    }
 }

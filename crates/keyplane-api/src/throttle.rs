@@ -71,3 +71,37 @@ impl Throttle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The buckets kept in memory follow the callers active now: every AccessKey and action ever
+    /// seen would otherwise stay for the life of the process (the maintenance loop calls
+    /// `forget_idle` every minute).
+    #[tokio::test]
+    async fn idle_buckets_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store: Arc<dyn Store> = Arc::new(
+            keyplane_store::sqlite::SqliteStore::open(path.to_str().unwrap())
+                .await
+                .unwrap(),
+        );
+        // 1,000 calls a second with no burst: a bucket is back to full 1 ms after its call.
+        let throttle = Throttle::new(1000, 1, &store);
+        let local = throttle.local.as_ref().unwrap();
+        for n in 0..1000 {
+            throttle
+                .check(&format!("LTAI{n}"), "DescribeRegions")
+                .await
+                .unwrap();
+        }
+        assert_eq!(local.len(), 1000);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        throttle.forget_idle();
+        assert_eq!(local.len(), 0);
+        // A caller that comes back starts with a full bucket, as a new one would.
+        assert!(throttle.check("LTAI1", "DescribeRegions").await.is_ok());
+    }
+}

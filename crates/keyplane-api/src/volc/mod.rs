@@ -210,6 +210,22 @@ fn failure(m: &Meta<'_>, e: &VolcError) -> Response {
     respond(e.status, json!({ "ResponseMetadata": meta }))
 }
 
+/// The answer to a call whose handler panicked: InternalError in this dialect's envelope.
+pub fn panic_response() -> Response {
+    let request_id = request_id();
+    tracing::error!(%request_id, "a request handler panicked");
+    let meta = Meta {
+        request_id: &request_id,
+        action: "",
+        region: "",
+        access_key_id: String::new(),
+    };
+    failure(
+        &meta,
+        &CoreError::Internal("a handler panicked".into()).into(),
+    )
+}
+
 pub async fn handle(state: &AppState, wire: Result<WireRequest, WireError>) -> Response {
     let request_id = request_id();
     let mut meta = Meta {

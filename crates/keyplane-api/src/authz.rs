@@ -24,24 +24,6 @@ pub enum Principal {
     User(String),
 }
 
-/// The RAM action of a dialect action: Volcengine's batch and singular forms share the RAM action
-/// of their Alibaba counterpart.
-pub fn ram_action(action: &str) -> String {
-    let canonical = match action {
-        "StartInstances" => "StartInstance",
-        "StopInstances" => "StopInstance",
-        "RebootInstances" => "RebootInstance",
-        "DeleteKeyPair" => "DeleteKeyPairs",
-        other => other,
-    };
-    format!("ecs:{canonical}")
-}
-
-/// Actions that answer with what the caller may see instead of an error (the vendor's behaviour).
-pub fn is_describe(action: &str) -> bool {
-    action.starts_with("Describe")
-}
-
 impl Caller {
     pub fn is_root(&self) -> bool {
         self.principal == Principal::Root

@@ -5,6 +5,7 @@
 //! Request flow: accept → [`wire::WireRequest`] → dialect recognised → [`auth`] verifies the
 //! signature and replay window → the dialect's action handler → core rules → store → envelope.
 
+pub mod actions;
 pub mod agent_api;
 pub mod aliyun;
 pub mod audit;

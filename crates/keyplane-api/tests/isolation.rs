@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use keyplane_api::actions::names;
 use keyplane_api::{aliyun, volc};
 
 /// Plausible Alibaba parameters for every action, naming this account's real resources.
@@ -106,7 +107,7 @@ async fn a_user_without_policies_reaches_no_action_of_either_dialect() {
     let ids = format!("[\"{inst}\"]");
     let (ak, sk) = app.user_key("nobody", None).await;
     let before = snapshot(&app).await;
-    for action in aliyun::ACTIONS {
+    for action in names(aliyun::ACTIONS) {
         let r = app
             .call_as(action, &params(&kp, &inst, &ids), &ak, &sk)
             .await;
@@ -126,7 +127,7 @@ async fn a_user_without_policies_reaches_no_action_of_either_dialect() {
             );
         }
     }
-    for action in volc::ACTIONS {
+    for action in names(volc::ACTIONS) {
         let r = app
             .call_volc_as(action, &volc_params(&kp, &inst), "cn-hangzhou", &ak, &sk)
             .await;
@@ -160,9 +161,9 @@ async fn a_user_without_policies_reaches_no_action_of_either_dialect() {
         )
         .await
         .unwrap();
-    let non_describe = aliyun::ACTIONS
-        .iter()
-        .chain(volc::ACTIONS)
+    let non_describe = names(aliyun::ACTIONS)
+        .into_iter()
+        .chain(names(volc::ACTIONS))
         .filter(|a| !a.starts_with("Describe"))
         .count();
     assert_eq!(
@@ -195,18 +196,18 @@ async fn another_accounts_key_cannot_see_or_touch_this_accounts_resources() {
         ("KeyPairName", "fleet"),
         ("PublicKeyBody", ED25519),
     ];
-    for action in aliyun::ACTIONS {
+    for action in names(aliyun::ACTIONS) {
         // The other account's own DeleteKeyPairs removes its own "fleet": bring it back each time.
         app.call_as("ImportKeyPair", &own, &ak, &sk).await;
         let r = app
             .call_as(action, &params(&kp, &inst, &ids), &ak, &sk)
             .await;
         assert!(
-            !r.text.contains(&inst) || matches!(*action, "AttachKeyPair" | "DetachKeyPair"),
+            !r.text.contains(&inst) || matches!(action, "AttachKeyPair" | "DetachKeyPair"),
             "{action} leaked: {}",
             r.text
         );
-        if matches!(*action, "AttachKeyPair" | "DetachKeyPair") {
+        if matches!(action, "AttachKeyPair" | "DetachKeyPair") {
             assert_eq!(
                 r.body["Results"]["Result"][0]["Code"], "InvalidInstanceId.NotFound",
                 "{action}: {}",
@@ -214,7 +215,7 @@ async fn another_accounts_key_cannot_see_or_touch_this_accounts_resources() {
             );
         }
         if matches!(
-            *action,
+            action,
             "StartInstance"
                 | "StopInstance"
                 | "RebootInstance"
@@ -228,13 +229,13 @@ async fn another_accounts_key_cannot_see_or_touch_this_accounts_resources() {
             );
         }
     }
-    for action in volc::ACTIONS {
+    for action in names(volc::ACTIONS) {
         app.call_as("ImportKeyPair", &own, &ak, &sk).await;
         let r = app
             .call_volc_as(action, &volc_params(&kp, &inst), "cn-hangzhou", &ak, &sk)
             .await;
         if matches!(
-            *action,
+            action,
             "AttachKeyPair"
                 | "DetachKeyPair"
                 | "StartInstances"
@@ -248,7 +249,7 @@ async fn another_accounts_key_cannot_see_or_touch_this_accounts_resources() {
                 r.text
             );
         } else if matches!(
-            *action,
+            action,
             "StartInstance"
                 | "StopInstance"
                 | "RebootInstance"

@@ -14,13 +14,15 @@ use keyplane_core::model::Region;
 use keyplane_core::CoreError;
 use serde_json::{Map, Value};
 
+use crate::actions::{self, Action, Answer};
 use crate::auth::{self, Caller};
 use crate::params::Params;
 use crate::reply::{Reply, Wrap};
 use crate::wire::{WireError, WireRequest};
 use crate::AppState;
-use crate::{audit, authz, idempotency};
+use crate::{audit, idempotency};
 use error::AliError;
+use keyplane_core::binding::Power;
 use render::Format;
 
 pub const VERSION: &str = "2014-05-26";
@@ -114,17 +116,18 @@ pub async fn handle(
         action,
         recorded: Default::default(),
     };
+    let row = actions::find(ACTIONS, action);
     let call = audit::Call {
         recorded: &ctx.recorded,
         dialect: "aliyun",
         action,
-        mutating: MUTATING.contains(&action),
+        mutating: row.is_some_and(|a| a.writes),
         caller: &caller,
         region: ctx.p.opt("RegionId"),
         request_id: &request_id,
         params: &ctx.p,
     };
-    let (response, result) = answer(&ctx, action, &request_id, host, format).await;
+    let (response, result) = answer(&ctx, row, &request_id, host, format).await;
     audit::record(state, &call, &result, response.status().as_u16()).await;
     response
 }
@@ -146,30 +149,33 @@ pub async fn console_call(
         action,
         recorded: Default::default(),
     };
+    let row = actions::find(ACTIONS, action);
     let call = audit::Call {
         recorded: &ctx.recorded,
         dialect: "console",
         action,
-        mutating: MUTATING.contains(&action),
+        mutating: row.is_some_and(|a| a.writes),
         caller,
         region: ctx.p.opt("RegionId"),
         request_id: &request_id,
         params: &ctx.p,
     };
-    let (response, result) = answer(&ctx, action, &request_id, "console", Format::Json).await;
+    let (response, result) = answer(&ctx, row, &request_id, "console", Format::Json).await;
     audit::record(state, &call, &result, response.status().as_u16()).await;
     response
 }
 
-/// The response to an authenticated call, and its result code for the audit log.
+/// The response to an authenticated call of `row` (None: an action this dialect does not have),
+/// and its result code for the audit log.
 async fn answer(
     ctx: &Ctx<'_>,
-    action: &str,
+    row: Option<&'static Action<Handler>>,
     request_id: &str,
     host: &str,
     format: Format,
 ) -> (Response, String) {
     let state = ctx.state;
+    let action = ctx.action;
     let fail = |e: AliError| {
         tracing::info!(%request_id, action, access_key_id = %ctx.caller.access_key_id, code = e.code, "failed");
         let mut r = render::error(&e, request_id, host, format);
@@ -186,11 +192,7 @@ async fn answer(
         return fail(e.into());
     }
     // Unknown actions share one bucket, so made-up names cannot grow the throttle's state.
-    let bucket = if ACTIONS.contains(&action) {
-        action
-    } else {
-        "*"
-    };
+    let bucket = row.map_or("*", |a| a.name);
     if let Err(e) = state
         .throttle
         .check(&ctx.caller.access_key_id, bucket)
@@ -198,20 +200,20 @@ async fn answer(
     {
         return fail(e.into());
     }
-    if ACTIONS.contains(&action)
-        && !authz::is_describe(action)
-        && !ctx.caller.may_attempt(&authz::ram_action(action))
-    {
+    let Some(row) = row else {
+        return fail(AliError::invalid_action(action, &actions::names(ACTIONS)));
+    };
+    if row.writes && !ctx.caller.may_attempt(row.ram) {
         return fail(
             CoreError::Forbidden {
-                action: authz::ram_action(action),
+                action: row.ram.to_string(),
                 resource: "*".into(),
             }
             .into(),
         );
     }
     let run = || async {
-        match dispatch(action, ctx).await {
+        match (row.handler)(ctx).await.map_err(AliError::from) {
             Ok(body) => {
                 tracing::info!(%request_id, action, access_key_id = %ctx.caller.access_key_id, "ok");
                 (
@@ -224,7 +226,7 @@ async fn answer(
     };
     // keyplane also honours ClientToken on Alibaba calls (SPEC section 3).
     let token = match ctx.p.opt("ClientToken") {
-        Some(t) if MUTATING.contains(&action) => t,
+        Some(t) if row.writes => t,
         _ => return run().await,
     };
     if let Err(e) = idempotency::check_token(token) {
@@ -269,55 +271,57 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     render::error(&error::internal(), &request_id, "keyplane", Format::Json)
 }
 
-/// Every action of the dialect; anything else is `InvalidAction.NotFound`.
-pub const ACTIONS: &[&str] = &[
-    "CreateKeyPair",
-    "ImportKeyPair",
-    "DescribeKeyPairs",
-    "DeleteKeyPairs",
-    "AttachKeyPair",
-    "DetachKeyPair",
-    "TagResources",
-    "UntagResources",
-    "RunInstances",
-    "DescribeInstances",
-    "DescribeInstanceStatus",
-    "StartInstance",
-    "StopInstance",
-    "RebootInstance",
-    "DeleteInstance",
-    "ModifyInstanceAttribute",
-    "DescribeRegions",
-    "DescribeZones",
-    "DescribeImages",
-];
+/// An Alibaba handler: the call's context in, its reply out.
+pub type Handler = for<'a> fn(&'a Ctx<'a>) -> Answer<'a, Reply, CoreError>;
 
-async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Reply, AliError> {
-    use keyplane_core::binding::Power;
-    let result = match action {
-        "CreateKeyPair" => keypairs::create(ctx).await.map(Reply::from),
-        "ImportKeyPair" => keypairs::import(ctx).await.map(Reply::from),
-        "DescribeKeyPairs" => keypairs::describe(ctx).await,
-        "DeleteKeyPairs" => keypairs::delete(ctx).await.map(Reply::from),
-        "AttachKeyPair" => keypairs::attach(ctx).await.map(Reply::from),
-        "DetachKeyPair" => keypairs::detach(ctx).await.map(Reply::from),
-        "TagResources" => tags::tag(ctx).await.map(Reply::from),
-        "UntagResources" => tags::untag(ctx).await.map(Reply::from),
-        "RunInstances" => instances::run(ctx).await.map(Reply::from),
-        "DescribeInstances" => instances::describe(ctx).await,
-        "DescribeInstanceStatus" => instances::describe_status(ctx).await,
-        "StartInstance" => instances::power(ctx, Power::Start).await.map(Reply::from),
-        "StopInstance" => instances::power(ctx, Power::Stop).await.map(Reply::from),
-        "RebootInstance" => instances::power(ctx, Power::Reboot).await.map(Reply::from),
-        "DeleteInstance" => instances::delete(ctx).await.map(Reply::from),
-        "ModifyInstanceAttribute" => instances::modify_attribute(ctx).await.map(Reply::from),
-        "DescribeRegions" => catalog::regions(ctx).await.map(Reply::from),
-        "DescribeZones" => catalog::zones(ctx).await.map(Reply::from),
-        "DescribeImages" => catalog::images(ctx).await.map(Reply::from),
-        other => return Err(AliError::invalid_action(other, ACTIONS)),
+/// A row of [`ACTIONS`]: `call` is a handler path, or a closure that adds arguments.
+macro_rules! action {
+    ($name:literal, $writes:expr, $call:expr) => {
+        Action {
+            name: $name,
+            ram: concat!("ecs:", $name),
+            writes: $writes,
+            handler: |c| Box::pin(async move { ($call)(c).await.map(Reply::from) }),
+        }
     };
-    result.map_err(AliError::from)
 }
+
+const WRITES: bool = true;
+const READS: bool = false;
+
+/// Every action of the dialect (docs/RAM.md has the same table); anything else is
+/// `InvalidAction.NotFound`.
+pub static ACTIONS: &[Action<Handler>] = &[
+    action!("CreateKeyPair", WRITES, keypairs::create),
+    action!("ImportKeyPair", WRITES, keypairs::import),
+    action!("DescribeKeyPairs", READS, keypairs::describe),
+    action!("DeleteKeyPairs", WRITES, keypairs::delete),
+    action!("AttachKeyPair", WRITES, keypairs::attach),
+    action!("DetachKeyPair", WRITES, keypairs::detach),
+    action!("TagResources", WRITES, tags::tag),
+    action!("UntagResources", WRITES, tags::untag),
+    action!("RunInstances", WRITES, instances::run),
+    action!("DescribeInstances", READS, instances::describe),
+    action!("DescribeInstanceStatus", READS, instances::describe_status),
+    action!("StartInstance", WRITES, |c| instances::power(
+        c,
+        Power::Start
+    )),
+    action!("StopInstance", WRITES, |c| instances::power(c, Power::Stop)),
+    action!("RebootInstance", WRITES, |c| instances::power(
+        c,
+        Power::Reboot
+    )),
+    action!("DeleteInstance", WRITES, instances::delete),
+    action!(
+        "ModifyInstanceAttribute",
+        WRITES,
+        instances::modify_attribute
+    ),
+    action!("DescribeRegions", READS, catalog::regions),
+    action!("DescribeZones", READS, catalog::zones),
+    action!("DescribeImages", READS, catalog::images),
+];
 
 /// Builds a JSON object from `(key, value)` pairs, keeping their order.
 pub fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Body200 {

@@ -10,6 +10,7 @@ use keyplane_core::{ids, password, CoreError};
 use keyplane_store::{AccessKeyRecord, PolicyRecord, User};
 use serde_json::{json, Value};
 
+use crate::actions::{self, Action, Answer};
 use crate::aliyun::error::AliError;
 use crate::aliyun::render::{self, Format};
 use crate::aliyun::{obj, Body200, Ctx};
@@ -21,34 +22,45 @@ pub const VERSION: &str = "2015-05-01";
 /// AccessKeys per user (and for the root), as the vendor allows.
 pub const MAX_ACCESS_KEYS: usize = 2;
 
-pub const ACTIONS: &[&str] = &[
-    "CreateUser",
-    "GetUser",
-    "ListUsers",
-    "DeleteUser",
-    "CreateLoginProfile",
-    "UpdateLoginProfile",
-    "DeleteLoginProfile",
-    "CreateAccessKey",
-    "ListAccessKeys",
-    "UpdateAccessKey",
-    "DeleteAccessKey",
-    "CreatePolicy",
-    "GetPolicy",
-    "ListPolicies",
-    "DeletePolicy",
-    "AttachPolicyToUser",
-    "DetachPolicyFromUser",
-    "ListPoliciesForUser",
-];
+/// A RAM handler: the call's context in, its reply out.
+pub type Handler = for<'a> fn(&'a Ctx<'a>) -> Answer<'a, Body200, CoreError>;
 
-const READS: &[&str] = &[
-    "GetUser",
-    "ListUsers",
-    "ListAccessKeys",
-    "GetPolicy",
-    "ListPolicies",
-    "ListPoliciesForUser",
+/// A row of [`ACTIONS`]; the RAM action is `ram:` and the name.
+macro_rules! action {
+    ($name:literal, $writes:expr, $call:path) => {
+        Action {
+            name: $name,
+            ram: concat!("ram:", $name),
+            writes: $writes,
+            handler: |c| Box::pin($call(c)),
+        }
+    };
+}
+
+const WRITES: bool = true;
+const READS: bool = false;
+
+/// Every action of the RAM API. Unlike the ECS dialects', every one of them, reads included, is
+/// refused outright without an Allow for it (the vendor's behaviour: there is no partial listing).
+pub static ACTIONS: &[Action<Handler>] = &[
+    action!("CreateUser", WRITES, create_user),
+    action!("GetUser", READS, get_user),
+    action!("ListUsers", READS, list_users),
+    action!("DeleteUser", WRITES, delete_user),
+    action!("CreateLoginProfile", WRITES, create_login_profile),
+    action!("UpdateLoginProfile", WRITES, update_login_profile),
+    action!("DeleteLoginProfile", WRITES, delete_login_profile),
+    action!("CreateAccessKey", WRITES, create_access_key),
+    action!("ListAccessKeys", READS, list_access_keys),
+    action!("UpdateAccessKey", WRITES, update_access_key),
+    action!("DeleteAccessKey", WRITES, delete_access_key),
+    action!("CreatePolicy", WRITES, create_policy),
+    action!("GetPolicy", READS, get_policy),
+    action!("ListPolicies", READS, list_policies),
+    action!("DeletePolicy", WRITES, delete_policy),
+    action!("AttachPolicyToUser", WRITES, attach_policy_to_user),
+    action!("DetachPolicyFromUser", WRITES, detach_policy_from_user),
+    action!("ListPoliciesForUser", READS, list_policies_for_user),
 ];
 
 pub async fn handle(
@@ -88,33 +100,28 @@ pub async fn handle(
         recorded: &ctx.recorded,
         dialect: "ram",
         action,
-        mutating: !READS.contains(&action),
+        mutating: actions::find(ACTIONS, action).is_none_or(|a| a.writes),
         caller: &caller,
         region: None,
         request_id: &request_id,
         params: &ctx.p,
     };
+    let row = actions::find(ACTIONS, action);
     // Unknown actions share one bucket, so made-up names cannot grow the throttle's state.
-    let bucket = if ACTIONS.contains(&action) {
-        action
-    } else {
-        "*"
-    };
+    let bucket = row.map_or("*", |a| a.name);
     let throttled = state.throttle.check(&caller.access_key_id, bucket).await;
-    let result = if !ACTIONS.contains(&action) {
-        Err(AliError::invalid_action(action, ACTIONS))
-    } else if let Err(e) = ctx.p.nul_free() {
-        Err(e.into())
-    } else if let Err(e) = throttled {
-        Err(e.into())
-    } else if !caller.may_attempt(&format!("ram:{action}")) {
-        Err(CoreError::Forbidden {
-            action: format!("ram:{action}"),
-            resource: "*".into(),
-        }
-        .into())
-    } else {
-        dispatch(action, &ctx).await.map_err(AliError::from)
+    let result = match row {
+        None => Err(AliError::invalid_action(action, &actions::names(ACTIONS))),
+        Some(row) => match (ctx.p.nul_free(), throttled) {
+            (Err(e), _) => Err(e.into()),
+            (_, Err(e)) => Err(e.into()),
+            _ if !caller.may_attempt(row.ram) => Err(CoreError::Forbidden {
+                action: row.ram.to_string(),
+                resource: "*".into(),
+            }
+            .into()),
+            _ => (row.handler)(&ctx).await.map_err(AliError::from),
+        },
     };
     let (response, code) = match result {
         Ok(body) => (
@@ -127,76 +134,61 @@ pub async fn handle(
     response
 }
 
-async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
-    match action {
-        "CreateUser" => create_user(ctx).await,
-        "GetUser" => get_user(ctx).await,
-        "ListUsers" => list_users(ctx).await,
-        "DeleteUser" => {
-            let name = user_param(ctx, "DeleteUser")?;
-            ctx.state.store.delete_user(ctx.account(), &name).await?;
-            Ok(Body200::new())
-        }
-        "CreateLoginProfile" => create_login_profile(ctx).await,
-        "UpdateLoginProfile" => update_login_profile(ctx).await,
-        "DeleteLoginProfile" => {
-            let name = user_param(ctx, "DeleteLoginProfile")?;
-            if ctx.state.store.user(ctx.account(), &name).await?.is_none() {
-                return Err(CoreError::UserNotFound(name));
-            }
-            // The user's console sessions end with it (they are bound to the stored hash).
-            if !ctx
-                .state
-                .store
-                .delete_login_profile(ctx.account(), &name)
-                .await?
-            {
-                return Err(CoreError::LoginProfileNotFound(name));
-            }
-            Ok(Body200::new())
-        }
-        "CreateAccessKey" => create_access_key(ctx).await,
-        "ListAccessKeys" => list_access_keys(ctx).await,
-        "UpdateAccessKey" => update_access_key(ctx).await,
-        "DeleteAccessKey" => {
-            let (user, id) = key_param(ctx, "DeleteAccessKey").await?;
-            owned_key(ctx, user.as_deref(), &id).await?;
-            ctx.state
-                .store
-                .delete_access_key(ctx.account(), &id)
-                .await?;
-            Ok(Body200::new())
-        }
-        "CreatePolicy" => create_policy(ctx).await,
-        "GetPolicy" => get_policy(ctx).await,
-        "ListPolicies" => list_policies(ctx).await,
-        "DeletePolicy" => {
-            let name = policy_param(ctx, "DeletePolicy")?;
-            ctx.state.store.delete_policy(ctx.account(), &name).await?;
-            Ok(Body200::new())
-        }
-        "AttachPolicyToUser" => {
-            let (user, policy) = user_and_policy(ctx, "AttachPolicyToUser")?;
-            ctx.state
-                .store
-                .attach_policy(ctx.account(), &user, &policy)
-                .await?;
-            Ok(Body200::new())
-        }
-        "DetachPolicyFromUser" => {
-            let (user, policy) = user_and_policy(ctx, "DetachPolicyFromUser")?;
-            ctx.state
-                .store
-                .detach_policy(ctx.account(), &user, &policy)
-                .await?;
-            Ok(Body200::new())
-        }
-        "ListPoliciesForUser" => list_policies_for_user(ctx).await,
-        other => Err(CoreError::invalid(
-            "Action",
-            format!("{other} is not supported."),
-        )),
+async fn delete_user(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let name = user_param(ctx, "DeleteUser")?;
+    ctx.state.store.delete_user(ctx.account(), &name).await?;
+    Ok(Body200::new())
+}
+
+async fn delete_login_profile(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let name = user_param(ctx, "DeleteLoginProfile")?;
+    if ctx.state.store.user(ctx.account(), &name).await?.is_none() {
+        return Err(CoreError::UserNotFound(name));
     }
+    // The user's console sessions end with it (they are bound to the stored hash).
+    if !ctx
+        .state
+        .store
+        .delete_login_profile(ctx.account(), &name)
+        .await?
+    {
+        return Err(CoreError::LoginProfileNotFound(name));
+    }
+    Ok(Body200::new())
+}
+
+async fn delete_access_key(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let (user, id) = key_param(ctx, "DeleteAccessKey").await?;
+    owned_key(ctx, user.as_deref(), &id).await?;
+    ctx.state
+        .store
+        .delete_access_key(ctx.account(), &id)
+        .await?;
+    Ok(Body200::new())
+}
+
+async fn delete_policy(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let name = policy_param(ctx, "DeletePolicy")?;
+    ctx.state.store.delete_policy(ctx.account(), &name).await?;
+    Ok(Body200::new())
+}
+
+async fn attach_policy_to_user(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let (user, policy) = user_and_policy(ctx, "AttachPolicyToUser")?;
+    ctx.state
+        .store
+        .attach_policy(ctx.account(), &user, &policy)
+        .await?;
+    Ok(Body200::new())
+}
+
+async fn detach_policy_from_user(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
+    let (user, policy) = user_and_policy(ctx, "DetachPolicyFromUser")?;
+    ctx.state
+        .store
+        .detach_policy(ctx.account(), &user, &policy)
+        .await?;
+    Ok(Body200::new())
 }
 
 fn date(t: DateTime<Utc>) -> String {

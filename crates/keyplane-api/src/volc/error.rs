@@ -48,7 +48,7 @@ impl VolcError {
         let hint = if version != super::VERSION {
             format!(" This ECS API serves version {}.", super::VERSION)
         } else {
-            keyplane_core::suggest::did_you_mean(action, super::ACTIONS)
+            keyplane_core::suggest::did_you_mean(action, &crate::actions::names(super::ACTIONS))
         };
         gw(
             404,

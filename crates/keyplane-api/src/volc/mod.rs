@@ -15,13 +15,16 @@ use keyplane_core::CoreError;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
+use crate::actions::{self, Action, Answer};
 use crate::auth::{self, Caller};
 use crate::params::Params;
 use crate::reply::Reply;
 use crate::wire::{WireError, WireRequest};
 use crate::AppState;
-use crate::{audit, authz, idempotency};
+use crate::{audit, idempotency};
 use error::VolcError;
+use keyplane_core::binding::Power;
+use keyplane_store::BindOp;
 
 pub const VERSION: &str = "2020-04-01";
 
@@ -258,9 +261,9 @@ pub async fn handle(state: &AppState, wire: Result<WireRequest, WireError>) -> R
     if version != VERSION {
         return failure(&meta, &VolcError::unknown_action(&action, version));
     }
-    if !ACTIONS.contains(&action.as_str()) {
+    let Some(row) = actions::find(ACTIONS, &action) else {
         return failure(&meta, &VolcError::unknown_action(&action, version));
-    }
+    };
     let Some(region_def) = builtin::region(&region) else {
         return failure(&meta, &CoreError::RegionNotFound(region.clone()).into());
     };
@@ -277,20 +280,25 @@ pub async fn handle(state: &AppState, wire: Result<WireRequest, WireError>) -> R
         recorded: &ctx.recorded,
         dialect: "volc",
         action: &action,
-        mutating: MUTATING.contains(&action.as_str()),
+        mutating: row.writes,
         caller: &caller,
         region: Some(region_def.id),
         request_id: &request_id,
         params: &ctx.p,
     };
-    let (response, result) = answer(&ctx, &action, &meta).await;
+    let (response, result) = answer(&ctx, row, &meta).await;
     audit::record(state, &call, &result, response.status().as_u16()).await;
     response
 }
 
-/// The response to an authenticated call, and its result code for the audit log.
-async fn answer(ctx: &Ctx<'_>, action: &str, meta: &Meta<'_>) -> (Response, String) {
+/// The response to an authenticated call of `row`, and its result code for the audit log.
+async fn answer(
+    ctx: &Ctx<'_>,
+    row: &'static Action<Handler>,
+    meta: &Meta<'_>,
+) -> (Response, String) {
     let state = ctx.state;
+    let action = row.name;
     let fail = |e: VolcError| {
         let code = e.code.clone();
         (failure(meta, &e), code)
@@ -298,31 +306,24 @@ async fn answer(ctx: &Ctx<'_>, action: &str, meta: &Meta<'_>) -> (Response, Stri
     if let Err(e) = ctx.p.nul_free() {
         return fail(e.into());
     }
-    // Unknown actions share one bucket, so made-up names cannot grow the throttle's state.
-    let bucket = if ACTIONS.contains(&action) {
-        action
-    } else {
-        "*"
-    };
     if let Err(e) = state
         .throttle
-        .check(&ctx.caller.access_key_id, bucket)
+        .check(&ctx.caller.access_key_id, action)
         .await
     {
         return fail(e.into());
     }
-    let ram_action = authz::ram_action(action);
-    if !authz::is_describe(action) && !ctx.caller.may_attempt(&ram_action) {
+    if row.writes && !ctx.caller.may_attempt(row.ram) {
         return fail(
             CoreError::Forbidden {
-                action: ram_action,
+                action: row.ram.to_string(),
                 resource: "*".into(),
             }
             .into(),
         );
     }
     let run = || async {
-        match dispatch(action, ctx).await {
+        match (row.handler)(ctx).await {
             Ok(result) => {
                 tracing::info!(request_id = %meta.request_id, action, access_key_id = %ctx.caller.access_key_id, "ok");
                 (success(meta, result), "OK".to_string())
@@ -331,7 +332,7 @@ async fn answer(ctx: &Ctx<'_>, action: &str, meta: &Meta<'_>) -> (Response, Stri
         }
     };
     let token = match ctx.p.opt("ClientToken") {
-        Some(t) if MUTATING.contains(&action) => t,
+        Some(t) if row.writes => t,
         _ => return run().await,
     };
     if let Err(e) = idempotency::check_token(token) {
@@ -356,91 +357,79 @@ async fn answer(ctx: &Ctx<'_>, action: &str, meta: &Meta<'_>) -> (Response, Stri
     }
 }
 
-/// Every action of the dialect.
-pub const ACTIONS: &[&str] = &[
-    "CreateKeyPair",
-    "ImportKeyPair",
-    "DescribeKeyPairs",
-    "DeleteKeyPairs",
-    "DeleteKeyPair",
-    "ModifyKeyPairAttribute",
-    "AttachKeyPair",
-    "DetachKeyPair",
-    "RunInstances",
-    "DescribeInstances",
-    "StartInstance",
-    "StopInstance",
-    "RebootInstance",
-    "StartInstances",
-    "StopInstances",
-    "RebootInstances",
-    "DeleteInstance",
-    "ModifyInstanceAttribute",
-    "DescribeRegions",
-    "DescribeZones",
-    "DescribeImages",
-];
+/// A Volcengine handler: the call's context in, its reply out.
+pub type Handler = for<'a> fn(&'a Ctx<'a>) -> Answer<'a, Reply, CoreError>;
 
-/// The actions that change something, and so honour a ClientToken.
-pub const MUTATING: &[&str] = &[
-    "CreateKeyPair",
-    "ImportKeyPair",
-    "DeleteKeyPairs",
-    "DeleteKeyPair",
-    "ModifyKeyPairAttribute",
-    "AttachKeyPair",
-    "DetachKeyPair",
-    "RunInstances",
-    "StartInstance",
-    "StopInstance",
-    "RebootInstance",
-    "StartInstances",
-    "StopInstances",
-    "RebootInstances",
-    "DeleteInstance",
-    "ModifyInstanceAttribute",
-];
-
-async fn dispatch(action: &str, ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
-    use keyplane_core::binding::Power;
-    match action {
-        "CreateKeyPair" => keypairs::create(ctx).await.map(Reply::from),
-        "ImportKeyPair" => keypairs::import(ctx).await.map(Reply::from),
-        "DescribeKeyPairs" => keypairs::describe(ctx).await,
-        "DeleteKeyPairs" => keypairs::delete_many(ctx).await.map(Reply::from),
-        "DeleteKeyPair" => keypairs::delete_one(ctx).await.map(Reply::from),
-        "ModifyKeyPairAttribute" => keypairs::modify(ctx).await.map(Reply::from),
-        "AttachKeyPair" => keypairs::bind(ctx, keyplane_store::BindOp::Attach)
-            .await
-            .map(Reply::from),
-        "DetachKeyPair" => keypairs::bind(ctx, keyplane_store::BindOp::Detach)
-            .await
-            .map(Reply::from),
-        "RunInstances" => instances::run(ctx).await.map(Reply::from),
-        "DescribeInstances" => instances::describe(ctx).await,
-        "StartInstance" => instances::power(ctx, Power::Start).await.map(Reply::from),
-        "StopInstance" => instances::power(ctx, Power::Stop).await.map(Reply::from),
-        "RebootInstance" => instances::power(ctx, Power::Reboot).await.map(Reply::from),
-        "StartInstances" => instances::power_many(ctx, Power::Start)
-            .await
-            .map(Reply::from),
-        "StopInstances" => instances::power_many(ctx, Power::Stop)
-            .await
-            .map(Reply::from),
-        "RebootInstances" => instances::power_many(ctx, Power::Reboot)
-            .await
-            .map(Reply::from),
-        "DeleteInstance" => instances::delete(ctx).await.map(Reply::from),
-        "ModifyInstanceAttribute" => instances::modify_attribute(ctx).await.map(Reply::from),
-        "DescribeRegions" => catalog::regions(ctx).await.map(Reply::from),
-        "DescribeZones" => catalog::zones(ctx).await.map(Reply::from),
-        "DescribeImages" => catalog::images(ctx).await.map(Reply::from),
-        other => Err(CoreError::invalid(
-            "Action",
-            format!("{other} is not supported."),
-        )),
-    }
+/// A row of [`ACTIONS`]: `call` is a handler path, or a closure that adds arguments; the RAM
+/// action is `ecs:` and the name unless given (the batch actions share their single one's).
+macro_rules! action {
+    ($name:literal, $writes:expr, $call:expr) => {
+        action!($name, concat!("ecs:", $name), $writes, $call)
+    };
+    ($name:literal, $ram:expr, $writes:expr, $call:expr) => {
+        Action {
+            name: $name,
+            ram: $ram,
+            writes: $writes,
+            handler: |c| Box::pin(async move { ($call)(c).await.map(Reply::from) }),
+        }
+    };
 }
+
+const WRITES: bool = true;
+const READS: bool = false;
+
+/// Every action of the dialect (docs/RAM.md has the same table).
+pub static ACTIONS: &[Action<Handler>] = &[
+    action!("CreateKeyPair", WRITES, keypairs::create),
+    action!("ImportKeyPair", WRITES, keypairs::import),
+    action!("DescribeKeyPairs", READS, keypairs::describe),
+    action!("DeleteKeyPairs", WRITES, keypairs::delete_many),
+    action!(
+        "DeleteKeyPair",
+        "ecs:DeleteKeyPairs",
+        WRITES,
+        keypairs::delete_one
+    ),
+    action!("ModifyKeyPairAttribute", WRITES, keypairs::modify),
+    action!("AttachKeyPair", WRITES, |c| keypairs::bind(
+        c,
+        BindOp::Attach
+    )),
+    action!("DetachKeyPair", WRITES, |c| keypairs::bind(
+        c,
+        BindOp::Detach
+    )),
+    action!("RunInstances", WRITES, instances::run),
+    action!("DescribeInstances", READS, instances::describe),
+    action!("StartInstance", WRITES, |c| instances::power(
+        c,
+        Power::Start
+    )),
+    action!("StopInstance", WRITES, |c| instances::power(c, Power::Stop)),
+    action!("RebootInstance", WRITES, |c| instances::power(
+        c,
+        Power::Reboot
+    )),
+    action!("StartInstances", "ecs:StartInstance", WRITES, |c| {
+        instances::power_many(c, Power::Start)
+    }),
+    action!("StopInstances", "ecs:StopInstance", WRITES, |c| {
+        instances::power_many(c, Power::Stop)
+    }),
+    action!("RebootInstances", "ecs:RebootInstance", WRITES, |c| {
+        instances::power_many(c, Power::Reboot)
+    }),
+    action!("DeleteInstance", WRITES, instances::delete),
+    action!(
+        "ModifyInstanceAttribute",
+        WRITES,
+        instances::modify_attribute
+    ),
+    action!("DescribeRegions", READS, catalog::regions),
+    action!("DescribeZones", READS, catalog::zones),
+    action!("DescribeImages", READS, catalog::images),
+];
 
 /// Builds an object from `(key, value)` pairs, keeping their order.
 pub fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Output {

@@ -8,6 +8,63 @@ use serde_json::{json, Value};
 use crate::apply::{Desired, Observed};
 use crate::transport::Transport;
 
+/// What the reconcile loop needs from the control plane: [`Client`] over HTTP, a fake in the
+/// tests of the loop (`tests/reconcile.rs`).
+#[allow(async_fn_in_trait)] // used generically, never as a trait object
+pub trait ControlPlane {
+    /// Registers with a one-time token; returns the instance ID and the credential.
+    async fn register(
+        &self,
+        token: &str,
+        os_name: &str,
+        login_user: &str,
+        host_name: &str,
+    ) -> anyhow::Result<(String, String)>;
+    /// The desired state if it differs from `etag` (waiting up to `wait` seconds for a change),
+    /// with its new ETag; `None` when nothing changed.
+    async fn desired(
+        &self,
+        etag: Option<&str>,
+        wait: u64,
+    ) -> anyhow::Result<Option<(Desired, String)>>;
+    /// Reports what is in effect after an apply (`applied_seq`) or a check (`None`).
+    async fn report(
+        &self,
+        applied_seq: Option<i64>,
+        observed: Option<&Observed>,
+        error: Option<&str>,
+    ) -> anyhow::Result<Value>;
+}
+
+impl ControlPlane for Client {
+    async fn register(
+        &self,
+        token: &str,
+        os_name: &str,
+        login_user: &str,
+        host_name: &str,
+    ) -> anyhow::Result<(String, String)> {
+        Client::register(self, token, os_name, login_user, host_name).await
+    }
+
+    async fn desired(
+        &self,
+        etag: Option<&str>,
+        wait: u64,
+    ) -> anyhow::Result<Option<(Desired, String)>> {
+        Client::desired(self, etag, wait).await
+    }
+
+    async fn report(
+        &self,
+        applied_seq: Option<i64>,
+        observed: Option<&Observed>,
+        error: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        Client::report(self, applied_seq, observed, error).await
+    }
+}
+
 /// Answers larger than this are not read (a server never sends one).
 pub const MAX_RESPONSE: usize = 64 * 1024;
 

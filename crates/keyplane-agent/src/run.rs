@@ -9,7 +9,7 @@ use anyhow::Context;
 use rand::Rng;
 
 use crate::apply::{self, Desired};
-use crate::client::Client;
+use crate::client::{Client, ControlPlane};
 use crate::config::AgentConfig;
 
 /// The longest long poll the agent asks for.
@@ -48,7 +48,10 @@ fn write_state(path: &std::path::Path, text: &str, mode: u32) -> anyhow::Result<
 }
 
 /// The instance ID and credential: from the state directory, else by registering with the token.
-async fn identity(cfg: &AgentConfig, client: &Client) -> anyhow::Result<(String, String)> {
+async fn identity(
+    cfg: &AgentConfig,
+    client: &impl ControlPlane,
+) -> anyhow::Result<(String, String)> {
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("creating {}", cfg.state_dir.display()))?;
     std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))?;
@@ -76,7 +79,7 @@ async fn identity(cfg: &AgentConfig, client: &Client) -> anyhow::Result<(String,
 }
 
 /// Applies and reports; errors are reported, never only logged.
-async fn apply_and_report(cfg: &AgentConfig, client: &Client, desired: &Desired) {
+async fn apply_and_report(cfg: &AgentConfig, client: &impl ControlPlane, desired: &Desired) {
     let outcome = apply::apply(cfg, desired);
     let result = match &outcome {
         Ok(observed) => {
@@ -102,6 +105,12 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let mut client = Client::with_transport(&cfg.server, &cfg.transport())?;
     let (id, credential) = identity(&cfg, &client).await?;
     client.authenticate(&id, &credential);
+    reconcile(&cfg, &client).await
+}
+
+/// Long-polls `client` for ever, applying and reporting as the module doc says; it ends only when
+/// the task running it is cancelled.
+pub async fn reconcile(cfg: &AgentConfig, client: &impl ControlPlane) -> anyhow::Result<()> {
     let check_every = Duration::from_secs(cfg.check_interval_secs.max(1));
     // Shorter than every timeout on the way (the server's request timeout is 30 s, proxies often
     // 60 s), so a poll ends because the server answered, not because something gave up.
@@ -122,7 +131,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 let due = applied_seq.is_none_or(|s| desired.apply_seq > s)
                     || (cfg.apply_online && current.as_ref() != Some(&desired));
                 if due {
-                    apply_and_report(&cfg, &client, &desired).await;
+                    apply_and_report(cfg, client, &desired).await;
                     applied_seq = Some(desired.apply_seq);
                     applied_password_login = desired.password_login;
                 }
@@ -144,7 +153,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         if let Some(d) = &current {
             if last_check.elapsed() >= check_every {
                 last_check = Instant::now();
-                match apply::observe(&cfg, &d.login_user, applied_password_login) {
+                match apply::observe(cfg, &d.login_user, applied_password_login) {
                     Ok(o) => {
                         if let Err(e) = client.report(None, Some(&o), None).await {
                             tracing::warn!(error = %e, "reporting a check failed");

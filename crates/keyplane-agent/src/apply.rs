@@ -18,20 +18,8 @@ use crate::config::AgentConfig;
 use crate::files::{atomic_write_system, lookup_user, SshDir, UserEntry};
 use crate::{password, sshd, transform};
 
-/// The desired state, as the server sends it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Desired {
-    pub login_user: String,
-    pub public_key: Option<String>,
-    pub password_login: bool,
-    pub apply_seq: i64,
-    /// After a password reset: its SHA-512 crypt hash and version.
-    #[serde(default)]
-    pub password_hash: Option<String>,
-    #[serde(default)]
-    pub password_version: i64,
-}
+/// The desired state, as the server sends it (the wire type shared with the server).
+pub use keyplane_core::agent_wire::DesiredState as Desired;
 
 /// What is in effect on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]

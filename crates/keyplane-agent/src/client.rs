@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use keyplane_core::agent_wire::{Registered, Registration, Report};
+use serde_json::Value;
 
 use crate::apply::{Desired, Observed};
 use crate::transport::Transport;
@@ -141,19 +142,23 @@ impl Client {
         login_user: &str,
         host_name: &str,
     ) -> anyhow::Result<(String, String)> {
-        let body = json!({"Token": token, "OsType": "linux", "OsName": os_name, "LoginUser": login_user, "HostName": host_name});
+        let body = Registration {
+            token: token.into(),
+            os_type: "linux".into(),
+            os_name: os_name.into(),
+            login_user: login_user.into(),
+            host_name: host_name.into(),
+        };
         let resp = self
             .http
             .post(format!("{}/agent/v1/register", self.base))
             .header("content-type", "application/json")
-            .body(body.to_string())
+            .body(serde_json::to_string(&body)?)
             .send()
             .await?;
-        let v = read_json(resp).await?;
-        match (v["InstanceId"].as_str(), v["Credential"].as_str()) {
-            (Some(i), Some(c)) => Ok((i.to_string(), c.to_string())),
-            _ => bail!("the registration answer lacks InstanceId or Credential"),
-        }
+        let registered: Registered = serde_json::from_value(read_json(resp).await?)
+            .context("the registration answer lacks InstanceId or Credential")?;
+        Ok((registered.instance_id, registered.credential))
     }
 
     /// The desired state if it differs from `etag` (waiting up to `wait` for a change), with its
@@ -206,21 +211,19 @@ impl Client {
         observed: Option<&Observed>,
         error: Option<&str>,
     ) -> anyhow::Result<Value> {
-        let body = json!({
-            "AppliedSeq": applied_seq,
-            "Fingerprints": observed.map(|o| o.fingerprints.clone()).unwrap_or_default(),
-            "PasswordLogin": observed.map(|o| o.password_login).unwrap_or(true),
-            "PasswordVersion": observed.and_then(|o| o.password_version),
-            // Keys only: PasswordLogin is the binding's, not read from sshd. Servers that do not
-            // know the field ignore it.
-            "PasswordLoginManaged": observed.is_none_or(|o| o.password_login_managed),
-            "Error": error,
-        });
+        let body = Report {
+            applied_seq,
+            fingerprints: observed.map(|o| o.fingerprints.clone()).unwrap_or_default(),
+            password_login: observed.map(|o| o.password_login).unwrap_or(true),
+            password_version: observed.and_then(|o| o.password_version),
+            password_login_managed: observed.is_none_or(|o| o.password_login_managed),
+            error: error.map(String::from),
+        };
         let mut req = self
             .http
             .post(format!("{}/agent/v1/report", self.base))
             .header("content-type", "application/json")
-            .body(body.to_string());
+            .body(serde_json::to_string(&body)?);
         if let Some(b) = &self.bearer {
             req = req.header("authorization", b);
         }

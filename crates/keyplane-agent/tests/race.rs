@@ -106,6 +106,8 @@ fn start_racer(user: &str, script: &str, args: &[&std::ffi::OsStr], stop: &Path)
 /// A binding of a fixed ed25519 key for `user`, password login off.
 fn binding(user: &str) -> Desired {
     Desired {
+        instance_id: "i-test".into(),
+        fingerprint: None,
         login_user: user.to_string(),
         public_key: Some(
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f race"

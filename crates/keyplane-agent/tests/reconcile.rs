@@ -94,6 +94,8 @@ impl ControlPlane for Fake {
 
 fn state(key: &str, apply_seq: i64) -> Desired {
     Desired {
+        instance_id: "i-test".into(),
+        fingerprint: None,
         login_user: "root".into(),
         public_key: Some(key.into()),
         password_login: false,

@@ -9,6 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn desired(user: &str) -> Desired {
     Desired {
+        instance_id: "i-test".into(),
+        fingerprint: None,
         login_user: user.into(),
         public_key: Some(
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f k"

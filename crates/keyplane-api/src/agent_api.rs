@@ -25,6 +25,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use keyplane_core::agent_wire::{DesiredState, Registered, Registration, Report, ReportAnswer};
 use keyplane_core::binding::Binding;
 use keyplane_core::ids;
 use keyplane_core::model::{Instance, InstanceStatus, OsType, Provider};
@@ -220,20 +221,6 @@ fn invalid(message: &str) -> Response {
     error(StatusCode::BAD_REQUEST, "InvalidParameter", message)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Registration {
-    token: String,
-    #[serde(default)]
-    os_type: String,
-    #[serde(default)]
-    os_name: String,
-    #[serde(default)]
-    login_user: String,
-    #[serde(default)]
-    host_name: String,
-}
-
 pub async fn register(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -317,7 +304,12 @@ pub async fn register(
     {
         Ok(Some(inst)) => {
             tracing::info!(instance_id = %inst.id, account = %inst.account_id, "a host registered");
-            Json(json!({"InstanceId": inst.id, "RegionId": inst.region_id, "Credential": credential})).into_response()
+            Json(Registered {
+                instance_id: inst.id,
+                region_id: inst.region_id,
+                credential,
+            })
+            .into_response()
         }
         Ok(None) => error(
             StatusCode::FORBIDDEN,
@@ -421,35 +413,26 @@ pub async fn desired(State(state): State<Arc<AppState>>, req: axum::extract::Req
                 );
             }
         };
-        let body = json!({
-            "InstanceId": d.instance_id,
-            "LoginUser": d.login_user,
-            "PublicKey": d.public_key,
-            "Fingerprint": d.fingerprint,
-            "PasswordLogin": d.password_login,
-            "ApplySeq": d.apply_seq,
-            "PasswordHash": d.password_hash,
-            "PasswordVersion": d.password_version,
-        });
-        let etag = format!("\"{}\"", &sha256_hex(&body.to_string())[..32]);
+        let body = DesiredState {
+            instance_id: d.instance_id,
+            login_user: d.login_user,
+            public_key: d.public_key,
+            fingerprint: d.fingerprint,
+            password_login: d.password_login,
+            apply_seq: d.apply_seq,
+            password_hash: d.password_hash,
+            password_version: d.password_version,
+        };
+        let text = serde_json::to_string(&body).expect("the desired state serializes");
+        let etag = format!("\"{}\"", &sha256_hex(&text)[..32]);
         if seen.as_deref() != Some(etag.as_str()) {
-            return ([(header::ETAG, etag)], Json(body)).into_response();
+            let json = [(header::CONTENT_TYPE, "application/json")];
+            return ([(header::ETAG, etag)], json, text).into_response();
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
         }
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Report {
-    applied_seq: Option<i64>,
-    #[serde(default)]
-    fingerprints: Vec<String>,
-    password_login: bool,
-    password_version: Option<i64>,
-    error: Option<String>,
 }
 
 pub async fn report(
@@ -482,10 +465,18 @@ pub async fn report(
         error: r.error.map(display_safe),
     };
     match state.store.record_agent_report(&id, &report).await {
-        Ok(inst) => Json(json!({"BindingState": inst.binding.state.as_str(), "BindingError": inst.binding.error})).into_response(),
+        Ok(inst) => Json(ReportAnswer {
+            binding_state: inst.binding.state.as_str().to_string(),
+            binding_error: inst.binding.error,
+        })
+        .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "recording a report failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "Try again.")
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "Try again.",
+            )
         }
     }
 }

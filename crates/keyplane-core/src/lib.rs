@@ -5,6 +5,7 @@
 //! Both vendor dialects parse into these types and render [`CoreError`] through their own tables,
 //! so a rule lives here once.
 
+pub mod agent_wire;
 pub mod binding;
 pub mod catalog;
 pub mod error;

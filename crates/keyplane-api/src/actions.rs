@@ -20,6 +20,28 @@ pub struct Action<H: 'static> {
     pub handler: H,
 }
 
+/// The `writes` of a row that changes something, and of one that does not.
+pub const WRITES: bool = true;
+pub const READS: bool = false;
+
+/// A row of an ECS dialect's table: `call` is a handler path, or a closure that adds arguments;
+/// the RAM action is `ecs:` and the name unless given (Volcengine's batch actions share their
+/// single one's).
+macro_rules! ecs_action {
+    ($name:literal, $writes:expr, $call:expr) => {
+        $crate::actions::ecs_action!($name, concat!("ecs:", $name), $writes, $call)
+    };
+    ($name:literal, $ram:expr, $writes:expr, $call:expr) => {
+        $crate::actions::Action {
+            name: $name,
+            ram: $ram,
+            writes: $writes,
+            handler: |c| Box::pin(async move { ($call)(c).await.map($crate::reply::Reply::from) }),
+        }
+    };
+}
+pub(crate) use ecs_action;
+
 /// The row of `name`, if the dialect has that action.
 pub fn find<H>(table: &'static [Action<H>], name: &str) -> Option<&'static Action<H>> {
     table.iter().find(|a| a.name == name)

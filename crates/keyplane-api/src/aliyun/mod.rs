@@ -14,7 +14,7 @@ use keyplane_core::model::Region;
 use keyplane_core::CoreError;
 use serde_json::{Map, Value};
 
-use crate::actions::{self, Action, Answer};
+use crate::actions::{self, ecs_action as action, Action, Answer, READS, WRITES};
 use crate::auth::{self, Caller};
 use crate::params::Params;
 use crate::reply::{Reply, Wrap};
@@ -273,21 +273,6 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 /// An Alibaba handler: the call's context in, its reply out.
 pub type Handler = for<'a> fn(&'a Ctx<'a>) -> Answer<'a, Reply, CoreError>;
-
-/// A row of [`ACTIONS`]: `call` is a handler path, or a closure that adds arguments.
-macro_rules! action {
-    ($name:literal, $writes:expr, $call:expr) => {
-        Action {
-            name: $name,
-            ram: concat!("ecs:", $name),
-            writes: $writes,
-            handler: |c| Box::pin(async move { ($call)(c).await.map(Reply::from) }),
-        }
-    };
-}
-
-const WRITES: bool = true;
-const READS: bool = false;
 
 /// Every action of the dialect (docs/RAM.md has the same table); anything else is
 /// `InvalidAction.NotFound`.

@@ -10,7 +10,7 @@ use keyplane_core::{ids, password, CoreError};
 use keyplane_store::{AccessKeyRecord, PolicyRecord, User};
 use serde_json::{json, Value};
 
-use crate::actions::{self, Action, Answer};
+use crate::actions::{self, Action, Answer, READS, WRITES};
 use crate::aliyun::error::AliError;
 use crate::aliyun::render::{self, Format};
 use crate::aliyun::{obj, Body200, Ctx};
@@ -36,9 +36,6 @@ macro_rules! action {
         }
     };
 }
-
-const WRITES: bool = true;
-const READS: bool = false;
 
 /// Every action of the RAM API. Unlike the ECS dialects', every one of them, reads included, is
 /// refused outright without an Allow for it (the vendor's behaviour: there is no partial listing).

@@ -15,7 +15,7 @@ use keyplane_core::CoreError;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
-use crate::actions::{self, Action, Answer};
+use crate::actions::{self, ecs_action as action, Action, Answer, READS, WRITES};
 use crate::auth::{self, Caller};
 use crate::params::Params;
 use crate::reply::Reply;
@@ -359,25 +359,6 @@ async fn answer(
 
 /// A Volcengine handler: the call's context in, its reply out.
 pub type Handler = for<'a> fn(&'a Ctx<'a>) -> Answer<'a, Reply, CoreError>;
-
-/// A row of [`ACTIONS`]: `call` is a handler path, or a closure that adds arguments; the RAM
-/// action is `ecs:` and the name unless given (the batch actions share their single one's).
-macro_rules! action {
-    ($name:literal, $writes:expr, $call:expr) => {
-        action!($name, concat!("ecs:", $name), $writes, $call)
-    };
-    ($name:literal, $ram:expr, $writes:expr, $call:expr) => {
-        Action {
-            name: $name,
-            ram: $ram,
-            writes: $writes,
-            handler: |c| Box::pin(async move { ($call)(c).await.map(Reply::from) }),
-        }
-    };
-}
-
-const WRITES: bool = true;
-const READS: bool = false;
 
 /// Every action of the dialect (docs/RAM.md has the same table).
 pub static ACTIONS: &[Action<Handler>] = &[

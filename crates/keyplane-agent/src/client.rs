@@ -37,35 +37,6 @@ pub trait ControlPlane {
     ) -> anyhow::Result<Value>;
 }
 
-impl ControlPlane for Client {
-    async fn register(
-        &self,
-        token: &str,
-        os_name: &str,
-        login_user: &str,
-        host_name: &str,
-    ) -> anyhow::Result<(String, String)> {
-        Client::register(self, token, os_name, login_user, host_name).await
-    }
-
-    async fn desired(
-        &self,
-        etag: Option<&str>,
-        wait: u64,
-    ) -> anyhow::Result<Option<(Desired, String)>> {
-        Client::desired(self, etag, wait).await
-    }
-
-    async fn report(
-        &self,
-        applied_seq: Option<i64>,
-        observed: Option<&Observed>,
-        error: Option<&str>,
-    ) -> anyhow::Result<Value> {
-        Client::report(self, applied_seq, observed, error).await
-    }
-}
-
 /// Answers larger than this are not read (a server never sends one).
 pub const MAX_RESPONSE: usize = 64 * 1024;
 
@@ -133,9 +104,10 @@ impl Client {
     pub fn authenticate(&mut self, instance_id: &str, credential: &str) {
         self.bearer = Some(format!("Bearer {instance_id}:{credential}"));
     }
+}
 
-    /// Registers with a one-time token; returns the instance ID and the credential.
-    pub async fn register(
+impl ControlPlane for Client {
+    async fn register(
         &self,
         token: &str,
         os_name: &str,
@@ -161,9 +133,7 @@ impl Client {
         Ok((registered.instance_id, registered.credential))
     }
 
-    /// The desired state if it differs from `etag` (waiting up to `wait` for a change), with its
-    /// new ETag; `None` when nothing changed.
-    pub async fn desired(
+    async fn desired(
         &self,
         etag: Option<&str>,
         wait: u64,
@@ -204,8 +174,7 @@ impl Client {
         Ok(Some((desired, tag)))
     }
 
-    /// Reports what is in effect after an apply (`applied_seq`) or a check (`None`).
-    pub async fn report(
+    async fn report(
         &self,
         applied_seq: Option<i64>,
         observed: Option<&Observed>,

@@ -3,7 +3,7 @@
 //! loopback plays the broken server here, since a real keyplane never sends one).
 
 use keyplane_agent::apply::{apply, Desired};
-use keyplane_agent::client::Client;
+use keyplane_agent::client::{Client, ControlPlane};
 use keyplane_agent::AgentConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -1,12 +1,12 @@
 //! The audit log: every mutating call and every denied call (RAM or throttling), with who, from
-//! where, what, on which resources, the result, the RequestId and the ClientToken.
+//! where, what, on which resources, the result, the RequestId and the ClientToken. The record of
+//! a call is built once, by [`crate::pipeline`] or by the write that commits it with its change.
 
 use keyplane_core::ram;
 use keyplane_store::AuditRecord;
 
-use crate::auth::Caller;
 use crate::params::Params;
-use crate::AppState;
+use crate::pipeline::Ctx;
 
 /// Result codes that mean "denied" and are recorded for any action.
 const DENIALS: &[&str] = &[
@@ -16,27 +16,14 @@ const DENIALS: &[&str] = &[
     "FlowLimitExceeded",
 ];
 
-pub struct Call<'a> {
-    pub dialect: &'a str,
-    pub action: &'a str,
-    pub mutating: bool,
-    pub caller: &'a Caller,
-    pub region: Option<&'a str>,
-    pub request_id: &'a str,
-    pub params: &'a Params<'a>,
-    /// Set when the call's own transaction wrote its record (AttachKeyPair, DetachKeyPair).
-    pub recorded: &'a std::sync::atomic::AtomicBool,
-}
-
 /// The most resources one audit record names.
 const MAX_RESOURCES: usize = 200;
 
 /// The ARNs a call names: key pairs and instances, by every parameter spelling of both dialects.
-pub fn resources(call: &Call<'_>) -> Vec<String> {
-    let region = call.region.unwrap_or("*");
-    let account = &call.caller.account_id;
+pub fn resources(params: &Params<'_>, region: Option<&str>, account: &str) -> Vec<String> {
+    let region = region.unwrap_or("*");
     let mut out = Vec::new();
-    for (k, v) in call.params.pairs() {
+    for (k, v) in params.pairs() {
         // A bounded record: a refused call may name a megabyte of IDs, and none past the first
         // MAX_RESOURCES are kept, so none past them are read.
         let room = MAX_RESOURCES.saturating_sub(out.len());
@@ -67,53 +54,39 @@ pub fn resources(call: &Call<'_>) -> Vec<String> {
 }
 
 /// The record of a call with its result.
-pub fn build(call: &Call<'_>, result: &str, status: u16) -> AuditRecord {
+pub fn build(ctx: &Ctx<'_>, result: &str, status: u16) -> AuditRecord {
+    let caller = ctx.caller;
+    // The RAM API acts in no region; an ECS call in its credential scope's or its RegionId's.
+    let region = match ctx.region() {
+        Ok(r) => Some(r.id),
+        Err(_) => ctx.p.opt("RegionId"),
+    };
     AuditRecord {
         seq: 0,
         at: keyplane_core::model::now(),
-        account_id: call.caller.account_id.clone(),
-        principal: call.caller.principal_name(),
-        access_key_id: call.caller.access_key_id.clone(),
-        source_ip: call
-            .caller
-            .source_ip
-            .map(|i| i.to_string())
-            .unwrap_or_default(),
-        dialect: call.dialect.to_string(),
-        action: call.action.to_string(),
-        resources: resources(call),
+        account_id: caller.account_id.clone(),
+        principal: caller.principal_name(),
+        access_key_id: caller.access_key_id.clone(),
+        source_ip: caller.source_ip.map(|i| i.to_string()).unwrap_or_default(),
+        dialect: ctx.dialect.to_string(),
+        action: ctx.action.to_string(),
+        resources: resources(&ctx.p, region, &caller.account_id),
         result: result.to_string(),
         status,
-        request_id: call.request_id.to_string(),
-        client_token: call
-            .params
-            .get("ClientToken")
-            .unwrap_or_default()
-            .to_string(),
+        request_id: ctx.request_id.to_string(),
+        client_token: ctx.p.get("ClientToken").unwrap_or_default().to_string(),
         instance_results: Vec::new(),
     }
 }
 
-/// The record of a call that succeeds, for a store write that appends it in the write's own
-/// transaction: an acknowledged change never lacks its record, and the call waits for one commit,
-/// not two. Marks the call recorded; should the write fail, the call's error is recorded as usual.
-pub fn in_write(call: &Call<'_>) -> AuditRecord {
-    call.recorded
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    build(call, "OK", 200)
-}
-
-/// Records the call if it changes something or was denied, unless its own transaction already
-/// did. A failure to write is logged: the response has already been decided.
-pub async fn record(state: &AppState, call: &Call<'_>, result: &str, status: u16) {
-    state.writes.observe(call.mutating, result);
-    if !call.mutating && !DENIALS.contains(&result) {
+/// Records the call if it changes something or was denied. A failure to write is logged: the
+/// response has already been decided.
+pub async fn record(ctx: &Ctx<'_>, writes: bool, result: &str, status: u16) {
+    if !writes && !DENIALS.contains(&result) {
         return;
     }
-    if result == "OK" && call.recorded.load(std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
-    if let Err(e) = state.store.append_audit(&build(call, result, status)).await {
-        tracing::error!(error = %e, request_id = call.request_id, "writing the audit record failed");
+    let record = build(ctx, result, status);
+    if let Err(e) = ctx.state.store.append_audit(&record).await {
+        tracing::error!(error = %e, request_id = ctx.request_id, "writing the audit record failed");
     }
 }

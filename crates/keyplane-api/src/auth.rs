@@ -8,12 +8,19 @@ use keyplane_sig::{SecretKey, SigError};
 use crate::wire::WireRequest;
 use crate::AppState;
 
+/// Who is acting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Root,
+    User(String),
+}
+
 /// Who is calling, once verified.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub account_id: String,
     pub access_key_id: String,
-    pub principal: crate::authz::Principal,
+    pub principal: Principal,
     pub source_ip: Option<std::net::IpAddr>,
     /// The user's policies (empty for the root, which needs none).
     pub policies: Vec<keyplane_core::ram::Policy>,
@@ -35,7 +42,7 @@ pub async fn caller_for(
     peer: Option<std::net::SocketAddr>,
 ) -> Result<Caller, AuthError> {
     let (principal, policies) = match key.user_name {
-        None => (crate::authz::Principal::Root, Vec::new()),
+        None => (Principal::Root, Vec::new()),
         Some(user) => {
             let attached = state
                 .store
@@ -52,7 +59,7 @@ pub async fn caller_for(
                     }
                 })
                 .collect();
-            (crate::authz::Principal::User(user), policies)
+            (Principal::User(user), policies)
         }
     };
     Ok(Caller {

@@ -91,8 +91,8 @@ pub enum Claimed {
 /// per principal, so a retry that straddles an upgrade still finds its first result.
 pub fn scope(dialect: &str, action: &str, caller: &crate::auth::Caller) -> String {
     match &caller.principal {
-        crate::authz::Principal::Root => format!("{dialect}:{action}"),
-        crate::authz::Principal::User(name) => format!("{dialect}:{action}:user/{name}"),
+        crate::auth::Principal::Root => format!("{dialect}:{action}"),
+        crate::auth::Principal::User(name) => format!("{dialect}:{action}:user/{name}"),
     }
 }
 

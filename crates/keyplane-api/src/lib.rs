@@ -2,9 +2,11 @@
 //! replay checks), then one module per vendor dialect that parses the wire into core calls and
 //! renders results and errors in its own envelope.
 //!
-//! Request flow: accept → [`wire::WireRequest`] → dialect recognised → [`auth`] verifies the
-//! signature and replay window → the dialect's action handler → core rules → store → envelope.
+//! Request flow: accept → [`wire::WireRequest`] → dialect recognised → [`pipeline`]: the dialect
+//! reads the call and [`auth`] verifies its signature and replay window, then throttle, RAM gate,
+//! ClientToken, the action's handler (→ [`ops`] → store), the dialect's envelope, audit.
 
+pub mod acs;
 pub mod actions;
 pub mod agent_api;
 pub mod aliyun;
@@ -18,12 +20,13 @@ pub mod idempotency;
 pub mod listener;
 pub mod native;
 pub mod nonces;
+pub mod ops;
 pub mod page_token;
 pub mod params;
+pub mod pipeline;
 pub mod ram_api;
 pub mod registration_tokens;
 pub mod reply;
-pub mod sim;
 pub mod throttle;
 pub mod tls;
 pub mod volc;
@@ -167,7 +170,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
         // A bug must cost one request an InternalError, never the connection or the process.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            aliyun::panic_response,
+            acs::panic_response,
         ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -207,11 +210,13 @@ async fn vendor_api(
     };
     let wire = wire::WireRequest::read(req, state.config.max_body_bytes).await;
     let dialect = wire.as_ref().map_or(unread, Dialect::of);
+    let format =
+        acs::render::Format::from_param(wire.as_ref().ok().and_then(|w| w.param("Format")));
     guarded(dialect, async {
         match dialect {
-            Dialect::Aliyun => aliyun::handle(&state, wire, &host).await,
-            Dialect::Ram => ram_api::handle(&state, wire, &host).await,
-            Dialect::Volc => volc::handle(&state, wire).await,
+            Dialect::Aliyun => pipeline::serve(&aliyun::dialect(&host, format), &state, wire).await,
+            Dialect::Ram => pipeline::serve(&ram_api::dialect(&host, format), &state, wire).await,
+            Dialect::Volc => pipeline::serve(&volc::Volc, &state, wire).await,
         }
     })
     .await
@@ -229,7 +234,7 @@ async fn guarded(
         Ok(response) => response,
         Err(_) => match dialect {
             Dialect::Volc => volc::panic_response(),
-            Dialect::Aliyun | Dialect::Ram => aliyun::panic_response(Box::new(())),
+            Dialect::Aliyun | Dialect::Ram => acs::panic_response(Box::new(())),
         },
     }
 }

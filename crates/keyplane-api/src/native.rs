@@ -31,8 +31,8 @@ use keyplane_core::{ids, CoreError};
 use keyplane_store::{AccessKeyRecord, AuditFilter, Page};
 use serde_json::{json, Value};
 
-use crate::aliyun::error::AliError;
-use crate::aliyun::render::{self, Format};
+use crate::acs::error::AliError;
+use crate::acs::render::{self, Format};
 use crate::auth::{self, Caller};
 use crate::params::Params;
 use crate::wire::WireRequest;
@@ -85,7 +85,14 @@ pub async fn handle(
         }
         let mut params = wire.query.clone();
         params.extend(wire.form.iter().cloned());
-        return crate::aliyun::console_call(&state, &caller, action, &params).await;
+        let meta = crate::pipeline::Meta {
+            request_id: keyplane_core::ids::new_request_id(),
+            action: action.to_string(),
+            ..Default::default()
+        };
+        let p = Params::new(&params, &[]);
+        let ctx = crate::pipeline::Ctx::new(&state, &caller, p, &meta, "console", None);
+        return crate::pipeline::run(&crate::aliyun::console(), &ctx, &meta).await;
     }
     let result = match (wire.method.as_str(), wire.path.as_str()) {
         ("POST", "/api/v1/accounts") => create_account(&state, &caller, &p).await,
@@ -162,7 +169,7 @@ async fn create_account(
         active: true,
     };
     state.store.create_account(name, &key).await?;
-    Ok(crate::aliyun::obj([
+    Ok(crate::reply::obj([
         ("AccountId", json!(account)),
         ("Name", json!(name)),
         ("AccessKeyId", json!(id)),
@@ -182,7 +189,7 @@ async fn list_accounts(
         .iter()
         .map(|(id, name, at)| json!({"AccountId": id, "Name": name, "CreateTime": at.to_rfc3339()}))
         .collect();
-    Ok(crate::aliyun::obj([("Accounts", Value::Array(list))]))
+    Ok(crate::reply::obj([("Accounts", Value::Array(list))]))
 }
 
 async fn audit(
@@ -273,7 +280,7 @@ async fn audit(
             })
         })
         .collect();
-    Ok(crate::aliyun::obj([
+    Ok(crate::reply::obj([
         ("TotalCount", json!(listing.total)),
         ("NextToken", json!(next_token)),
         ("Records", Value::Array(records)),
@@ -380,5 +387,5 @@ async fn instances(
             })
         })
         .collect();
-    Ok(crate::aliyun::obj([("Instances", Value::Array(list))]))
+    Ok(crate::reply::obj([("Instances", Value::Array(list))]))
 }

@@ -100,7 +100,7 @@ pub fn open(key: &ServerKey, scope: &Scope<'_>, token: Option<&str>) -> Result<i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::Principal;
+    use crate::auth::Principal;
 
     fn caller(account: &str, principal: Principal) -> Caller {
         Caller {

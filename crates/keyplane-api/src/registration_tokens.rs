@@ -95,7 +95,7 @@ pub async fn create(
             expires_at,
         })
         .await?;
-    Ok(crate::aliyun::obj([
+    Ok(crate::reply::obj([
         ("Token", json!(token)),
         ("TokenId", json!(token_id)),
         ("ExpiresAt", json!(rfc3339(expires_at))),
@@ -124,7 +124,7 @@ pub async fn list(state: &AppState, caller: &Caller) -> Result<Map<String, Value
             })
         })
         .collect();
-    Ok(crate::aliyun::obj([("Tokens", Value::Array(tokens))]))
+    Ok(crate::reply::obj([("Tokens", Value::Array(tokens))]))
 }
 
 /// `POST /api/v1/registration-tokens/{TokenId}/revoke` → `{"TokenId"}`: the token no longer
@@ -170,7 +170,7 @@ pub async fn revoke(
     {
         return Err(not_found());
     }
-    Ok(crate::aliyun::obj([("TokenId", json!(token_id))]))
+    Ok(crate::reply::obj([("TokenId", json!(token_id))]))
 }
 
 fn forbidden(caller: &Caller, action: &str) -> CoreError {

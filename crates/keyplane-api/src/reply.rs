@@ -5,6 +5,14 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
+/// An answer's fields as a tree.
+pub type Fields = Map<String, Value>;
+
+/// Builds an object from `(key, value)` pairs, keeping their order.
+pub fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Fields {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
 pub enum Reply {
     /// Fields built as a tree.
     Tree(Map<String, Value>),

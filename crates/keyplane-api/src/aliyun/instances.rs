@@ -12,6 +12,7 @@ use keyplane_store::{InstanceFilter, Page};
 use serde_json::json;
 
 use super::{minute, obj, tag_set, Body200, Ctx, TagItem};
+use crate::ops::visible;
 use crate::reply::{empty, Reply, Wrap};
 
 /// Instances per RunInstances call (the vendor's `Amount` limit).
@@ -37,7 +38,7 @@ fn parse_status(raw: &str) -> Result<InstanceStatus, CoreError> {
 }
 
 fn done_at(ctx: &Ctx<'_>) -> Option<chrono::DateTime<chrono::Utc>> {
-    crate::sim::done_at(ctx.state.config.transition_delay)
+    crate::ops::instances::done_at(ctx.state.config.transition_delay)
 }
 
 pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
@@ -75,7 +76,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
                 .ok_or_else(|| CoreError::KeyPairNotFound(name.into()))?,
         ),
     };
-    let password_hash = crate::sim::password_hash(
+    let password_hash = crate::ops::instances::password_hash(
         &ctx.state.cpu,
         ctx.p.opt("Password"),
         image.os_type,
@@ -85,7 +86,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     if ctx.p.bool("DryRun")?.unwrap_or(false) {
         return Err(CoreError::DryRunOperation);
     }
-    let instances = crate::sim::build(&crate::sim::Launch {
+    let instances = crate::ops::instances::build(&crate::ops::instances::Launch {
         account_id: ctx.account(),
         region_id: region.id,
         zone_id: zone,
@@ -102,7 +103,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     })?;
     ctx.state
         .store
-        .insert_instances(&instances, done_at(ctx), Some(&ctx.audit_in_write()))
+        .insert_instances(&instances, done_at(ctx), Some(ctx.audit_in_write()))
         .await?;
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
     Ok(obj([("InstanceIdSets", json!({ "InstanceIdSet": ids }))]))
@@ -260,7 +261,7 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
         };
         let key = &ctx.state.config.server_key;
         let seq = crate::page_token::open(key, &scope, ctx.p.opt("NextToken"))?;
-        let listing = list_visible(
+        let listing = visible::instances(
             ctx,
             "ecs:DescribeInstances",
             &filter,
@@ -284,7 +285,7 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
     }
     let page_number = ctx.p.int("PageNumber", 1, 1, i32::MAX as i64)?;
     let page_size = ctx.p.int("PageSize", 10, 1, 100)?;
-    let listing = list_visible(
+    let listing = visible::instances(
         ctx,
         "ecs:DescribeInstances",
         &filter,
@@ -323,7 +324,7 @@ pub async fn describe_status(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
         zone_id: ctx.p.opt("ZoneId").map(str::to_string),
         ..Default::default()
     };
-    let listing = list_visible(
+    let listing = visible::instances(
         ctx,
         "ecs:DescribeInstanceStatus",
         &filter,
@@ -359,42 +360,6 @@ struct InstanceStatusPage<'a> {
     page_number: i64,
     page_size: i64,
     instance_statuses: Wrap<Vec<InstanceStatusItem<'a>>>,
-}
-
-/// A listing of what the caller may see: everything for the root; for a RAM user, the allowed
-/// instances, paged in memory (a keyset token then counts rows of the filtered list).
-async fn list_visible(
-    ctx: &Ctx<'_>,
-    action: &str,
-    filter: &InstanceFilter,
-    page: Page,
-) -> Result<keyplane_store::Listing<Instance>, CoreError> {
-    if ctx.caller.is_root() {
-        return ctx.state.store.list_instances(filter, page).await;
-    }
-    let scan = Page::Offset {
-        offset: 0,
-        limit: crate::authz::FILTER_SCAN_LIMIT,
-    };
-    let mut all = ctx.state.store.list_instances(filter, scan).await?.items;
-    all.retain(|i| {
-        ctx.caller
-            .allowed(action, &ctx.caller.instance_arn(&i.region_id, &i.id))
-    });
-    let (offset, limit) = match page {
-        Page::Offset { offset, limit } => (offset, limit),
-        Page::After { seq, limit } => (seq.max(0) as u64, limit),
-    };
-    let (items, total, next) = crate::authz::page_in_memory(all, offset as usize, limit as usize);
-    let next_seq = match page {
-        Page::After { .. } => next.map(|n| n as i64),
-        Page::Offset { .. } => None,
-    };
-    Ok(keyplane_store::Listing {
-        items,
-        total,
-        next_seq,
-    })
 }
 
 /// The caller's instance `id`, if it exists and the caller may do `action` on it.
@@ -437,7 +402,7 @@ pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Body200, CoreError> {
 pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let id = ctx.p.required("InstanceId")?;
     let inst = check_instance(ctx, "ecs:ModifyInstanceAttribute", id).await?;
-    let rule = crate::sim::ModifyRule {
+    let rule = crate::ops::instances::ModifyRule {
         password: Rule::Alibaba,
         host_name_param: "HostName",
         host_name_max: 64,
@@ -447,9 +412,10 @@ pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         .opt("Description")
         .map(names::parse_instance_description)
         .transpose()?;
-    let change = crate::sim::change(&ctx.state.cpu, &ctx.p, &inst, &rule, description).await?;
+    let change =
+        crate::ops::instances::change(&ctx.state.cpu, &ctx.p, &inst, &rule, description).await?;
     let dry_run = ctx.p.bool("DryRun")?.unwrap_or(false);
-    crate::sim::modify(ctx.state, &inst, &change, dry_run).await?;
+    crate::ops::instances::modify(ctx.state, &inst, &change, dry_run).await?;
     Ok(Body200::new())
 }
 

@@ -1,16 +1,16 @@
 //! CreateKeyPair, ImportKeyPair, DescribeKeyPairs, DeleteKeyPairs, AttachKeyPair, DetachKeyPair.
 
 use keyplane_core::binding::parse_id_list;
-use keyplane_core::model::{FingerprintQuery, KeyPair, KEY_PAIR_QUOTA};
+use keyplane_core::model::FingerprintQuery;
 use keyplane_core::names::{KeyPairName, NameRule};
-use keyplane_core::pubkey::{generate_rsa_2048, PublicKey};
-use keyplane_core::{ids, CoreError};
+use keyplane_core::CoreError;
 use keyplane_store::{BindOp, KeyPairFilter, Page};
 use serde_json::{json, Value};
 
-use super::error::instance_failure;
 use super::{minute, obj, tag_set, Body200, Ctx, TagItem};
-use crate::authz;
+use crate::acs::error::instance_failure;
+use crate::ops::keypairs::{self, NewKeyPair};
+use crate::ops::{bindings, visible};
 use crate::reply::{Reply, Wrap};
 
 /// Instance IDs per AttachKeyPair/DetachKeyPair call on this dialect.
@@ -20,72 +20,31 @@ pub const MAX_DELETE_NAMES: usize = 100;
 /// DescribeKeyPairs page size limit.
 pub const MAX_PAGE_SIZE: i64 = 50;
 
-fn new_key_pair(
-    ctx: &Ctx<'_>,
-    region: &str,
-    name: KeyPairName,
-    key: &PublicKey,
-) -> Result<KeyPair, CoreError> {
-    Ok(KeyPair {
-        id: ids::new_key_pair_id(),
-        account_id: ctx.account().to_string(),
-        region_id: region.to_string(),
-        name: name.as_str().to_string(),
-        public_key: key.to_openssh(),
-        fingerprint_sha256: key.sha256_fingerprint(),
-        fingerprint_md5: key.md5_fingerprint(),
+/// What a new key pair is made of, in this dialect's parameters.
+fn new_key_pair(ctx: &Ctx<'_>, rule: NameRule) -> Result<NewKeyPair, CoreError> {
+    ctx.region()?;
+    Ok(NewKeyPair {
+        name: KeyPairName::parse(ctx.p.required("KeyPairName")?, rule)?,
         resource_group_id: ctx.p.opt("ResourceGroupId").unwrap_or_default().to_string(),
         description: String::new(),
-        created_at: keyplane_core::model::now(),
-        updated_at: None,
         tags: ctx.p.tags()?,
     })
 }
 
 pub async fn create(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
-    let region = ctx.region()?;
-    let name = KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::AlibabaCreate)?;
-    ctx.caller.check(
-        "ecs:CreateKeyPair",
-        &ctx.caller.keypair_arn(region.id, name.as_str()),
-    )?;
-    // Refuse early what would fail anyway, before spending CPU on a key.
-    if ctx
-        .state
-        .store
-        .key_pair_by_name(ctx.account(), region.id, name.as_str())
-        .await?
-        .is_some()
-    {
-        return Err(CoreError::KeyPairAlreadyExists(name.to_string()));
-    }
-    let generated = ctx.state.cpu.run(generate_rsa_2048).await??;
-    let kp = new_key_pair(ctx, region.id, name, &generated.public)?;
-    ctx.state
-        .store
-        .create_key_pair(&kp, KEY_PAIR_QUOTA, Some(&ctx.audit_in_write()))
-        .await?;
+    let (kp, private_pem) =
+        keypairs::create(ctx, new_key_pair(ctx, NameRule::AlibabaCreate)?).await?;
     Ok(obj([
         ("KeyPairId", json!(kp.id)),
         ("KeyPairName", json!(kp.name)),
         ("KeyPairFingerPrint", json!(kp.fingerprint_md5)),
-        ("PrivateKeyBody", json!(generated.private_pem.as_str())),
+        ("PrivateKeyBody", json!(private_pem.as_str())),
     ]))
 }
 
 pub async fn import(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
-    let region = ctx.region()?;
-    let name = KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::AlibabaImport)?;
-    ctx.caller.check(
-        "ecs:ImportKeyPair",
-        &ctx.caller.keypair_arn(region.id, name.as_str()),
-    )?;
-    let key = PublicKey::parse(ctx.p.required("PublicKeyBody")?)?;
-    let kp = new_key_pair(ctx, region.id, name, &key)?;
-    ctx.state
-        .store
-        .create_key_pair(&kp, KEY_PAIR_QUOTA, Some(&ctx.audit_in_write()))
-        .await?;
+    let new = new_key_pair(ctx, NameRule::AlibabaImport)?;
+    let kp = keypairs::import(ctx, new, ctx.p.required("PublicKeyBody")?).await?;
     Ok(obj([
         ("KeyPairId", json!(kp.id)),
         ("KeyPairName", json!(kp.name)),
@@ -107,31 +66,12 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
         tags: ctx.p.tags()?,
         ..Default::default()
     };
-    let offset = ((page_number - 1) * page_size) as u64;
-    let (kps, total) = if ctx.caller.is_root() {
-        let page = Page::Offset {
-            offset,
-            limit: page_size as u64,
-        };
-        let listing = ctx.state.store.list_key_pairs(&filter, page).await?;
-        (listing.items, listing.total)
-    } else {
-        // A RAM user sees only the key pairs its policies allow; none at all is an empty list.
-        let page = Page::Offset {
-            offset: 0,
-            limit: authz::FILTER_SCAN_LIMIT,
-        };
-        let mut all = ctx.state.store.list_key_pairs(&filter, page).await?.items;
-        all.retain(|k| {
-            ctx.caller.allowed(
-                "ecs:DescribeKeyPairs",
-                &ctx.caller.keypair_arn(region.id, &k.name),
-            )
-        });
-        let (items, total, _) = authz::page_in_memory(all, offset as usize, page_size as usize);
-        (items, total)
+    let page = Page::Offset {
+        offset: ((page_number - 1) * page_size) as u64,
+        limit: page_size as u64,
     };
-    let items = kps.iter().map(|kp| KeyPairItem {
+    let listing = visible::key_pairs(ctx, "ecs:DescribeKeyPairs", &filter, page).await?;
+    let items = listing.items.iter().map(|kp| KeyPairItem {
         key_pair_name: &kp.name,
         key_pair_id: &kp.id,
         key_pair_finger_print: &kp.fingerprint_md5,
@@ -143,7 +83,7 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
     Ok(Reply::rows(&KeyPairsPage {
         page_number,
         page_size,
-        total_count: total,
+        total_count: listing.total,
         key_pairs: Wrap("KeyPair", items.collect()),
     }))
 }
@@ -184,23 +124,9 @@ fn parse_names(raw: &str) -> Result<Vec<String>, CoreError> {
 }
 
 pub async fn delete(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
-    let region = ctx.region()?;
+    ctx.region()?;
     let names = parse_names(ctx.p.required("KeyPairNames")?)?;
-    for name in &names {
-        ctx.caller.check(
-            "ecs:DeleteKeyPairs",
-            &ctx.caller.keypair_arn(region.id, name),
-        )?;
-    }
-    ctx.state
-        .store
-        .delete_key_pairs(
-            ctx.account(),
-            region.id,
-            &names,
-            Some(&ctx.audit_in_write()),
-        )
-        .await?;
+    keypairs::delete(ctx, &names).await?;
     Ok(Body200::new())
 }
 
@@ -217,38 +143,11 @@ async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Body200, CoreError> {
     ctx.p.required("RegionId")?;
     let name = ctx.p.required("KeyPairName")?;
     let raw_ids = ctx.p.required("InstanceIds")?;
-    let region = ctx.region()?;
+    ctx.region()?;
     let instance_ids = parse_id_list(raw_ids, MAX_BIND_IDS)?;
-    let action = match op {
-        BindOp::Attach => "ecs:AttachKeyPair",
-        BindOp::Detach => "ecs:DetachKeyPair",
-    };
-    ctx.caller
-        .check(action, &ctx.caller.keypair_arn(region.id, name))?;
-    let key_pair = ctx
-        .state
-        .store
-        .key_pair_by_name(ctx.account(), region.id, name)
-        .await?
-        .ok_or_else(|| CoreError::KeyPairNotFound(name.to_string()))?;
-    // The record goes into the bind's own transaction (SPEC section 3).
-    let record = ctx.audit_in_write();
-    let outcomes = authz::bind_allowed(
-        ctx.state,
-        ctx.caller,
-        authz::Batch {
-            action,
-            region: region.id,
-            key_pair: &key_pair,
-            ids: &instance_ids,
-            op,
-            audit: Some(keyplane_store::BindAudit {
-                record: &record,
-                failure_code: |f| instance_failure(f).0,
-            }),
-        },
-    )
-    .await?;
+    let key_pair = keypairs::resolve(ctx, bindings::ram_action(op), name).await?;
+    let failure_code = |f| instance_failure(f).0;
+    let outcomes = bindings::bind(ctx, &key_pair, &instance_ids, op, failure_code).await?;
     let fail_count = outcomes.iter().filter(|(_, r)| r.is_err()).count();
     let results: Vec<Value> = outcomes
         .iter()

@@ -3,27 +3,21 @@
 //! Same signatures and envelope as the ECS dialect; RAM actions are `ram:<Action>` on
 //! `acs:ram:*:{account}:user/{name}` and `…:policy/{name}`.
 
-use axum::response::Response;
 use chrono::{DateTime, Utc};
 use keyplane_core::ram::{ram_arn, Policy};
 use keyplane_core::{ids, password, CoreError};
 use keyplane_store::{AccessKeyRecord, PolicyRecord, User};
 use serde_json::{json, Value};
 
-use crate::actions::{self, Action, Answer, READS, WRITES};
-use crate::aliyun::error::AliError;
-use crate::aliyun::render::{self, Format};
-use crate::aliyun::{obj, Body200, Ctx};
-use crate::params::Params;
-use crate::wire::{WireError, WireRequest};
-use crate::{audit, auth, AppState};
+use crate::acs::render::Format;
+use crate::acs::Acs;
+use crate::actions::{Action, READS, WRITES};
+use crate::pipeline::{Ctx, Handler};
+use crate::reply::{obj, Fields as Body200};
 
 pub const VERSION: &str = "2015-05-01";
 /// AccessKeys per user (and for the root), as the vendor allows.
 pub const MAX_ACCESS_KEYS: usize = 2;
-
-/// A RAM handler: the call's context in, its reply out.
-pub type Handler = for<'a> fn(&'a Ctx<'a>) -> Answer<'a, Body200, CoreError>;
 
 /// A row of [`ACTIONS`]; the RAM action is `ram:` and the name.
 macro_rules! action {
@@ -32,7 +26,7 @@ macro_rules! action {
             name: $name,
             ram: concat!("ram:", $name),
             writes: $writes,
-            handler: |c| Box::pin($call(c)),
+            handler: |c| Box::pin(async move { $call(c).await.map($crate::reply::Reply::from) }),
         }
     };
 }
@@ -60,75 +54,17 @@ pub static ACTIONS: &[Action<Handler>] = &[
     action!("ListPoliciesForUser", READS, list_policies_for_user),
 ];
 
-pub async fn handle(
-    state: &AppState,
-    wire: Result<WireRequest, WireError>,
-    host: &str,
-) -> Response {
-    let request_id = keyplane_core::ids::new_request_id();
-    let wire = match wire {
-        Ok(w) => w,
-        Err(e) => return render::error(&e.into(), &request_id, host, Format::Json),
-    };
-    let format = Format::from_param(wire.param("Format"));
-    let fail = |e: AliError| render::error(&e, &request_id, host, format);
-    // What runs is only what the signature covers: see `WireRequest::alibaba_selector`.
-    let selected = wire.alibaba_selector();
-    if selected.version != Some(VERSION) {
-        return fail(AliError::invalid_version());
+/// The RAM API for a call to `host`, answered in `format`.
+pub fn dialect(host: &str, format: Format) -> Acs {
+    Acs {
+        name: "ram",
+        version: VERSION,
+        actions: ACTIONS,
+        gates_reads: true,
+        tokens: None,
+        host: host.to_string(),
+        format,
     }
-    let caller = match auth::alibaba(state, &wire).await {
-        Ok(c) => c,
-        Err(e) => return fail(e.into()),
-    };
-    let Some(action) = selected.action.filter(|a| !a.is_empty()) else {
-        return fail(CoreError::missing("Action").into());
-    };
-    let ctx = Ctx {
-        state,
-        caller: &caller,
-        p: Params::new(&wire.query, &wire.form),
-        request_id: &request_id,
-        dialect: "ram",
-        action,
-        recorded: Default::default(),
-    };
-    let call = audit::Call {
-        recorded: &ctx.recorded,
-        dialect: "ram",
-        action,
-        mutating: actions::find(ACTIONS, action).is_none_or(|a| a.writes),
-        caller: &caller,
-        region: None,
-        request_id: &request_id,
-        params: &ctx.p,
-    };
-    let row = actions::find(ACTIONS, action);
-    // Unknown actions share one bucket, so made-up names cannot grow the throttle's state.
-    let bucket = row.map_or("*", |a| a.name);
-    let throttled = state.throttle.check(&caller.access_key_id, bucket).await;
-    let result = match row {
-        None => Err(AliError::invalid_action(action, &actions::names(ACTIONS))),
-        Some(row) => match (ctx.p.nul_free(), throttled) {
-            (Err(e), _) => Err(e.into()),
-            (_, Err(e)) => Err(e.into()),
-            _ if !caller.may_attempt(row.ram) => Err(CoreError::Forbidden {
-                action: row.ram.to_string(),
-                resource: "*".into(),
-            }
-            .into()),
-            _ => (row.handler)(&ctx).await.map_err(AliError::from),
-        },
-    };
-    let (response, code) = match result {
-        Ok(body) => (
-            render::success(action, &request_id, body, format),
-            "OK".to_string(),
-        ),
-        Err(e) => (fail(e.clone()), e.code.to_string()),
-    };
-    audit::record(state, &call, &code, response.status().as_u16()).await;
-    response
 }
 
 async fn delete_user(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
@@ -276,7 +212,7 @@ fn page<T>(ctx: &Ctx<'_>, items: Vec<T>) -> Result<(Vec<T>, bool, String), CoreE
             .parse::<usize>()
             .map_err(|_| CoreError::invalid("Marker", "Use the Marker of the previous page."))?,
     };
-    let (items, _, next) = crate::authz::page_in_memory(items, offset, max);
+    let (items, _, next) = crate::ops::visible::page_in_memory(items, offset, max);
     Ok((
         items,
         next.is_some(),
@@ -358,8 +294,8 @@ async fn update_login_profile(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
 /// Whose keys: `UserName`, else the calling user (a RAM user manages its own), else the root.
 fn key_owner(ctx: &Ctx<'_>, action: &str) -> Result<Option<String>, CoreError> {
     let own = match &ctx.caller.principal {
-        crate::authz::Principal::User(u) => Some(u.clone()),
-        crate::authz::Principal::Root => None,
+        crate::auth::Principal::User(u) => Some(u.clone()),
+        crate::auth::Principal::Root => None,
     };
     let user = ctx.p.opt("UserName").map(str::to_string).or(own);
     let resource = match &user {

@@ -23,7 +23,7 @@ pub async fn regions(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
 pub async fn zones(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     let visible = ctx.caller.may_attempt("ecs:DescribeZones");
     let items: Vec<Value> = ctx
-        .region
+        .region()?
         .zones
         .iter()
         .filter(|_| visible)

@@ -170,7 +170,7 @@ impl From<CoreError> for VolcError {
             | CoreError::PolicyNotAttached(_)
             | CoreError::InvalidPassword(_)
             | CoreError::LoginProfileNotFound(_)) => {
-                let ali = crate::aliyun::error::AliError::from(other);
+                let ali = crate::acs::error::AliError::from(other);
                 e(ali.status.as_u16(), ali.code, ali.message)
             }
             CoreError::InvalidInstancePassword(reason) => e(

@@ -10,6 +10,7 @@ use keyplane_store::{InstanceFilter, Page};
 use serde_json::{json, Value};
 
 use super::{iso, obj, tag_list, Ctx, Output, TagItem};
+use crate::ops::visible;
 use crate::reply::Reply;
 
 pub const MAX_IDS: usize = 100;
@@ -100,7 +101,7 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
     let seq = ctx.page_position("volc.DescribeInstances")?;
     let filter = InstanceFilter {
         account_id: ctx.account().to_string(),
-        region_id: ctx.region.id.to_string(),
+        region_id: ctx.region()?.id.to_string(),
         ids: ctx.list("InstanceIds", MAX_IDS)?,
         name: ctx.p.pattern("InstanceName")?.map(|n| format!("*{n}*")),
         key_pair_name: ctx.p.opt("KeyPairName").map(str::to_string),
@@ -110,32 +111,15 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
         tags: ctx.tag_filters()?,
         ..Default::default()
     };
-    let (items, total, next) = if ctx.caller.is_root() {
-        let page = Page::After {
-            seq,
-            limit: max as u64,
-        };
-        let listing = ctx.state.store.list_instances(&filter, page).await?;
-        (listing.items, listing.total, listing.next_seq)
-    } else {
-        let scan = Page::Offset {
-            offset: 0,
-            limit: crate::authz::FILTER_SCAN_LIMIT,
-        };
-        let mut all = ctx.state.store.list_instances(&filter, scan).await?.items;
-        all.retain(|i| {
-            ctx.caller.allowed(
-                "ecs:DescribeInstances",
-                &ctx.caller.instance_arn(ctx.region.id, &i.id),
-            )
-        });
-        let (items, total, next) = crate::authz::page_in_memory(all, seq as usize, max as usize);
-        (items, total, next.map(|n| n as i64))
+    let page = Page::After {
+        seq,
+        limit: max as u64,
     };
+    let listing = visible::instances(ctx, "ecs:DescribeInstances", &filter, page).await?;
     Ok(Reply::rows(&InstancesPage {
-        instances: items.iter().map(instance_item).collect(),
-        next_token: ctx.next_token("volc.DescribeInstances", next),
-        total_count: total,
+        instances: listing.items.iter().map(instance_item).collect(),
+        next_token: ctx.next_token("volc.DescribeInstances", listing.next_seq),
+        total_count: listing.total,
     }))
 }
 
@@ -148,16 +132,16 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         .ok_or_else(|| CoreError::missing("InstanceTypeId"))?;
     let image =
         catalog::image(image_id).ok_or_else(|| CoreError::ImageNotFound(image_id.into()))?;
-    let zone = ctx.region.zone(ctx.p.opt("ZoneId"))?;
+    let zone = ctx.region()?.zone(ctx.p.opt("ZoneId"))?;
     let count = ctx.p.int("Count", 1, 1, MAX_COUNT)?;
     ctx.caller.check(
         "ecs:RunInstances",
-        &ctx.caller.instance_arn(ctx.region.id, "*"),
+        &ctx.caller.instance_arn(ctx.region()?.id, "*"),
     )?;
     if let Some(name) = ctx.p.opt("KeyPairName") {
         ctx.caller.check(
             "ecs:RunInstances",
-            &ctx.caller.keypair_arn(ctx.region.id, name),
+            &ctx.caller.keypair_arn(ctx.region()?.id, name),
         )?;
     }
     let key_pair = match ctx.p.opt("KeyPairName") {
@@ -165,13 +149,13 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         Some(name) => Some(
             ctx.state
                 .store
-                .key_pair_by_name(ctx.account(), ctx.region.id, name)
+                .key_pair_by_name(ctx.account(), ctx.region()?.id, name)
                 .await?
                 .ok_or_else(|| CoreError::KeyPairNotFound(name.into()))?,
         ),
     };
     let tags = ctx.p.tags_named("Tags")?;
-    let password_hash = crate::sim::password_hash(
+    let password_hash = crate::ops::instances::password_hash(
         &ctx.state.cpu,
         ctx.p.opt("Password"),
         image.os_type,
@@ -181,9 +165,9 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     if ctx.p.bool("DryRun")?.unwrap_or(false) {
         return Err(CoreError::DryRunOperation);
     }
-    let instances = crate::sim::build(&crate::sim::Launch {
+    let instances = crate::ops::instances::build(&crate::ops::instances::Launch {
         account_id: ctx.account(),
-        region_id: ctx.region.id,
+        region_id: ctx.region()?.id,
         zone_id: zone,
         image,
         instance_type,
@@ -200,8 +184,8 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         .store
         .insert_instances(
             &instances,
-            crate::sim::done_at(ctx.state.config.transition_delay),
-            Some(&ctx.audit_in_write()),
+            crate::ops::instances::done_at(ctx.state.config.transition_delay),
+            Some(ctx.audit_in_write()),
         )
         .await?;
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
@@ -209,12 +193,13 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
 }
 
 async fn power_one(ctx: &Ctx<'_>, id: &str, op: Power) -> Result<(), CoreError> {
+    let region = ctx.region()?.id;
     let inst = ctx
         .state
         .store
         .instance(ctx.account(), id)
         .await?
-        .filter(|i| i.region_id == ctx.region.id)
+        .filter(|i| i.region_id == region)
         .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
     let action = match op {
         Power::Start => "ecs:StartInstance",
@@ -222,14 +207,14 @@ async fn power_one(ctx: &Ctx<'_>, id: &str, op: Power) -> Result<(), CoreError> 
         Power::Reboot => "ecs:RebootInstance",
     };
     ctx.caller
-        .check(action, &ctx.caller.instance_arn(ctx.region.id, &inst.id))?;
+        .check(action, &ctx.caller.instance_arn(region, &inst.id))?;
     ctx.state
         .store
         .power(
             ctx.account(),
             &inst.id,
             op,
-            crate::sim::done_at(ctx.state.config.transition_delay),
+            crate::ops::instances::done_at(ctx.state.config.transition_delay),
         )
         .await?;
     crate::agent_api::changed(ctx.state, std::slice::from_ref(&inst.id)).await;
@@ -284,15 +269,16 @@ pub async fn power_many(ctx: &Ctx<'_>, op: Power) -> Result<Output, CoreError> {
 
 /// The caller's instance `id` in this region, if it exists and the caller may do `action` on it.
 async fn check_instance(ctx: &Ctx<'_>, action: &str, id: &str) -> Result<Instance, CoreError> {
+    let region = ctx.region()?.id;
     let inst = ctx
         .state
         .store
         .instance(ctx.account(), id)
         .await?
-        .filter(|i| i.region_id == ctx.region.id)
+        .filter(|i| i.region_id == region)
         .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
     ctx.caller
-        .check(action, &ctx.caller.instance_arn(ctx.region.id, &inst.id))?;
+        .check(action, &ctx.caller.instance_arn(region, &inst.id))?;
     Ok(inst)
 }
 
@@ -310,14 +296,15 @@ pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
             }
         })?),
     };
-    let rule = crate::sim::ModifyRule {
+    let rule = crate::ops::instances::ModifyRule {
         password: Rule::Volcengine,
         host_name_param: "Hostname",
         host_name_max: 63,
     };
-    let change = crate::sim::change(&ctx.state.cpu, &ctx.p, &inst, &rule, description).await?;
+    let change =
+        crate::ops::instances::change(&ctx.state.cpu, &ctx.p, &inst, &rule, description).await?;
     let dry_run = ctx.p.bool("DryRun")?.unwrap_or(false);
-    crate::sim::modify(ctx.state, &inst, &change, dry_run).await?;
+    crate::ops::instances::modify(ctx.state, &inst, &change, dry_run).await?;
     Ok(Output::new())
 }
 

@@ -1,16 +1,16 @@
 //! Key pairs in the Volcengine dialect: Create, Import, Describe, Delete (batch and single),
 //! ModifyKeyPairAttribute, Attach and Detach.
 
-use keyplane_core::model::{FingerprintQuery, KeyPair, KEY_PAIR_QUOTA};
+use keyplane_core::model::{FingerprintQuery, KeyPair};
 use keyplane_core::names::{parse_description, KeyPairName, NameRule};
-use keyplane_core::pubkey::{generate_rsa_2048, PublicKey};
-use keyplane_core::{ids, CoreError};
+use keyplane_core::CoreError;
 use keyplane_store::{BindOp, KeyPairFilter, Page};
 use serde_json::{json, Value};
 
 use super::error::instance_failure;
 use super::{iso, obj, tag_list, Ctx, Output, TagItem};
-use crate::authz;
+use crate::ops::keypairs::{self, NewKeyPair};
+use crate::ops::{bindings, visible};
 use crate::reply::Reply;
 
 pub const MAX_BIND_IDS: usize = 100;
@@ -21,66 +21,29 @@ fn bare_md5(kp: &KeyPair) -> String {
     kp.fingerprint_md5.replace(':', "")
 }
 
-fn new_key_pair(ctx: &Ctx<'_>, key: &PublicKey) -> Result<KeyPair, CoreError> {
-    let name = KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::Volcengine)?;
-    Ok(KeyPair {
-        id: ids::new_key_pair_id(),
-        account_id: ctx.account().to_string(),
-        region_id: ctx.region.id.to_string(),
-        name: name.as_str().to_string(),
-        public_key: key.to_openssh(),
-        fingerprint_sha256: key.sha256_fingerprint(),
-        fingerprint_md5: key.md5_fingerprint(),
+/// What a new key pair is made of, in this dialect's parameters.
+fn new_key_pair(ctx: &Ctx<'_>) -> Result<NewKeyPair, CoreError> {
+    Ok(NewKeyPair {
+        name: KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::Volcengine)?,
         resource_group_id: ctx.p.opt("ProjectName").unwrap_or_default().to_string(),
         description: parse_description(ctx.p.get("Description").unwrap_or_default())?,
-        created_at: keyplane_core::model::now(),
-        updated_at: None,
         tags: ctx.p.tags_named("Tags")?,
     })
 }
 
 pub async fn create(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
-    let name = KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::Volcengine)?;
-    ctx.caller.check(
-        "ecs:CreateKeyPair",
-        &ctx.caller.keypair_arn(ctx.region.id, name.as_str()),
-    )?;
-    parse_description(ctx.p.get("Description").unwrap_or_default())?;
-    if ctx
-        .state
-        .store
-        .key_pair_by_name(ctx.account(), ctx.region.id, name.as_str())
-        .await?
-        .is_some()
-    {
-        return Err(CoreError::KeyPairAlreadyExists(name.to_string()));
-    }
-    let generated = ctx.state.cpu.run(generate_rsa_2048).await??;
-    let kp = new_key_pair(ctx, &generated.public)?;
-    ctx.state
-        .store
-        .create_key_pair(&kp, KEY_PAIR_QUOTA, Some(&ctx.audit_in_write()))
-        .await?;
+    let (kp, private_pem) = keypairs::create(ctx, new_key_pair(ctx)?).await?;
     Ok(obj([
         ("KeyPairName", json!(kp.name)),
         ("KeyPairId", json!(kp.id)),
         ("FingerPrint", json!(bare_md5(&kp))),
-        ("PrivateKey", json!(generated.private_pem.as_str())),
+        ("PrivateKey", json!(private_pem.as_str())),
     ]))
 }
 
 pub async fn import(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
-    let name = KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::Volcengine)?;
-    ctx.caller.check(
-        "ecs:ImportKeyPair",
-        &ctx.caller.keypair_arn(ctx.region.id, name.as_str()),
-    )?;
-    let key = PublicKey::parse(ctx.p.required("PublicKey")?)?;
-    let kp = new_key_pair(ctx, &key)?;
-    ctx.state
-        .store
-        .create_key_pair(&kp, KEY_PAIR_QUOTA, Some(&ctx.audit_in_write()))
-        .await?;
+    let new = new_key_pair(ctx)?;
+    let kp = keypairs::import(ctx, new, ctx.p.required("PublicKey")?).await?;
     Ok(obj([
         ("KeyPairName", json!(kp.name)),
         ("KeyPairId", json!(kp.id)),
@@ -134,7 +97,7 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
     let project = ctx.p.opt("ProjectName").filter(|p| *p != "default");
     let filter = KeyPairFilter {
         account_id: ctx.account().to_string(),
-        region_id: ctx.region.id.to_string(),
+        region_id: ctx.region()?.id.to_string(),
         // Volcengine matches KeyPairName fuzzily: anywhere in the name.
         name: ctx.p.pattern("KeyPairName")?.map(|n| format!("*{n}*")),
         names: ctx.list("KeyPairNames", MAX_NAMES)?.unwrap_or_default(),
@@ -143,62 +106,43 @@ pub async fn describe(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
         resource_group_id: project.map(str::to_string),
         tags: ctx.tag_filters()?,
     };
-    let (kps, total, next) = if ctx.caller.is_root() {
-        let page = Page::After {
-            seq,
-            limit: max as u64,
-        };
-        let listing = ctx.state.store.list_key_pairs(&filter, page).await?;
-        (listing.items, listing.total, listing.next_seq)
-    } else {
-        // A RAM user sees only the key pairs its policies allow (the token counts filtered rows).
-        let scan = Page::Offset {
-            offset: 0,
-            limit: authz::FILTER_SCAN_LIMIT,
-        };
-        let mut all = ctx.state.store.list_key_pairs(&filter, scan).await?.items;
-        all.retain(|k| {
-            ctx.caller.allowed(
-                "ecs:DescribeKeyPairs",
-                &ctx.caller.keypair_arn(ctx.region.id, &k.name),
-            )
-        });
-        let (items, total, next) = authz::page_in_memory(all, seq as usize, max as usize);
-        (items, total, next.map(|n| n as i64))
+    let page = Page::After {
+        seq,
+        limit: max as u64,
     };
+    let listing = visible::key_pairs(ctx, "ecs:DescribeKeyPairs", &filter, page).await?;
     Ok(Reply::rows(&KeyPairsPage {
-        key_pairs: kps.iter().map(key_pair_item).collect(),
-        next_token: ctx.next_token("volc.DescribeKeyPairs", next),
-        total_count: total,
+        key_pairs: listing.items.iter().map(key_pair_item).collect(),
+        next_token: ctx.next_token("volc.DescribeKeyPairs", listing.next_seq),
+        total_count: listing.total,
     }))
 }
 
 /// The key pair named by `KeyPairId` (which wins) or `KeyPairName`, if the caller may do `action`
-/// on it.
+/// on it (a key pair that does not exist is `NotFound` first, as on the vendor).
 async fn resolve(ctx: &Ctx<'_>, action: &str) -> Result<KeyPair, CoreError> {
-    let kp = find(ctx).await?;
-    ctx.caller
-        .check(action, &ctx.caller.keypair_arn(ctx.region.id, &kp.name))?;
-    Ok(kp)
-}
-
-async fn find(ctx: &Ctx<'_>) -> Result<KeyPair, CoreError> {
-    let store = &ctx.state.store;
-    if let Some(id) = ctx.p.opt("KeyPairId") {
-        return store
+    let region = ctx.region()?.id;
+    let kp = match ctx.p.opt("KeyPairId") {
+        Some(id) => ctx
+            .state
+            .store
             .key_pair_by_id(ctx.account(), id)
             .await?
-            .filter(|k| k.region_id == ctx.region.id)
-            .ok_or_else(|| CoreError::KeyPairNotFound(id.to_string()));
-    }
-    let name = ctx
-        .p
-        .opt("KeyPairName")
-        .ok_or_else(|| CoreError::missing("KeyPairNameAndKeyPairId"))?;
-    store
-        .key_pair_by_name(ctx.account(), ctx.region.id, name)
-        .await?
-        .ok_or_else(|| CoreError::KeyPairNotFound(name.to_string()))
+            .filter(|k| k.region_id == region)
+            .ok_or_else(|| CoreError::KeyPairNotFound(id.to_string()))?,
+        None => {
+            let name = ctx
+                .p
+                .opt("KeyPairName")
+                .ok_or_else(|| CoreError::missing("KeyPairNameAndKeyPairId"))?;
+            keypairs::find(ctx, name)
+                .await?
+                .ok_or_else(|| CoreError::KeyPairNotFound(name.to_string()))?
+        }
+    };
+    ctx.caller
+        .check(action, &ctx.caller.keypair_arn(region, &kp.name))?;
+    Ok(kp)
 }
 
 /// Per name: `Error` null, or why that one was not deleted. HTTP 200 when the request is valid.
@@ -206,26 +150,19 @@ pub async fn delete_many(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     let names = ctx
         .list("KeyPairNames", MAX_NAMES)?
         .ok_or_else(|| CoreError::missing("KeyPairNames"))?;
+    let region = ctx.region()?.id;
     let mut details = Vec::with_capacity(names.len());
     for name in &names {
         let store = &ctx.state.store;
-        let arn = ctx.caller.keypair_arn(ctx.region.id, name);
-        let result = match store
-            .key_pair_by_name(ctx.account(), ctx.region.id, name)
-            .await?
-        {
+        let arn = ctx.caller.keypair_arn(region, name);
+        let result = match keypairs::find(ctx, name).await? {
             _ if !ctx.caller.allowed("ecs:DeleteKeyPairs", &arn) => Err(CoreError::Forbidden {
                 action: "ecs:DeleteKeyPairs".into(),
                 resource: arn,
             }),
             None => Err(CoreError::KeyPairNotFound(name.clone())),
             Some(_) => match store
-                .delete_key_pairs(
-                    ctx.account(),
-                    ctx.region.id,
-                    std::slice::from_ref(name),
-                    None,
-                )
+                .delete_key_pairs(ctx.account(), region, std::slice::from_ref(name), None)
                 .await
             {
                 Err(CoreError::Internal(e)) => return Err(CoreError::Internal(e)),
@@ -250,9 +187,9 @@ pub async fn delete_one(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         .store
         .delete_key_pairs(
             ctx.account(),
-            ctx.region.id,
+            ctx.region()?.id,
             std::slice::from_ref(&kp.name),
-            Some(&ctx.audit_in_write()),
+            Some(ctx.audit_in_write()),
         )
         .await?;
     Ok(obj([("KeyPairName", json!(kp.name))]))
@@ -287,28 +224,9 @@ pub async fn bind(ctx: &Ctx<'_>, op: BindOp) -> Result<Output, CoreError> {
     // The list's cap already counted distinct values; this keeps the first of each.
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(id.clone()));
-    let action = match op {
-        BindOp::Attach => "ecs:AttachKeyPair",
-        BindOp::Detach => "ecs:DetachKeyPair",
-    };
-    let kp = resolve(ctx, action).await?;
-    let record = ctx.audit_in_write();
-    let outcomes = authz::bind_allowed(
-        ctx.state,
-        ctx.caller,
-        authz::Batch {
-            action,
-            region: ctx.region.id,
-            key_pair: &kp,
-            ids: &ids,
-            op,
-            audit: Some(keyplane_store::BindAudit {
-                record: &record,
-                failure_code: |f| instance_failure(f).0,
-            }),
-        },
-    )
-    .await?;
+    let kp = resolve(ctx, bindings::ram_action(op)).await?;
+    let failure_code = |f| instance_failure(f).0;
+    let outcomes = bindings::bind(ctx, &kp, &ids, op, failure_code).await?;
     let details: Vec<Value> = outcomes
         .iter()
         .map(|(id, r)| match r {

@@ -1,5 +1,5 @@
-//! Simulated instances as RunInstances creates them, and what ModifyInstanceAttribute changes, the
-//! same for both dialects.
+//! Instances, the same for both dialects: simulated ones as RunInstances creates them, what
+//! ModifyInstanceAttribute changes, and instance passwords (checked, hashed in the CPU queue).
 
 use keyplane_core::binding::{check_resettable, Binding};
 use keyplane_core::instance_password::{self, Rule};

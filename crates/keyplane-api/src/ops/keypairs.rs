@@ -1,0 +1,113 @@
+//! Key pairs, the same for both dialects: create (generate), import, find, delete. Each dialect
+//! reads the parameters in its own spelling and renders the key pair in its own shape.
+
+use keyplane_core::model::{KeyPair, Tag, KEY_PAIR_QUOTA};
+use keyplane_core::names::KeyPairName;
+use keyplane_core::pubkey::{generate_rsa_2048, PublicKey};
+use keyplane_core::{ids, CoreError};
+use zeroize::Zeroizing;
+
+use crate::pipeline::Ctx;
+
+/// A new key pair as the caller describes it.
+pub struct NewKeyPair {
+    pub name: KeyPairName,
+    /// The resource group (Alibaba) or project (Volcengine); empty for the default.
+    pub resource_group_id: String,
+    pub description: String,
+    pub tags: Vec<Tag>,
+}
+
+impl NewKeyPair {
+    fn with_key(self, ctx: &Ctx<'_>, region: &str, key: &PublicKey) -> KeyPair {
+        KeyPair {
+            id: ids::new_key_pair_id(),
+            account_id: ctx.account().to_string(),
+            region_id: region.to_string(),
+            name: self.name.as_str().to_string(),
+            public_key: key.to_openssh(),
+            fingerprint_sha256: key.sha256_fingerprint(),
+            fingerprint_md5: key.md5_fingerprint(),
+            resource_group_id: self.resource_group_id,
+            description: self.description,
+            created_at: keyplane_core::model::now(),
+            updated_at: None,
+            tags: self.tags,
+        }
+    }
+}
+
+/// CreateKeyPair: a new RSA 2048 key pair. The private key is returned once and never stored.
+pub async fn create(
+    ctx: &Ctx<'_>,
+    new: NewKeyPair,
+) -> Result<(KeyPair, Zeroizing<String>), CoreError> {
+    let region = ctx.region()?.id;
+    let arn = ctx.caller.keypair_arn(region, new.name.as_str());
+    ctx.caller.check("ecs:CreateKeyPair", &arn)?;
+    // Refuse early what would fail anyway, before spending CPU on a key.
+    if find(ctx, new.name.as_str()).await?.is_some() {
+        return Err(CoreError::KeyPairAlreadyExists(new.name.to_string()));
+    }
+    let generated = ctx.state.cpu.run(generate_rsa_2048).await??;
+    let kp = new.with_key(ctx, region, &generated.public);
+    insert(ctx, &kp).await?;
+    Ok((kp, generated.private_pem))
+}
+
+/// ImportKeyPair: a key pair of the caller's public key (OpenSSH or RFC 4716).
+pub async fn import(
+    ctx: &Ctx<'_>,
+    new: NewKeyPair,
+    public_key: &str,
+) -> Result<KeyPair, CoreError> {
+    let region = ctx.region()?.id;
+    let arn = ctx.caller.keypair_arn(region, new.name.as_str());
+    ctx.caller.check("ecs:ImportKeyPair", &arn)?;
+    let key = PublicKey::parse(public_key)?;
+    let kp = new.with_key(ctx, region, &key);
+    insert(ctx, &kp).await?;
+    Ok(kp)
+}
+
+/// Stores `kp` with the call's audit record, in one transaction.
+async fn insert(ctx: &Ctx<'_>, kp: &KeyPair) -> Result<(), CoreError> {
+    ctx.state
+        .store
+        .create_key_pair(kp, KEY_PAIR_QUOTA, Some(ctx.audit_in_write()))
+        .await
+}
+
+/// The key pair `name` in the call's region, if there is one.
+pub async fn find(ctx: &Ctx<'_>, name: &str) -> Result<Option<KeyPair>, CoreError> {
+    let region = ctx.region()?.id;
+    ctx.state
+        .store
+        .key_pair_by_name(ctx.account(), region, name)
+        .await
+}
+
+/// The key pair `name`, if the caller may do `action` on it: `Forbidden` is decided before
+/// `KeyPairNotFound`, so a caller learns nothing of key pairs it may not touch.
+pub async fn resolve(ctx: &Ctx<'_>, action: &str, name: &str) -> Result<KeyPair, CoreError> {
+    let region = ctx.region()?.id;
+    ctx.caller
+        .check(action, &ctx.caller.keypair_arn(region, name))?;
+    find(ctx, name)
+        .await?
+        .ok_or_else(|| CoreError::KeyPairNotFound(name.to_string()))
+}
+
+/// Deletes the key pairs `names` in one transaction with the call's audit record, once the caller
+/// may delete every one of them.
+pub async fn delete(ctx: &Ctx<'_>, names: &[String]) -> Result<(), CoreError> {
+    let region = ctx.region()?.id;
+    for name in names {
+        let arn = ctx.caller.keypair_arn(region, name);
+        ctx.caller.check("ecs:DeleteKeyPairs", &arn)?;
+    }
+    ctx.state
+        .store
+        .delete_key_pairs(ctx.account(), region, names, Some(ctx.audit_in_write()))
+        .await
+}

@@ -332,3 +332,7 @@ async fn answer<D: Dialect>(
         idempotency::Claimed::Refused(e) => fail(e.into()),
     }
 }
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

@@ -10,6 +10,7 @@
 //! what sshd really has; without this the binding would wait in `pending_restart` forever for a
 //! change the agent was told never to make.
 
+use crate::error::HostError;
 use std::path::Path;
 
 use keyplane_core::pubkey::PublicKey;
@@ -33,7 +34,7 @@ pub struct Observed {
     pub password_login_managed: bool,
 }
 
-fn user_for(cfg: &AgentConfig, desired_user: &str) -> Result<UserEntry, String> {
+fn user_for(cfg: &AgentConfig, desired_user: &str) -> Result<UserEntry, HostError> {
     let name = cfg.login_user.as_deref().unwrap_or(desired_user);
     lookup_user(&cfg.passwd_file, name)
 }
@@ -46,7 +47,7 @@ pub fn observe(
     cfg: &AgentConfig,
     login_user: &str,
     wanted_password_login: bool,
-) -> Result<Observed, String> {
+) -> Result<Observed, HostError> {
     let user = user_for(cfg, login_user)?;
     let keys = match SshDir::open(&user, false)? {
         Some(ssh) => ssh.read(KEYS)?,
@@ -90,13 +91,12 @@ fn log_unmanaged_password_login(cfg: &AgentConfig, user: &str, wanted: bool) {
 }
 
 /// Applies `desired`; on success, what is now in effect.
-pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, String> {
+pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, HostError> {
     let user = user_for(cfg, &desired.login_user)?;
     let key = match &desired.public_key {
-        Some(k) => Some(
-            PublicKey::parse(k)
-                .map_err(|e| format!("the server sent a key that is not valid: {e}"))?,
-        ),
+        Some(k) => Some(PublicKey::parse(k).map_err(|e| {
+            HostError::Invalid(format!("the server sent a key that is not valid: {e}"))
+        })?),
         None => None,
     };
     // Any problem with the key file (a FIFO, a root-only ~/.ssh, bad modes…) must not stop the
@@ -105,8 +105,9 @@ pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, String> {
     let key_problem = put_key(&user, key.as_ref()).err();
     let password_version = match &desired.password_hash {
         Some(hash) if desired.password_version > 0 => {
-            password::set(&cfg.chpasswd_bin, &cfg.shadow_file, &user.name, hash)
-                .map_err(|e| format!("the password reset was not applied: {e}"))?;
+            password::set(&cfg.chpasswd_bin, &cfg.shadow_file, &user.name, hash).map_err(|e| {
+                HostError::Command(format!("the password reset was not applied: {e}"))
+            })?;
             Some(desired.password_version)
         }
         _ => None,
@@ -116,16 +117,16 @@ pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, String> {
         let password_login = desired.password_login || key_problem.is_some();
         if let Err(e) = set_password_login(cfg, password_login) {
             return Err(match key_problem {
-                Some(k) => format!("{k}; {e}"),
+                Some(k) => k.and(e),
                 None => e,
             });
         }
     }
     if let Some(why) = key_problem {
         return Err(if cfg.manage_sshd {
-            format!("{why}; password login was left on")
+            why.and("password login was left on")
         } else {
-            format!("{why}; password login is not managed (keys only)")
+            why.and("password login is not managed (keys only)")
         });
     }
     let mut observed = observe(cfg, &desired.login_user, desired.password_login)?;
@@ -139,8 +140,9 @@ pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, String> {
 /// Makes `key` (or, with `None`, no managed key) what the user's authorized_keys holds, and checks
 /// that sshd will accept it: the line is there, and the home, `~/.ssh` and the file pass what
 /// sshd checks (StrictModes, and that the user can reach and read the file).
-fn put_key(user: &UserEntry, key: Option<&PublicKey>) -> Result<(), String> {
-    let ssh = SshDir::open(user, true)?.ok_or("~/.ssh could not be created")?;
+fn put_key(user: &UserEntry, key: Option<&PublicKey>) -> Result<(), HostError> {
+    let ssh = SshDir::open(user, true)?
+        .ok_or_else(|| HostError::Io("~/.ssh could not be created".into()))?;
     let old = ssh.read(KEYS)?;
     let line = key.map(PublicKey::to_openssh);
     let new = transform::authorized_keys(&old, line.as_deref());
@@ -151,21 +153,25 @@ fn put_key(user: &UserEntry, key: Option<&PublicKey>) -> Result<(), String> {
         return Ok(());
     };
     if !transform::managed_fingerprints(&ssh.read(KEYS)?).contains(&k.sha256_fingerprint()) {
-        return Err("the key is not in authorized_keys after the write".into());
+        return Err(HostError::Io(
+            "the key is not in authorized_keys after the write".into(),
+        ));
     }
     match ssh.strict_modes_problem(KEYS)? {
-        Some(why) => Err(format!("sshd would refuse the key: {why}")),
+        Some(why) => Err(HostError::Refused(format!(
+            "sshd would refuse the key: {why}"
+        ))),
         None => Ok(()),
     }
 }
 
 /// Writes the drop-in (or the managed block of sshd_config), tests it, reloads; restores the last
 /// good file when sshd refuses it.
-fn set_password_login(cfg: &AgentConfig, password_login: bool) -> Result<(), String> {
+fn set_password_login(cfg: &AgentConfig, password_login: bool) -> Result<(), HostError> {
     let config = std::fs::read_to_string(&cfg.sshd_config)
-        .map_err(|e| format!("cannot read {}: {e}", cfg.sshd_config.display()))?;
+        .map_err(|e| HostError::Io(format!("cannot read {}: {e}", cfg.sshd_config.display())))?;
     let (path, new) = if transform::includes_dir(&config, &cfg.sshd_dropin_dir.to_string_lossy()) {
-        std::fs::create_dir_all(&cfg.sshd_dropin_dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&cfg.sshd_dropin_dir).map_err(HostError::io)?;
         (cfg.dropin_path(), transform::dropin(password_login))
     } else {
         (
@@ -176,7 +182,12 @@ fn set_password_login(cfg: &AgentConfig, password_login: bool) -> Result<(), Str
     let old = match std::fs::read(&path) {
         Ok(b) => Some(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => {
+            return Err(HostError::Io(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
     };
     if old.as_deref() == Some(new.as_bytes()) {
         // Unchanged bytes: no write, no reload. sshd must still accept what is there.
@@ -185,16 +196,15 @@ fn set_password_login(cfg: &AgentConfig, password_login: bool) -> Result<(), Str
     atomic_write_system(&path, new.as_bytes(), 0o644)?;
     if let Err(e) = sshd::test_config(&cfg.sshd_bin, &cfg.sshd_config) {
         restore(&path, old.as_deref())?;
-        return Err(format!("{e}; the last good configuration was restored"));
+        return Err(e.and("the last good configuration was restored"));
     }
     sshd::reload(&cfg.reload_command)
 }
 
-fn restore(path: &Path, old: Option<&[u8]>) -> Result<(), String> {
+fn restore(path: &Path, old: Option<&[u8]>) -> Result<(), HostError> {
     match old {
         Some(bytes) => atomic_write_system(path, bytes, 0o644),
-        None => {
-            std::fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))
-        }
+        None => std::fs::remove_file(path)
+            .map_err(|e| HostError::Io(format!("cannot remove {}: {e}", path.display()))),
     }
 }

@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod client;
 pub mod config;
+pub mod error;
 pub mod files;
 pub mod password;
 pub mod run;
@@ -19,3 +20,4 @@ pub mod transform;
 pub mod transport;
 
 pub use config::AgentConfig;
+pub use error::HostError;

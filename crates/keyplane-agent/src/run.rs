@@ -91,7 +91,11 @@ async fn apply_and_report(cfg: &AgentConfig, client: &impl ControlPlane, desired
             tracing::warn!(error = %e, "apply failed");
             let observed = apply::observe(cfg, &desired.login_user, desired.password_login).ok();
             client
-                .report(Some(desired.apply_seq), observed.as_ref(), Some(e))
+                .report(
+                    Some(desired.apply_seq),
+                    observed.as_ref(),
+                    Some(&e.to_string()),
+                )
                 .await
         }
     };

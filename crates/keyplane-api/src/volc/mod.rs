@@ -31,7 +31,8 @@ pub use crate::pipeline::Ctx;
 pub const VERSION: &str = "2020-04-01";
 
 /// The `Result` object of one action.
-pub use crate::reply::{obj, Fields as Output};
+pub use crate::reply::Fields as Output;
+pub use crate::reply::obj;
 
 /// The Volcengine dialect of the pipeline.
 pub struct Volc;

@@ -19,9 +19,9 @@ pub use crate::pipeline::Ctx;
 
 pub const VERSION: &str = "2014-05-26";
 
+pub use crate::reply::obj;
 /// The response body of one action, without `RequestId`.
 pub use crate::reply::Fields as Body200;
-pub use crate::reply::obj;
 
 /// The dialect for a call to `host`, answered in `format`.
 pub fn dialect(host: &str, format: Format) -> Acs {

@@ -30,9 +30,9 @@ pub use crate::pipeline::Ctx;
 
 pub const VERSION: &str = "2020-04-01";
 
+pub use crate::reply::obj;
 /// The `Result` object of one action.
 pub use crate::reply::Fields as Output;
-pub use crate::reply::obj;
 
 /// The Volcengine dialect of the pipeline.
 pub struct Volc;

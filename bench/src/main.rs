@@ -6,7 +6,9 @@
 
 mod agents;
 mod load;
+mod moto;
 mod scenarios;
+mod server;
 
 use clap::Parser;
 

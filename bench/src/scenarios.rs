@@ -1,7 +1,6 @@
 //! The scenarios of docs/BENCHMARKS.md, in the order they are printed.
 
 use keyplane_store::prelude::*;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keyplane_sig::SecretKey;
@@ -9,17 +8,18 @@ use keyplane_store::{sqlite::SqliteStore, BindOp, Store};
 use serde_json::Value;
 
 use crate::load::{run, Req, Signer};
+use crate::server::{server_account, start, start_with};
 
-const AK: &str = "LTAI5tBenchmark000001";
-const SK: &str = "benchmark-secret";
-const REGION: &str = "cn-hangzhou";
-const LINUX: &str = "aliyun_3_x64_20G_alibase_20240819.vhd";
-const KEY: &str =
+pub(crate) const AK: &str = "LTAI5tBenchmark000001";
+pub(crate) const SK: &str = "benchmark-secret";
+pub(crate) const REGION: &str = "cn-hangzhou";
+pub(crate) const LINUX: &str = "aliyun_3_x64_20G_alibase_20240819.vhd";
+pub(crate) const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN9gNeKySbL3MUv0aK94NY7akFL/u8wiGq5+p7UWr8/f bench";
 
 /// Request `i` of worker `w` in the ImportKeyPair / DeleteKeyPairs alternation: even imports a
 /// key pair named after the pair, odd deletes it, so the store never grows.
-fn import_or_delete(g: &Signer, prefix: &str, w: usize, i: usize) -> Req {
+pub(crate) fn import_or_delete(g: &Signer, prefix: &str, w: usize, i: usize) -> Req {
     let name = format!("{prefix}-{w}-{}", i / 2);
     if i.is_multiple_of(2) {
         g.v3(
@@ -57,7 +57,7 @@ fn bind_call(g: &Signer, action: &str, groups: &[Vec<String>], n: usize) -> Req 
 /// Deletes the key pairs an ImportKeyPair / DeleteKeyPairs alternation left behind (a worker
 /// stopped between its import and its delete), so that the scenarios after it list the same
 /// key pairs as those before it.
-async fn delete_leftovers(g: &Signer, prefix: &str) -> anyhow::Result<()> {
+pub(crate) async fn delete_leftovers(g: &Signer, prefix: &str) -> anyhow::Result<()> {
     loop {
         let listing = call(
             g,
@@ -86,97 +86,11 @@ async fn delete_leftovers(g: &Signer, prefix: &str) -> anyhow::Result<()> {
     }
 }
 
-fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    signer: Signer,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start(bin: &str, db: &str) -> anyhow::Result<Server> {
-    start_with(bin, &format!("sqlite://{db}"), "full").await
-}
-
-/// A server on the database `url`; servers on one PostgreSQL database share this server key.
-async fn start_with(bin: &str, url: &str, sync: &str) -> anyhow::Result<Server> {
-    let port = free_port();
-    let data = std::env::temp_dir().join(format!("keyplane-bench-{port}"));
-    // --data-dir is PostgreSQL's: with SQLite the server's files live beside the database.
-    let data_dir = if url.starts_with("sqlite://") {
-        vec![]
-    } else {
-        vec![
-            "--data-dir".to_string(),
-            data.to_string_lossy().into_owned(),
-        ]
-    };
-    let child = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--db",
-            url,
-            "--throttle-per-second",
-            "0",
-            "--sqlite-synchronous",
-            sync,
-            // 10,000 agents hold 10,000 connections: the default limit would leave no slot for
-            // the reboots (SPEC section 12's agent scenario needs more than the agents).
-            "--max-connections",
-            "16000",
-        ])
-        .args(data_dir)
-        .env(
-            "KEYPLANE_SERVER_KEY",
-            "YmVuY2htYXJrLXNlcnZlci1rZXktMzItYnl0ZXMhISE=",
-        )
-        .env("KEYPLANE_ROOT_ACCESS_KEY_ID", AK)
-        .env("KEYPLANE_ROOT_ACCESS_KEY_SECRET", SK)
-        // Warnings, and the store's group-commit summary at shutdown (docs/BENCHMARKS.md).
-        .env("KEYPLANE_LOG", "warn,keyplane_store=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if reqwest::get(format!("{base}/healthz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            let signer = Signer {
-                base,
-                host: format!("127.0.0.1:{port}"),
-                ak: AK.into(),
-                secret: SecretKey::new(SK),
-            };
-            return Ok(Server { child, signer });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("keyplane did not start")
 }
 
 async fn call(s: &Signer, action: &str, params: &[(String, String)]) -> anyhow::Result<Value> {
@@ -233,11 +147,11 @@ async fn seed(s: &Signer) -> anyhow::Result<Vec<Vec<String>>> {
 /// ceiling and DescribeKeyPairs of each pass always run).
 pub static ONLY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-fn wanted(name: &str) -> bool {
+pub(crate) fn wanted(name: &str) -> bool {
     ONLY.get().is_none_or(|only| name.contains(only.as_str()))
 }
 
-fn line(name: &str, r: impl std::fmt::Display) {
+pub(crate) fn line(name: &str, r: impl std::fmt::Display) {
     println!("{name:<46} {r}");
 }
 
@@ -465,7 +379,7 @@ pub async fn run_all(
         api_scenarios(&server.signer, &groups, seconds, c, "").await;
         let s = &server.signer;
         if let Some(m) = moto {
-            crate::scenarios::moto(m, s, seconds, c).await;
+            crate::moto::moto(m, s, seconds, c).await;
         }
         groups
     };
@@ -599,11 +513,6 @@ async fn postgres_pass(
     Ok(())
 }
 
-async fn server_account(url: &str) -> anyhow::Result<String> {
-    let store = keyplane_store::postgres::PgStore::open(url).await?;
-    Ok(store.default_account().await?.unwrap_or_default())
-}
-
 /// The big store on PostgreSQL, loaded by the database itself (`$1` instances, `$2` the image).
 const BIG_POSTGRES: &[&str] = &[
     "INSERT INTO accounts (id, name, created_at) SELECT '9' || lpad(a::text, 15, '0'), 'filler',      '2026-01-01T00:00:00.000000Z' FROM generate_series(0, 199) a WHERE $1::BIGINT >= 0 AND $2::TEXT <> ''",
@@ -611,116 +520,3 @@ const BIG_POSTGRES: &[&str] = &[
     "INSERT INTO instances (id, account_id, region_id, zone_id, name, host_name, image_id, instance_type, os_type,      os_name, status, io_optimized, agent_installed, login_user, provider, has_password, created_at,      desired_password_login, effective_password_login, binding_state)      SELECT 'i-filler' || lpad(i::text, 13, '0'), '9' || lpad((i % 200)::text, 15, '0'), 'cn-hangzhou',      'cn-hangzhou-h', 'filler', 'filler', $2, 't', 'linux', 'Linux', 'Running', TRUE, TRUE, 'root', 'sim',      FALSE, '2026-01-01T00:00:00.000000Z', TRUE, TRUE, 'none' FROM generate_series(0, $1 - 1) i",
     "ANALYZE",
 ];
-
-/// The calls moto's EC2 server and keyplane both have, with the same generator.
-/// Builds the request a worker sends next.
-type MakeReq = Box<dyn Fn(usize, usize) -> crate::load::Req + Send + Sync>;
-
-pub async fn moto(base: &str, s: &Signer, seconds: u64, c: usize) {
-    let d = Duration::from_secs(seconds);
-    // moto does not check signatures; it needs the header to find the region.
-    let aws = |m: &str, query: String| {
-        crate::load::Req {
-        url: format!("{m}/?{query}&Version=2016-11-15"),
-        headers: vec![("authorization".into(), "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0".into())],
-    }
-    };
-    let key = KEY;
-    let material = {
-        use base64::Engine;
-        keyplane_sig::encode::pct(&base64::engine::general_purpose::STANDARD.encode(key))
-    };
-    // moto gets 100 instances to page through; keyplane has its 1,000 bench instances.
-    let seed = reqwest::Client::new();
-    let r = aws(
-        base,
-        "Action=RunInstances&ImageId=ami-12c6146b&MinCount=100&MaxCount=100&InstanceType=t2.micro"
-            .into(),
-    );
-    let _ = seed
-        .post(&r.url)
-        .header("authorization", &r.headers[0].1)
-        .send()
-        .await;
-    let pairs: Vec<(&str, MakeReq, MakeReq)> = {
-        let sig = || s.clone();
-        let (m1, m2, m3, m4) = (
-            base.to_string(),
-            base.to_string(),
-            base.to_string(),
-            base.to_string(),
-        );
-        let (g1, g2, g3, g4) = (sig(), sig(), sig(), sig());
-        let material = material.clone();
-        vec![
-            (
-                "DescribeKeyPairs",
-                Box::new(move |_, _| aws(&m1, "Action=DescribeKeyPairs".into())),
-                Box::new(move |_, _| g1.v3("DescribeKeyPairs", &p(&[("RegionId", REGION)]))),
-            ),
-            (
-                "ImportKeyPair / DeleteKeyPair(s) alternating",
-                Box::new(move |w, i| {
-                    let name = format!("moto-{w}-{}", i / 2);
-                    if i % 2 == 0 {
-                        aws(
-                            &m2,
-                            format!(
-                                "Action=ImportKeyPair&KeyName={name}&PublicKeyMaterial={material}"
-                            ),
-                        )
-                    } else {
-                        aws(&m2, format!("Action=DeleteKeyPair&KeyName={name}"))
-                    }
-                }),
-                Box::new(move |w, i| import_or_delete(&g2, "cmp", w, i)),
-            ),
-            (
-                "DescribeInstances, 100 per page",
-                Box::new(move |_, _| aws(&m3, "Action=DescribeInstances&MaxResults=100".into())),
-                Box::new(move |_, _| {
-                    g3.v3(
-                        "DescribeInstances",
-                        &p(&[("RegionId", REGION), ("PageSize", "100")]),
-                    )
-                }),
-            ),
-            (
-                "RunInstances, 1 instance",
-                Box::new(move |_, _| {
-                    aws(&m4, "Action=RunInstances&ImageId=ami-12c6146b&MinCount=1&MaxCount=1&InstanceType=t2.micro".into())
-                }),
-                // In a region of its own: the tens of thousands of instances it makes would
-                // otherwise be counted by every later DescribeInstances page of REGION.
-                Box::new(move |_, _| {
-                    g4.v3(
-                        "RunInstances",
-                        &p(&[
-                            ("RegionId", "cn-shanghai"),
-                            ("ImageId", LINUX),
-                            ("InstanceType", "ecs.g7.large"),
-                            ("Amount", "1"),
-                        ]),
-                    )
-                }),
-            ),
-        ]
-    };
-    for (name, moto_call, keyplane_call) in pairs {
-        if !wanted(name) {
-            continue;
-        }
-        let theirs = run(c, d, moto_call).await;
-        let ours = run(c, d, keyplane_call).await;
-        if let Err(e) = delete_leftovers(s, "cmp").await {
-            println!("deleting the alternation's leftovers failed: {e}");
-        }
-        line(&format!("moto: {name}"), &theirs);
-        line(&format!("keyplane: {name}, same run"), &ours);
-        println!(
-            "{:<46} {:.1}x",
-            format!("ratio keyplane/moto: {name}"),
-            ours.per_second / theirs.per_second.max(f64::MIN_POSITIVE)
-        );
-    }
-}

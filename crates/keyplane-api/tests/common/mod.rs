@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::sync::Arc;
 
 use keyplane_api::ServerConfig;

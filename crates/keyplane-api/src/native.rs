@@ -88,6 +88,7 @@ pub async fn handle(
         let meta = crate::pipeline::Meta {
             request_id: keyplane_core::ids::new_request_id(),
             action: action.to_string(),
+            access_key_id: caller.access_key_id.clone(),
             ..Default::default()
         };
         let p = Params::new(&params, &[]);

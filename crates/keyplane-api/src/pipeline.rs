@@ -85,6 +85,12 @@ pub trait Dialect: Sync {
         false
     }
 
+    /// Whether a call of an action the dialect does not have is audited (the RAM API's are: a
+    /// caller probing for actions is worth seeing there).
+    fn audits_unknown_actions(&self) -> bool {
+        false
+    }
+
     /// Whether a write honours a ClientToken: the name its tokens are scoped by and the context
     /// its request hash is bound to, or `None`.
     fn idempotency(&self, ctx: &Ctx<'_>) -> Option<(&'static str, String)>;
@@ -262,7 +268,7 @@ pub async fn serve<D: Dialect>(
 /// An authenticated call (from [`serve`], or a console session's) through steps 2 to 9.
 pub async fn run<D: Dialect>(d: &D, ctx: &Ctx<'_>, meta: &Meta) -> Response {
     let row = actions::find(d.actions(), ctx.action);
-    let writes = row.is_some_and(|a| a.writes);
+    let writes = row.map_or(d.audits_unknown_actions(), |a| a.writes);
     let (response, result) = answer(d, ctx, row, meta).await;
     let status = response.status().as_u16();
     ctx.state.writes.observe(writes, &result);

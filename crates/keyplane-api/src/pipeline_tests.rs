@@ -23,16 +23,16 @@ fn runs() -> usize {
 /// A write that reaches the store: it imports the key pair `KeyPairName` with the call's record.
 async fn probe_write(ctx: &Ctx<'_>) -> Result<Reply, CoreError> {
     RUNS.with(|r| r.set(r.get() + 1));
-    let new = crate::ops::keypairs::NewKeyPair {
-        name: keyplane_core::names::KeyPairName::parse(
-            ctx.p.required("KeyPairName")?,
-            keyplane_core::names::NameRule::AlibabaImport,
-        )?,
+    let name = keyplane_core::names::KeyPairName::parse(
+        ctx.p.required("KeyPairName")?,
+        keyplane_core::names::NameRule::AlibabaImport,
+    )?;
+    let extras = crate::ops::keypairs::Extras {
         resource_group_id: String::new(),
         description: String::new(),
         tags: Vec::new(),
     };
-    let kp = crate::ops::keypairs::import(ctx, new, PUBLIC_KEY).await?;
+    let kp = crate::ops::keypairs::import(ctx, name, Ok(PUBLIC_KEY), Ok(extras)).await?;
     Ok(crate::reply::obj([("KeyPairId", kp.id.into())]).into())
 }
 
@@ -64,7 +64,7 @@ fn probe() -> crate::acs::Acs {
         name: "probe",
         version: "probe",
         actions: PROBE,
-        gates_reads: false,
+        strict: false,
         tokens: Some("probe"),
         host: "test".into(),
         format: Format::Json,
@@ -118,6 +118,16 @@ impl Fixture {
 
     /// One call of `action` through [`run`]; its status and body.
     async fn call(&self, caller: &Caller, action: &str, params: &[(&str, &str)]) -> (u16, String) {
+        self.call_in(&probe(), caller, action, params).await
+    }
+
+    async fn call_in(
+        &self,
+        dialect: &crate::acs::Acs,
+        caller: &Caller,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> (u16, String) {
         let pairs: Vec<(String, String)> = params
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -135,7 +145,7 @@ impl Fixture {
             "probe",
             None,
         );
-        let response = run(&probe(), &ctx, &meta).await;
+        let response = run(dialect, &ctx, &meta).await;
         let status = response.status().as_u16();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
@@ -250,4 +260,34 @@ async fn an_unknown_action_is_refused_after_the_throttle_and_never_audited_as_a_
     assert!(body.contains("InvalidAction.NotFound"), "{body}");
     assert_eq!(runs(), 0);
     assert!(f.audited().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_strict_dialect_gates_reads_and_audits_unknown_actions() {
+    let f = fixture(1000, 1000).await;
+    let strict = crate::acs::Acs {
+        strict: true,
+        ..probe()
+    };
+    let user = f.caller(Principal::User("alice".into()));
+    let (status, body) = f.call_in(&strict, &user, "ProbeRead", &[]).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        runs(),
+        0,
+        "the RAM API has no partial listing: a read is gated too"
+    );
+    let root = f.caller(Principal::Root);
+    let (status, _) = f.call_in(&strict, &root, "NoSuchAction", &[]).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        f.audited().await,
+        [
+            ("ProbeRead".to_string(), "Forbidden.RAM".to_string()),
+            (
+                "NoSuchAction".to_string(),
+                "InvalidAction.NotFound".to_string()
+            ),
+        ]
+    );
 }

@@ -282,3 +282,29 @@ async fn a_browser_at_the_servers_address_is_sent_to_the_console_and_an_api_clie
         .unwrap();
     assert_ne!(r.status(), 303);
 }
+
+/// An action Volcengine does not have is refused as the vendor does, before its region is looked
+/// at and before the throttle: never `InvalidRegion`, never throttled, never audited.
+#[tokio::test]
+async fn an_unknown_volcengine_action_is_refused_before_its_region_and_the_throttle() {
+    let config = keyplane_api::ServerConfig {
+        throttle_per_second: 1,
+        throttle_burst: 1,
+        ..Default::default()
+    };
+    let app = spawn_with(config, None).await;
+    for _ in 0..3 {
+        let r = app.call_volc("NoSuchAction", &[], "xx-nowhere-1").await;
+        let error = &r.body["ResponseMetadata"]["Error"];
+        assert_eq!(error["Code"], "InvalidActionOrVersion", "{}", r.text);
+    }
+    let audit = app
+        .store
+        .list_audit(
+            &keyplane_store::AuditFilter::default(),
+            keyplane_store::Page::After { seq: 0, limit: 100 },
+        )
+        .await
+        .unwrap();
+    assert!(audit.items.is_empty(), "{:?}", audit.items);
+}

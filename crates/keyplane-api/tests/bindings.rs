@@ -308,4 +308,3 @@ async fn a_bound_key_pair_cannot_be_deleted() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
-

@@ -24,8 +24,9 @@ pub struct Acs {
     pub name: &'static str,
     pub version: &'static str,
     pub actions: &'static [Action<Handler>],
-    /// Whether reads pass the RAM gate too.
-    pub gates_reads: bool,
+    /// Whether reads pass the RAM gate too, and calls of unknown actions are audited: the RAM
+    /// API's rules.
+    pub strict: bool,
     /// Whether writes honour a ClientToken (keyplane's addition on ECS, SPEC section 3), and the
     /// name their tokens are scoped by.
     pub tokens: Option<&'static str>,
@@ -77,7 +78,11 @@ impl Dialect for Acs {
     }
 
     fn gates_reads(&self) -> bool {
-        self.gates_reads
+        self.strict
+    }
+
+    fn audits_unknown_actions(&self) -> bool {
+        self.strict
     }
 
     fn idempotency(&self, _: &Ctx<'_>) -> Option<(&'static str, String)> {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{minute, obj, tag_set, Body200, Ctx, TagItem};
 use crate::acs::error::instance_failure;
-use crate::ops::keypairs::{self, NewKeyPair};
+use crate::ops::keypairs::{self, Extras};
 use crate::ops::{bindings, visible};
 use crate::reply::{Reply, Wrap};
 
@@ -20,20 +20,24 @@ pub const MAX_DELETE_NAMES: usize = 100;
 /// DescribeKeyPairs page size limit.
 pub const MAX_PAGE_SIZE: i64 = 50;
 
-/// What a new key pair is made of, in this dialect's parameters.
-fn new_key_pair(ctx: &Ctx<'_>, rule: NameRule) -> Result<NewKeyPair, CoreError> {
-    ctx.region()?;
-    Ok(NewKeyPair {
-        name: KeyPairName::parse(ctx.p.required("KeyPairName")?, rule)?,
+/// What a new key pair has besides its name and key, in this dialect's parameters.
+fn extras(ctx: &Ctx<'_>) -> Result<Extras, CoreError> {
+    Ok(Extras {
         resource_group_id: ctx.p.opt("ResourceGroupId").unwrap_or_default().to_string(),
         description: String::new(),
         tags: ctx.p.tags()?,
     })
 }
 
+/// The `KeyPairName` of a new key pair, once `RegionId` names a known region.
+fn new_name(ctx: &Ctx<'_>, rule: NameRule) -> Result<KeyPairName, CoreError> {
+    ctx.region()?;
+    KeyPairName::parse(ctx.p.required("KeyPairName")?, rule)
+}
+
 pub async fn create(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
-    let (kp, private_pem) =
-        keypairs::create(ctx, new_key_pair(ctx, NameRule::AlibabaCreate)?).await?;
+    let name = new_name(ctx, NameRule::AlibabaCreate)?;
+    let (kp, private_pem) = keypairs::create(ctx, name, Ok(()), extras(ctx)).await?;
     Ok(obj([
         ("KeyPairId", json!(kp.id)),
         ("KeyPairName", json!(kp.name)),
@@ -43,8 +47,9 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
 }
 
 pub async fn import(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
-    let new = new_key_pair(ctx, NameRule::AlibabaImport)?;
-    let kp = keypairs::import(ctx, new, ctx.p.required("PublicKeyBody")?).await?;
+    let name = new_name(ctx, NameRule::AlibabaImport)?;
+    let key = ctx.p.required("PublicKeyBody");
+    let kp = keypairs::import(ctx, name, key, extras(ctx)).await?;
     Ok(obj([
         ("KeyPairId", json!(kp.id)),
         ("KeyPairName", json!(kp.name)),

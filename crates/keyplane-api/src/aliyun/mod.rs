@@ -29,7 +29,7 @@ pub fn dialect(host: &str, format: Format) -> Acs {
         name: "aliyun",
         version: VERSION,
         actions: ACTIONS,
-        gates_reads: false,
+        strict: false,
         tokens: Some("aliyun"),
         host: host.to_string(),
         format,

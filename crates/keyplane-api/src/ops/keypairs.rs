@@ -9,63 +9,76 @@ use zeroize::Zeroizing;
 
 use crate::pipeline::Ctx;
 
-/// A new key pair as the caller describes it.
-pub struct NewKeyPair {
-    pub name: KeyPairName,
+/// What a new key pair has besides its name and key, as the caller describes it, read by each
+/// dialect from its own parameters. The operations take the parameters' readings as results and
+/// decide which error wins: the caller's policies on the name come first, so that a refused
+/// caller learns nothing from the other parameters.
+pub struct Extras {
     /// The resource group (Alibaba) or project (Volcengine); empty for the default.
     pub resource_group_id: String,
     pub description: String,
     pub tags: Vec<Tag>,
 }
 
-impl NewKeyPair {
-    fn with_key(self, ctx: &Ctx<'_>, region: &str, key: &PublicKey) -> KeyPair {
-        KeyPair {
-            id: ids::new_key_pair_id(),
-            account_id: ctx.account().to_string(),
-            region_id: region.to_string(),
-            name: self.name.as_str().to_string(),
-            public_key: key.to_openssh(),
-            fingerprint_sha256: key.sha256_fingerprint(),
-            fingerprint_md5: key.md5_fingerprint(),
-            resource_group_id: self.resource_group_id,
-            description: self.description,
-            created_at: keyplane_core::model::now(),
-            updated_at: None,
-            tags: self.tags,
-        }
+fn key_pair(
+    ctx: &Ctx<'_>,
+    region: &str,
+    name: &KeyPairName,
+    key: &PublicKey,
+    x: Extras,
+) -> KeyPair {
+    KeyPair {
+        id: ids::new_key_pair_id(),
+        account_id: ctx.account().to_string(),
+        region_id: region.to_string(),
+        name: name.as_str().to_string(),
+        public_key: key.to_openssh(),
+        fingerprint_sha256: key.sha256_fingerprint(),
+        fingerprint_md5: key.md5_fingerprint(),
+        resource_group_id: x.resource_group_id,
+        description: x.description,
+        created_at: keyplane_core::model::now(),
+        updated_at: None,
+        tags: x.tags,
     }
 }
 
 /// CreateKeyPair: a new RSA 2048 key pair. The private key is returned once and never stored.
+/// In order: the caller's policies on the name, `check` (what the dialect refuses before a key
+/// is spent), a free name, the key, then `extras`.
 pub async fn create(
     ctx: &Ctx<'_>,
-    new: NewKeyPair,
+    name: KeyPairName,
+    check: Result<(), CoreError>,
+    extras: Result<Extras, CoreError>,
 ) -> Result<(KeyPair, Zeroizing<String>), CoreError> {
     let region = ctx.region()?.id;
-    let arn = ctx.caller.keypair_arn(region, new.name.as_str());
+    let arn = ctx.caller.keypair_arn(region, name.as_str());
     ctx.caller.check("ecs:CreateKeyPair", &arn)?;
+    check?;
     // Refuse early what would fail anyway, before spending CPU on a key.
-    if find(ctx, new.name.as_str()).await?.is_some() {
-        return Err(CoreError::KeyPairAlreadyExists(new.name.to_string()));
+    if find(ctx, name.as_str()).await?.is_some() {
+        return Err(CoreError::KeyPairAlreadyExists(name.to_string()));
     }
     let generated = ctx.state.cpu.run(generate_rsa_2048).await??;
-    let kp = new.with_key(ctx, region, &generated.public);
+    let kp = key_pair(ctx, region, &name, &generated.public, extras?);
     insert(ctx, &kp).await?;
     Ok((kp, generated.private_pem))
 }
 
-/// ImportKeyPair: a key pair of the caller's public key (OpenSSH or RFC 4716).
+/// ImportKeyPair: a key pair of the caller's public key (OpenSSH or RFC 4716). In order: the
+/// caller's policies on the name, the key, then `extras`.
 pub async fn import(
     ctx: &Ctx<'_>,
-    new: NewKeyPair,
-    public_key: &str,
+    name: KeyPairName,
+    public_key: Result<&str, CoreError>,
+    extras: Result<Extras, CoreError>,
 ) -> Result<KeyPair, CoreError> {
     let region = ctx.region()?.id;
-    let arn = ctx.caller.keypair_arn(region, new.name.as_str());
+    let arn = ctx.caller.keypair_arn(region, name.as_str());
     ctx.caller.check("ecs:ImportKeyPair", &arn)?;
-    let key = PublicKey::parse(public_key)?;
-    let kp = new.with_key(ctx, region, &key);
+    let key = PublicKey::parse(public_key?)?;
+    let kp = key_pair(ctx, region, &name, &key, extras?);
     insert(ctx, &kp).await?;
     Ok(kp)
 }

@@ -60,7 +60,7 @@ pub fn dialect(host: &str, format: Format) -> Acs {
         name: "ram",
         version: VERSION,
         actions: ACTIONS,
-        gates_reads: true,
+        strict: true,
         tokens: None,
         host: host.to_string(),
         format,

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::error::instance_failure;
 use super::{iso, obj, tag_list, Ctx, Output, TagItem};
-use crate::ops::keypairs::{self, NewKeyPair};
+use crate::ops::keypairs::{self, Extras};
 use crate::ops::{bindings, visible};
 use crate::reply::Reply;
 
@@ -21,18 +21,27 @@ fn bare_md5(kp: &KeyPair) -> String {
     kp.fingerprint_md5.replace(':', "")
 }
 
-/// What a new key pair is made of, in this dialect's parameters.
-fn new_key_pair(ctx: &Ctx<'_>) -> Result<NewKeyPair, CoreError> {
-    Ok(NewKeyPair {
-        name: KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::Volcengine)?,
+/// What a new key pair has besides its name and key, in this dialect's parameters.
+fn extras(ctx: &Ctx<'_>) -> Result<Extras, CoreError> {
+    Ok(Extras {
         resource_group_id: ctx.p.opt("ProjectName").unwrap_or_default().to_string(),
-        description: parse_description(ctx.p.get("Description").unwrap_or_default())?,
+        description: description(ctx)?,
         tags: ctx.p.tags_named("Tags")?,
     })
 }
 
+fn description(ctx: &Ctx<'_>) -> Result<String, CoreError> {
+    parse_description(ctx.p.get("Description").unwrap_or_default())
+}
+
+fn new_name(ctx: &Ctx<'_>) -> Result<KeyPairName, CoreError> {
+    KeyPairName::parse(ctx.p.required("KeyPairName")?, NameRule::Volcengine)
+}
+
 pub async fn create(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
-    let (kp, private_pem) = keypairs::create(ctx, new_key_pair(ctx)?).await?;
+    // A bad Description is refused before a key is spent on it.
+    let check = description(ctx).map(drop);
+    let (kp, private_pem) = keypairs::create(ctx, new_name(ctx)?, check, extras(ctx)).await?;
     Ok(obj([
         ("KeyPairName", json!(kp.name)),
         ("KeyPairId", json!(kp.id)),
@@ -42,8 +51,8 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
 }
 
 pub async fn import(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
-    let new = new_key_pair(ctx)?;
-    let kp = keypairs::import(ctx, new, ctx.p.required("PublicKey")?).await?;
+    let key = ctx.p.required("PublicKey");
+    let kp = keypairs::import(ctx, new_name(ctx)?, key, extras(ctx)).await?;
     Ok(obj([
         ("KeyPairName", json!(kp.name)),
         ("KeyPairId", json!(kp.id)),

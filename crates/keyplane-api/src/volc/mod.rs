@@ -18,7 +18,7 @@ use keyplane_store::BindOp;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
-use crate::actions::{ecs_action as action, Action, READS, WRITES};
+use crate::actions::{self, ecs_action as action, Action, READS, WRITES};
 use crate::auth;
 use crate::pipeline::{Dialect, Handler, Head, Meta};
 use crate::reply::Reply;
@@ -69,7 +69,8 @@ impl Dialect for Volc {
             if meta.action.is_empty() {
                 return Err(VolcError::missing("Action"));
             }
-            if version != VERSION {
+            // The vendor refuses an action it does not have before it looks at the region.
+            if version != VERSION || actions::find(ACTIONS, &meta.action).is_none() {
                 return Err(VolcError::unknown_action(&meta.action, version));
             }
             let region = builtin::region(&region).ok_or(CoreError::RegionNotFound(region))?;

@@ -32,4 +32,3 @@ pub async fn state(app: &App, id: &str) -> BindingState {
         .binding
         .state
 }
-

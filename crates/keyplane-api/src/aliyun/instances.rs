@@ -12,7 +12,7 @@ use keyplane_store::{InstanceFilter, Page};
 use serde_json::json;
 
 use super::{minute, obj, tag_set, Body200, Ctx, TagItem};
-use crate::ops::visible;
+use crate::ops::{instances, visible};
 use crate::reply::{empty, Reply, Wrap};
 
 /// Instances per RunInstances call (the vendor's `Amount` limit).
@@ -38,7 +38,7 @@ fn parse_status(raw: &str) -> Result<InstanceStatus, CoreError> {
 }
 
 fn done_at(ctx: &Ctx<'_>) -> Option<chrono::DateTime<chrono::Utc>> {
-    crate::ops::instances::done_at(ctx.state.config.transition_delay)
+    instances::done_at(ctx.state.config.transition_delay)
 }
 
 pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
@@ -76,7 +76,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
                 .ok_or_else(|| CoreError::KeyPairNotFound(name.into()))?,
         ),
     };
-    let password_hash = crate::ops::instances::password_hash(
+    let password_hash = instances::password_hash(
         &ctx.state.cpu,
         ctx.p.opt("Password"),
         image.os_type,
@@ -86,7 +86,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     if ctx.p.bool("DryRun")?.unwrap_or(false) {
         return Err(CoreError::DryRunOperation);
     }
-    let instances = crate::ops::instances::build(&crate::ops::instances::Launch {
+    let instances = instances::build(&instances::Launch {
         account_id: ctx.account(),
         region_id: region.id,
         zone_id: zone,
@@ -362,38 +362,22 @@ struct InstanceStatusPage<'a> {
     instance_statuses: Wrap<Vec<InstanceStatusItem<'a>>>,
 }
 
-/// The caller's instance `id`, if it exists and the caller may do `action` on it.
+/// The caller's instance `id`, if it exists and the caller may do `action` on it (in any region:
+/// these calls carry no RegionId).
 async fn check_instance(ctx: &Ctx<'_>, action: &str, id: &str) -> Result<Instance, CoreError> {
-    let inst = ctx
-        .state
-        .store
-        .instance(ctx.account(), id)
-        .await?
-        .ok_or_else(|| CoreError::InstanceNotFound(id.into()))?;
-    ctx.caller
-        .check(action, &ctx.caller.instance_arn(&inst.region_id, id))?;
-    Ok(inst)
+    instances::authorized(ctx, action, id, None).await
 }
 
 /// StartInstance, StopInstance, RebootInstance. No RegionId: the Tea SDK does not send one.
 pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Body200, CoreError> {
     let id = ctx.p.required("InstanceId")?;
     ctx.p.bool("ForceStop")?;
-    let action = match op {
-        Power::Start => "ecs:StartInstance",
-        Power::Stop => "ecs:StopInstance",
-        Power::Reboot => "ecs:RebootInstance",
-    };
-    let inst = check_instance(ctx, action, id).await?;
+    let inst = check_instance(ctx, instances::power_action(op), id).await?;
     if ctx.p.bool("DryRun")?.unwrap_or(false) {
         keyplane_core::binding::transition(inst.status, op)?;
         return Err(CoreError::DryRunOperation);
     }
-    ctx.state
-        .store
-        .power(ctx.account(), id, op, done_at(ctx))
-        .await?;
-    crate::agent_api::changed(ctx.state, &[id.to_string()]).await;
+    instances::power(ctx, &inst, op).await?;
     Ok(Body200::new())
 }
 
@@ -402,7 +386,7 @@ pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Body200, CoreError> {
 pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let id = ctx.p.required("InstanceId")?;
     let inst = check_instance(ctx, "ecs:ModifyInstanceAttribute", id).await?;
-    let rule = crate::ops::instances::ModifyRule {
+    let rule = instances::ModifyRule {
         password: Rule::Alibaba,
         host_name_param: "HostName",
         host_name_max: 64,
@@ -412,10 +396,9 @@ pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         .opt("Description")
         .map(names::parse_instance_description)
         .transpose()?;
-    let change =
-        crate::ops::instances::change(&ctx.state.cpu, &ctx.p, &inst, &rule, description).await?;
+    let change = instances::change(&ctx.state.cpu, &ctx.p, &inst, &rule, description).await?;
     let dry_run = ctx.p.bool("DryRun")?.unwrap_or(false);
-    crate::ops::instances::modify(ctx.state, &inst, &change, dry_run).await?;
+    instances::modify(ctx.state, &inst, &change, dry_run).await?;
     Ok(Body200::new())
 }
 

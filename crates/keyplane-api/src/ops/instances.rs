@@ -1,7 +1,8 @@
 //! Instances, the same for both dialects: simulated ones as RunInstances creates them, what
-//! ModifyInstanceAttribute changes, and instance passwords (checked, hashed in the CPU queue).
+//! ModifyInstanceAttribute changes, power operations, and instance passwords (checked, hashed in
+//! the CPU queue).
 
-use keyplane_core::binding::{check_resettable, Binding};
+use keyplane_core::binding::{check_resettable, Binding, Power};
 use keyplane_core::instance_password::{self, Rule};
 use keyplane_core::model::{Image, Instance, InstanceStatus, KeyPair, OsType, Provider, Tag};
 use keyplane_core::names;
@@ -9,6 +10,7 @@ use keyplane_core::{ids, CoreError};
 use keyplane_store::InstanceChange;
 
 use crate::params::Params;
+use crate::pipeline::Ctx;
 use crate::AppState;
 
 /// The crypt hash of a `Password` parameter that passes the vendor rule; the plaintext goes no
@@ -160,4 +162,45 @@ pub fn build(l: &Launch<'_>) -> Result<Vec<Instance>, CoreError> {
 pub fn done_at(delay: std::time::Duration) -> Option<chrono::DateTime<chrono::Utc>> {
     (!delay.is_zero())
         .then(|| chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default())
+}
+
+/// The RAM action of a power operation.
+pub fn power_action(op: Power) -> &'static str {
+    match op {
+        Power::Start => "ecs:StartInstance",
+        Power::Stop => "ecs:StopInstance",
+        Power::Reboot => "ecs:RebootInstance",
+    }
+}
+
+/// The caller's instance `id`, if it exists (in `region`, where the dialect fixes one) and the
+/// caller may do `action` on it. Not found comes first, as on the vendor.
+pub async fn authorized(
+    ctx: &Ctx<'_>,
+    action: &str,
+    id: &str,
+    region: Option<&str>,
+) -> Result<Instance, CoreError> {
+    let inst = ctx
+        .state
+        .store
+        .instance(ctx.account(), id)
+        .await?
+        .filter(|i| region.is_none_or(|r| i.region_id == r))
+        .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
+    ctx.caller
+        .check(action, &ctx.caller.instance_arn(&inst.region_id, &inst.id))?;
+    Ok(inst)
+}
+
+/// Starts, stops or reboots `inst` (the transition takes the configured delay), and wakes its
+/// agent: a start or reboot is when a host applies its binding.
+pub async fn power(ctx: &Ctx<'_>, inst: &Instance, op: Power) -> Result<(), CoreError> {
+    let done = done_at(ctx.state.config.transition_delay);
+    ctx.state
+        .store
+        .power(ctx.account(), &inst.id, op, done)
+        .await?;
+    crate::agent_api::changed(ctx.state, std::slice::from_ref(&inst.id)).await;
+    Ok(())
 }

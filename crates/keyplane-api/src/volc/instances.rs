@@ -10,7 +10,7 @@ use keyplane_store::{InstanceFilter, Page};
 use serde_json::{json, Value};
 
 use super::{iso, obj, tag_list, Ctx, Output, TagItem};
-use crate::ops::visible;
+use crate::ops::{instances, visible};
 use crate::reply::Reply;
 
 pub const MAX_IDS: usize = 100;
@@ -155,7 +155,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         ),
     };
     let tags = ctx.p.tags_named("Tags")?;
-    let password_hash = crate::ops::instances::password_hash(
+    let password_hash = instances::password_hash(
         &ctx.state.cpu,
         ctx.p.opt("Password"),
         image.os_type,
@@ -165,7 +165,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     if ctx.p.bool("DryRun")?.unwrap_or(false) {
         return Err(CoreError::DryRunOperation);
     }
-    let instances = crate::ops::instances::build(&crate::ops::instances::Launch {
+    let instances = instances::build(&instances::Launch {
         account_id: ctx.account(),
         region_id: ctx.region()?.id,
         zone_id: zone,
@@ -184,7 +184,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         .store
         .insert_instances(
             &instances,
-            crate::ops::instances::done_at(ctx.state.config.transition_delay),
+            instances::done_at(ctx.state.config.transition_delay),
             Some(ctx.audit_in_write()),
         )
         .await?;
@@ -193,32 +193,8 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
 }
 
 async fn power_one(ctx: &Ctx<'_>, id: &str, op: Power) -> Result<(), CoreError> {
-    let region = ctx.region()?.id;
-    let inst = ctx
-        .state
-        .store
-        .instance(ctx.account(), id)
-        .await?
-        .filter(|i| i.region_id == region)
-        .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
-    let action = match op {
-        Power::Start => "ecs:StartInstance",
-        Power::Stop => "ecs:StopInstance",
-        Power::Reboot => "ecs:RebootInstance",
-    };
-    ctx.caller
-        .check(action, &ctx.caller.instance_arn(region, &inst.id))?;
-    ctx.state
-        .store
-        .power(
-            ctx.account(),
-            &inst.id,
-            op,
-            crate::ops::instances::done_at(ctx.state.config.transition_delay),
-        )
-        .await?;
-    crate::agent_api::changed(ctx.state, std::slice::from_ref(&inst.id)).await;
-    Ok(())
+    let inst = check_instance(ctx, instances::power_action(op), id).await?;
+    instances::power(ctx, &inst, op).await
 }
 
 pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Output, CoreError> {
@@ -269,17 +245,7 @@ pub async fn power_many(ctx: &Ctx<'_>, op: Power) -> Result<Output, CoreError> {
 
 /// The caller's instance `id` in this region, if it exists and the caller may do `action` on it.
 async fn check_instance(ctx: &Ctx<'_>, action: &str, id: &str) -> Result<Instance, CoreError> {
-    let region = ctx.region()?.id;
-    let inst = ctx
-        .state
-        .store
-        .instance(ctx.account(), id)
-        .await?
-        .filter(|i| i.region_id == region)
-        .ok_or_else(|| CoreError::InstanceNotFound(id.to_string()))?;
-    ctx.caller
-        .check(action, &ctx.caller.instance_arn(region, &inst.id))?;
-    Ok(inst)
+    instances::authorized(ctx, action, id, Some(ctx.region()?.id)).await
 }
 
 /// ModifyInstanceAttribute: `Password` (a reset, in effect from the next start or reboot),
@@ -296,15 +262,14 @@ pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
             }
         })?),
     };
-    let rule = crate::ops::instances::ModifyRule {
+    let rule = instances::ModifyRule {
         password: Rule::Volcengine,
         host_name_param: "Hostname",
         host_name_max: 63,
     };
-    let change =
-        crate::ops::instances::change(&ctx.state.cpu, &ctx.p, &inst, &rule, description).await?;
+    let change = instances::change(&ctx.state.cpu, &ctx.p, &inst, &rule, description).await?;
     let dry_run = ctx.p.bool("DryRun")?.unwrap_or(false);
-    crate::ops::instances::modify(ctx.state, &inst, &change, dry_run).await?;
+    instances::modify(ctx.state, &inst, &change, dry_run).await?;
     Ok(Output::new())
 }
 

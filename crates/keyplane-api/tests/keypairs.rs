@@ -449,6 +449,44 @@ async fn every_write_leaves_exactly_one_audit_record_with_its_result() {
         assert_eq!(records.len(), 1, "{}: {records:?}", r.text);
         assert_eq!(records[0].result, *result, "{}", r.text);
     }
+    // The writes that commit their record with their change through the other store calls.
+    app.call("ImportKeyPair", &import).await;
+    let id = app.run_instances(LINUX, 1, &[]).await.remove(0);
+    let kp_id = app.call("DescribeKeyPairs", &[R]).await.body["KeyPairs"]["KeyPair"][0]
+        ["KeyPairId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let instance = [("InstanceId", id.as_str())];
+    let tag = [
+        R,
+        ("ResourceType", "keypair"),
+        ("ResourceId.1", kp_id.as_str()),
+        ("Tag.1.Key", "team"),
+        ("Tag.1.Value", "a"),
+    ];
+    let calls = [
+        (app.call("TagResources", &tag).await, "OK"),
+        (app.call("StopInstance", &instance).await, "OK"),
+        (
+            app.call("StopInstance", &instance).await,
+            "IncorrectInstanceStatus",
+        ),
+        (
+            app.call(
+                "ModifyInstanceAttribute",
+                &[("InstanceId", id.as_str()), ("InstanceName", "renamed")],
+            )
+            .await,
+            "OK",
+        ),
+        (app.call("DeleteInstance", &instance).await, "OK"),
+    ];
+    for (r, result) in &calls {
+        let records = records_of(&app, &alibaba_id(r)).await;
+        assert_eq!(records.len(), 1, "{}: {records:?}", r.text);
+        assert_eq!(records[0].result, *result, "{}", r.text);
+    }
     let volc_import = [("KeyPairName", "audited-v"), ("PublicKey", ED25519)];
     let calls = [
         (

@@ -45,6 +45,10 @@ pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 pub use records::*;
 
 /// Key pairs and their tags.
+///
+/// Every write that changes something takes `audit`, the call's record: appended in the write's
+/// own transaction when the write succeeds, so an acknowledged change is never without its
+/// record and a failed one leaves none (None: a write no call records, e.g. the CLI's own).
 #[async_trait]
 pub trait KeyPairs: Send + Sync {
     /// Inserts a key pair: `KeyPairAlreadyExists`, or `KeyPairQuotaExceeded` past `quota` per region.
@@ -75,13 +79,20 @@ pub trait KeyPairs: Send + Sync {
     /// Number of instances a key pair is bound to.
     async fn key_pair_usage(&self, account: &str, key_pair_id: &str) -> Result<u64>;
     /// Adds or overwrites tags on key pairs (by ID), all or nothing, at most `MAX_TAGS` each.
-    async fn tag_key_pairs(&self, account: &str, ids: &[String], tags: &[Tag]) -> Result<()>;
+    async fn tag_key_pairs(
+        &self,
+        account: &str,
+        ids: &[String],
+        tags: &[Tag],
+        audit: Option<&AuditRecord>,
+    ) -> Result<()>;
     /// Removes tag keys (all tags when `keys` is None).
     async fn untag_key_pairs(
         &self,
         account: &str,
         ids: &[String],
         keys: Option<&[String]>,
+        audit: Option<&AuditRecord>,
     ) -> Result<()>;
 
     /// Sets a key pair's description (and its update time).
@@ -90,6 +101,7 @@ pub trait KeyPairs: Send + Sync {
         account: &str,
         id: &str,
         description: &str,
+        audit: Option<&AuditRecord>,
     ) -> Result<()>;
 }
 
@@ -130,6 +142,7 @@ pub trait Instances: Send + Sync {
         id: &str,
         op: Power,
         done_at: Option<DateTime<Utc>>,
+        audit: Option<&AuditRecord>,
     ) -> Result<Instance>;
     /// Changes an instance's attributes in one transaction. A password reset needs the instance
     /// Running or Stopped (else `IncorrectInstanceStatus`, nothing changed) and is pending until
@@ -139,11 +152,18 @@ pub trait Instances: Send + Sync {
         account: &str,
         id: &str,
         change: &InstanceChange,
+        audit: Option<&AuditRecord>,
     ) -> Result<Instance>;
     /// Finishes every transition due by `now`; returns how many finished.
     async fn complete_transitions(&self, now: DateTime<Utc>) -> Result<u64>;
     /// Deletes an instance that is Stopped (or in any stable status with `force`).
-    async fn delete_instance(&self, account: &str, id: &str, force: bool) -> Result<()>;
+    async fn delete_instance(
+        &self,
+        account: &str,
+        id: &str,
+        force: bool,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()>;
 }
 
 /// Accounts, their root and RAM users' AccessKeys, RAM users, console passwords and policies.
@@ -161,34 +181,83 @@ pub trait Accounts: Send + Sync {
     /// `(id, name, created_at)` of every account, oldest first.
     async fn list_accounts(&self) -> Result<Vec<(String, String, DateTime<Utc>)>>;
 
-    async fn create_user(&self, user: &User) -> Result<()>;
+    async fn create_user(&self, user: &User, audit: Option<&AuditRecord>) -> Result<()>;
     async fn user(&self, account: &str, name: &str) -> Result<Option<User>>;
     async fn list_users(&self, account: &str) -> Result<Vec<User>>;
     /// Refused while the user has AccessKeys or attached policies.
-    async fn delete_user(&self, account: &str, name: &str) -> Result<()>;
-    async fn set_login_profile(&self, account: &str, user: &str, password_hash: &str)
-        -> Result<()>;
+    async fn delete_user(
+        &self,
+        account: &str,
+        name: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()>;
+    async fn set_login_profile(
+        &self,
+        account: &str,
+        user: &str,
+        password_hash: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()>;
     async fn login_profile(&self, account: &str, user: &str) -> Result<Option<String>>;
     /// Removes the user's console password; false when it had none.
-    async fn delete_login_profile(&self, account: &str, user: &str) -> Result<bool>;
+    async fn delete_login_profile(
+        &self,
+        account: &str,
+        user: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<bool>;
 
     /// Adds an AccessKey for the root (`user_name` None) or a user, at most `max` each.
-    async fn create_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()>;
+    async fn create_access_key(
+        &self,
+        key: &AccessKeyRecord,
+        max: usize,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()>;
     async fn list_access_keys(
         &self,
         account: &str,
         user: Option<&str>,
     ) -> Result<Vec<AccessKeyInfo>>;
-    async fn set_access_key_status(&self, account: &str, id: &str, active: bool) -> Result<()>;
-    async fn delete_access_key(&self, account: &str, id: &str) -> Result<()>;
+    async fn set_access_key_status(
+        &self,
+        account: &str,
+        id: &str,
+        active: bool,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()>;
+    async fn delete_access_key(
+        &self,
+        account: &str,
+        id: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()>;
 
-    async fn create_policy(&self, policy: &PolicyRecord) -> Result<()>;
+    async fn create_policy(&self, policy: &PolicyRecord, audit: Option<&AuditRecord>)
+        -> Result<()>;
     async fn policy(&self, account: &str, name: &str) -> Result<Option<PolicyRecord>>;
     async fn list_policies(&self, account: &str) -> Result<Vec<PolicyRecord>>;
     /// Refused while attached.
-    async fn delete_policy(&self, account: &str, name: &str) -> Result<()>;
-    async fn attach_policy(&self, account: &str, user: &str, policy: &str) -> Result<()>;
-    async fn detach_policy(&self, account: &str, user: &str, policy: &str) -> Result<()>;
+    async fn delete_policy(
+        &self,
+        account: &str,
+        name: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()>;
+    async fn attach_policy(
+        &self,
+        account: &str,
+        user: &str,
+        policy: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()>;
+    async fn detach_policy(
+        &self,
+        account: &str,
+        user: &str,
+        policy: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()>;
     /// The user's policies with the time each was attached.
     async fn user_policies(
         &self,

@@ -377,7 +377,7 @@ pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Body200, CoreError> {
         keyplane_core::binding::transition(inst.status, op)?;
         return Err(CoreError::DryRunOperation);
     }
-    instances::power(ctx, &inst, op).await?;
+    instances::power(ctx, &inst, op, Some(ctx.audit_in_write())).await?;
     Ok(Body200::new())
 }
 
@@ -398,7 +398,7 @@ pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         .transpose()?;
     let change = instances::change(&ctx.state.cpu, &ctx.p, &inst, &rule, description).await?;
     let dry_run = ctx.p.bool("DryRun")?.unwrap_or(false);
-    instances::modify(ctx.state, &inst, &change, dry_run).await?;
+    instances::modify(ctx, &inst, &change, dry_run).await?;
     Ok(Body200::new())
 }
 
@@ -411,7 +411,7 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     }
     ctx.state
         .store
-        .delete_instance(ctx.account(), id, force)
+        .delete_instance(ctx.account(), id, force, Some(ctx.audit_in_write()))
         .await?;
     Ok(Body200::new())
 }

@@ -50,7 +50,7 @@ pub async fn tag(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     }
     ctx.state
         .store
-        .tag_key_pairs(ctx.account(), &ids, &tags)
+        .tag_key_pairs(ctx.account(), &ids, &tags, Some(ctx.audit_in_write()))
         .await?;
     Ok(Body200::new())
 }
@@ -70,7 +70,12 @@ pub async fn untag(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let keys = (!all).then_some(keys);
     ctx.state
         .store
-        .untag_key_pairs(ctx.account(), &ids, keys.as_deref())
+        .untag_key_pairs(
+            ctx.account(),
+            &ids,
+            keys.as_deref(),
+            Some(ctx.audit_in_write()),
+        )
         .await?;
     Ok(Body200::new())
 }

@@ -7,11 +7,10 @@ use keyplane_core::instance_password::{self, Rule};
 use keyplane_core::model::{Image, Instance, InstanceStatus, KeyPair, OsType, Provider, Tag};
 use keyplane_core::names;
 use keyplane_core::{ids, CoreError};
-use keyplane_store::InstanceChange;
+use keyplane_store::{AuditRecord, InstanceChange};
 
 use crate::params::Params;
 use crate::pipeline::Ctx;
-use crate::AppState;
 
 /// The crypt hash of a `Password` parameter that passes the vendor rule; the plaintext goes no
 /// further than this call. The hash (5,000 rounds of SHA-512) runs in the CPU queue.
@@ -66,7 +65,7 @@ pub async fn change(
 /// instance's agent: the desired state it reads now carries the new password hash (applied at the
 /// next start or reboot).
 pub async fn modify(
-    state: &AppState,
+    ctx: &Ctx<'_>,
     inst: &Instance,
     change: &InstanceChange,
     dry_run: bool,
@@ -78,13 +77,15 @@ pub async fn modify(
         return Err(CoreError::DryRunOperation);
     }
     let id = inst.id.as_str();
-    let inst = state
+    let audit = Some(ctx.audit_in_write());
+    let inst = ctx
+        .state
         .store
-        .modify_instance(&inst.account_id, id, change)
+        .modify_instance(&inst.account_id, id, change, audit)
         .await?;
     if change.password_hash.is_some() {
         tracing::info!(instance_id = %id, version = inst.binding.desired_password_version, "instance password reset, pending the next start or reboot");
-        crate::agent_api::changed(state, &[id.to_string()]).await;
+        crate::agent_api::changed(ctx.state, &[id.to_string()]).await;
     }
     Ok(inst)
 }
@@ -194,12 +195,19 @@ pub async fn authorized(
 }
 
 /// Starts, stops or reboots `inst` (the transition takes the configured delay), and wakes its
-/// agent: a start or reboot is when a host applies its binding.
-pub async fn power(ctx: &Ctx<'_>, inst: &Instance, op: Power) -> Result<(), CoreError> {
+/// agent: a start or reboot is when a host applies its binding. `audit` is the call's record
+/// ([`Ctx::audit_in_write`]) for a call of one instance; a batch, whose instances commit one by
+/// one, passes None and is recorded by the pipeline once it is done.
+pub async fn power(
+    ctx: &Ctx<'_>,
+    inst: &Instance,
+    op: Power,
+    audit: Option<&AuditRecord>,
+) -> Result<(), CoreError> {
     let done = done_at(ctx.state.config.transition_delay);
     ctx.state
         .store
-        .power(ctx.account(), &inst.id, op, done)
+        .power(ctx.account(), &inst.id, op, done, audit)
         .await?;
     crate::agent_api::changed(ctx.state, std::slice::from_ref(&inst.id)).await;
     Ok(())

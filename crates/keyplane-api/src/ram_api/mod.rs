@@ -69,7 +69,10 @@ pub fn dialect(host: &str, format: Format) -> Acs {
 
 async fn delete_user(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let name = user_param(ctx, "DeleteUser")?;
-    ctx.state.store.delete_user(ctx.account(), &name).await?;
+    ctx.state
+        .store
+        .delete_user(ctx.account(), &name, Some(ctx.audit_in_write()))
+        .await?;
     Ok(Body200::new())
 }
 
@@ -82,7 +85,7 @@ async fn delete_login_profile(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     if !ctx
         .state
         .store
-        .delete_login_profile(ctx.account(), &name)
+        .delete_login_profile(ctx.account(), &name, Some(ctx.audit_in_write()))
         .await?
     {
         return Err(CoreError::LoginProfileNotFound(name));
@@ -95,14 +98,17 @@ async fn delete_access_key(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     owned_key(ctx, user.as_deref(), &id).await?;
     ctx.state
         .store
-        .delete_access_key(ctx.account(), &id)
+        .delete_access_key(ctx.account(), &id, Some(ctx.audit_in_write()))
         .await?;
     Ok(Body200::new())
 }
 
 async fn delete_policy(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let name = policy_param(ctx, "DeletePolicy")?;
-    ctx.state.store.delete_policy(ctx.account(), &name).await?;
+    ctx.state
+        .store
+        .delete_policy(ctx.account(), &name, Some(ctx.audit_in_write()))
+        .await?;
     Ok(Body200::new())
 }
 
@@ -110,7 +116,7 @@ async fn attach_policy_to_user(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let (user, policy) = user_and_policy(ctx, "AttachPolicyToUser")?;
     ctx.state
         .store
-        .attach_policy(ctx.account(), &user, &policy)
+        .attach_policy(ctx.account(), &user, &policy, Some(ctx.audit_in_write()))
         .await?;
     Ok(Body200::new())
 }
@@ -119,7 +125,7 @@ async fn detach_policy_from_user(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let (user, policy) = user_and_policy(ctx, "DetachPolicyFromUser")?;
     ctx.state
         .store
-        .detach_policy(ctx.account(), &user, &policy)
+        .detach_policy(ctx.account(), &user, &policy, Some(ctx.audit_in_write()))
         .await?;
     Ok(Body200::new())
 }
@@ -188,7 +194,10 @@ async fn create_user(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         name,
         created_at: keyplane_core::model::now(),
     };
-    ctx.state.store.create_user(&user).await?;
+    ctx.state
+        .store
+        .create_user(&user, Some(ctx.audit_in_write()))
+        .await?;
     Ok(obj([("User", user_json(&user))]))
 }
 
@@ -245,7 +254,7 @@ async fn create_login_profile(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let hash = ctx.state.cpu.run(move || password::hash(&pw)).await??;
     ctx.state
         .store
-        .set_login_profile(ctx.account(), &name, &hash)
+        .set_login_profile(ctx.account(), &name, &hash, Some(ctx.audit_in_write()))
         .await?;
     Ok(obj([(
         "LoginProfile",
@@ -285,7 +294,7 @@ async fn update_login_profile(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         let hash = ctx.state.cpu.run(move || password::hash(&pw)).await??;
         ctx.state
             .store
-            .set_login_profile(ctx.account(), &name, &hash)
+            .set_login_profile(ctx.account(), &name, &hash, Some(ctx.audit_in_write()))
             .await?;
     }
     Ok(Body200::new())
@@ -341,7 +350,7 @@ async fn create_access_key(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     };
     ctx.state
         .store
-        .create_access_key(&key, MAX_ACCESS_KEYS)
+        .create_access_key(&key, MAX_ACCESS_KEYS, Some(ctx.audit_in_write()))
         .await?;
     Ok(obj([(
         "AccessKey",
@@ -380,7 +389,7 @@ async fn update_access_key(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     owned_key(ctx, user.as_deref(), &id).await?;
     ctx.state
         .store
-        .set_access_key_status(ctx.account(), &id, active)
+        .set_access_key_status(ctx.account(), &id, active, Some(ctx.audit_in_write()))
         .await?;
     Ok(Body200::new())
 }
@@ -421,7 +430,10 @@ async fn create_policy(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
         created_at: keyplane_core::model::now(),
         attachment_count: 0,
     };
-    ctx.state.store.create_policy(&record).await?;
+    ctx.state
+        .store
+        .create_policy(&record, Some(ctx.audit_in_write()))
+        .await?;
     Ok(obj([(
         "Policy",
         json!({

@@ -6,7 +6,7 @@ use keyplane_core::instance_password::Rule;
 use keyplane_core::model::{Instance, InstanceStatus, OsType};
 use keyplane_core::names;
 use keyplane_core::CoreError;
-use keyplane_store::{InstanceFilter, Page};
+use keyplane_store::{AuditRecord, InstanceFilter, Page};
 use serde_json::{json, Value};
 
 use super::{iso, obj, tag_list, Ctx, Output, TagItem};
@@ -192,9 +192,15 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     Ok(obj([("InstanceIds", json!(ids))]))
 }
 
-async fn power_one(ctx: &Ctx<'_>, id: &str, op: Power) -> Result<(), CoreError> {
+/// Powers one instance; `audit` as in [`instances::power`].
+async fn power_one(
+    ctx: &Ctx<'_>,
+    id: &str,
+    op: Power,
+    audit: Option<&AuditRecord>,
+) -> Result<(), CoreError> {
     let inst = check_instance(ctx, instances::power_action(op), id).await?;
-    instances::power(ctx, &inst, op).await
+    instances::power(ctx, &inst, op, audit).await
 }
 
 pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Output, CoreError> {
@@ -218,7 +224,7 @@ pub async fn power(ctx: &Ctx<'_>, op: Power) -> Result<Output, CoreError> {
         keyplane_core::binding::transition(inst.status, op)?;
         return Err(CoreError::DryRunOperation);
     }
-    power_one(ctx, id, op).await?;
+    power_one(ctx, id, op, Some(ctx.audit_in_write())).await?;
     Ok(Output::new())
 }
 
@@ -230,7 +236,7 @@ pub async fn power_many(ctx: &Ctx<'_>, op: Power) -> Result<Output, CoreError> {
     ctx.p.bool("ForceStop")?;
     let mut details = Vec::with_capacity(ids.len());
     for id in &ids {
-        let error = match power_one(ctx, id, op).await {
+        let error = match power_one(ctx, id, op, None).await {
             Ok(()) => Value::Null,
             Err(CoreError::Internal(e)) => return Err(CoreError::Internal(e)),
             Err(e) => {
@@ -269,7 +275,7 @@ pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     };
     let change = instances::change(&ctx.state.cpu, &ctx.p, &inst, &rule, description).await?;
     let dry_run = ctx.p.bool("DryRun")?.unwrap_or(false);
-    instances::modify(ctx.state, &inst, &change, dry_run).await?;
+    instances::modify(ctx, &inst, &change, dry_run).await?;
     Ok(Output::new())
 }
 
@@ -282,7 +288,7 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     // Volcengine releases a RUNNING or STOPPED instance; transitional ones are refused.
     ctx.state
         .store
-        .delete_instance(ctx.account(), &inst.id, true)
+        .delete_instance(ctx.account(), &inst.id, true, Some(ctx.audit_in_write()))
         .await?;
     Ok(Output::new())
 }

@@ -217,7 +217,12 @@ pub async fn modify(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     let kp = resolve(ctx, "ecs:ModifyKeyPairAttribute").await?;
     ctx.state
         .store
-        .set_key_pair_description(ctx.account(), &kp.id, &description)
+        .set_key_pair_description(
+            ctx.account(),
+            &kp.id,
+            &description,
+            Some(ctx.audit_in_write()),
+        )
         .await?;
     Ok(obj([("KeyPairName", json!(kp.name))]))
 }

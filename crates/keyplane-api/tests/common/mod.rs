@@ -237,14 +237,17 @@ impl App {
     /// A RAM user (in this account) with an AccessKey and, if given, one policy; returns the key.
     pub async fn user_key(&self, name: &str, policy: Option<&str>) -> (String, String) {
         self.store
-            .create_user(&keyplane_store::User {
-                account_id: self.account.clone(),
-                name: name.into(),
-                id: ids::new_account_id(),
-                display_name: name.into(),
-                comments: String::new(),
-                created_at: chrono::Utc::now(),
-            })
+            .create_user(
+                &keyplane_store::User {
+                    account_id: self.account.clone(),
+                    name: name.into(),
+                    id: ids::new_account_id(),
+                    display_name: name.into(),
+                    comments: String::new(),
+                    created_at: chrono::Utc::now(),
+                },
+                None,
+            )
             .await
             .unwrap();
         if let Some(doc) = policy {
@@ -257,9 +260,9 @@ impl App {
                 created_at: chrono::Utc::now(),
                 attachment_count: 0,
             };
-            self.store.create_policy(&record).await.unwrap();
+            self.store.create_policy(&record, None).await.unwrap();
             self.store
-                .attach_policy(&self.account, name, &record.name)
+                .attach_policy(&self.account, name, &record.name, None)
                 .await
                 .unwrap();
         }
@@ -274,6 +277,7 @@ impl App {
                     active: true,
                 },
                 2,
+                None,
             )
             .await
             .unwrap();

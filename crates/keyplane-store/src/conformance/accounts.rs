@@ -24,13 +24,16 @@ pub async fn ram(store: &dyn Store) {
         comments: String::new(),
         created_at: keyplane_core::model::now(),
     };
-    store.create_user(&user("alice", &account)).await.unwrap();
+    store
+        .create_user(&user("alice", &account), None)
+        .await
+        .unwrap();
     assert_eq!(
-        store.create_user(&user("alice", &account)).await,
+        store.create_user(&user("alice", &account), None).await,
         Err(CoreError::UserAlreadyExists("alice".into()))
     );
     store
-        .create_user(&user("alice", &other.account_id))
+        .create_user(&user("alice", &other.account_id), None)
         .await
         .unwrap();
     assert_eq!(store.list_users(&account).await.unwrap().len(), 1);
@@ -42,22 +45,22 @@ pub async fn ram(store: &dyn Store) {
         active: true,
     };
     store
-        .create_access_key(&key("LTAIa1", Some("alice")), 2)
+        .create_access_key(&key("LTAIa1", Some("alice")), 2, None)
         .await
         .unwrap();
     store
-        .create_access_key(&key("LTAIa2", Some("alice")), 2)
+        .create_access_key(&key("LTAIa2", Some("alice")), 2, None)
         .await
         .unwrap();
     assert_eq!(
         store
-            .create_access_key(&key("LTAIa3", Some("alice")), 2)
+            .create_access_key(&key("LTAIa3", Some("alice")), 2, None)
             .await,
         Err(CoreError::AccessKeyLimit(2))
     );
     assert_eq!(
         store
-            .create_access_key(&key("LTAIb1", Some("bob")), 2)
+            .create_access_key(&key("LTAIb1", Some("bob")), 2, None)
             .await,
         Err(CoreError::UserNotFound("bob".into()))
     );
@@ -77,13 +80,13 @@ pub async fn ram(store: &dyn Store) {
     // Read first, so a backend that keeps keys it read has this one: a change must still show.
     assert!(store.access_key("LTAIa1").await.unwrap().unwrap().active);
     store
-        .set_access_key_status(&account, "LTAIa1", false)
+        .set_access_key_status(&account, "LTAIa1", false, None)
         .await
         .unwrap();
     assert!(!store.access_key("LTAIa1").await.unwrap().unwrap().active);
     assert_eq!(
         store
-            .set_access_key_status(&other.account_id, "LTAIa1", true)
+            .set_access_key_status(&other.account_id, "LTAIa1", true, None)
             .await,
         Err(CoreError::AccessKeyNotFound("LTAIa1".into())),
         "another account's key is not found"
@@ -96,21 +99,23 @@ pub async fn ram(store: &dyn Store) {
         created_at: keyplane_core::model::now(),
         attachment_count: 0,
     };
-    store.create_policy(&policy).await.unwrap();
+    store.create_policy(&policy, None).await.unwrap();
     assert_eq!(
-        store.create_policy(&policy).await,
+        store.create_policy(&policy, None).await,
         Err(CoreError::PolicyAlreadyExists("kp-only".into()))
     );
     store
-        .attach_policy(&account, "alice", "kp-only")
+        .attach_policy(&account, "alice", "kp-only", None)
         .await
         .unwrap();
     assert_eq!(
-        store.attach_policy(&account, "alice", "kp-only").await,
+        store
+            .attach_policy(&account, "alice", "kp-only", None)
+            .await,
         Err(CoreError::PolicyAlreadyAttached("kp-only".into()))
     );
     assert_eq!(
-        store.attach_policy(&account, "alice", "nope").await,
+        store.attach_policy(&account, "alice", "nope", None).await,
         Err(CoreError::PolicyNotFound("nope".into()))
     );
     assert_eq!(
@@ -134,16 +139,22 @@ pub async fn ram(store: &dyn Store) {
         .unwrap()
         .is_empty());
     assert_eq!(
-        store.delete_policy(&account, "kp-only").await,
+        store.delete_policy(&account, "kp-only", None).await,
         Err(CoreError::PolicyInUse("kp-only".into()))
     );
     assert_eq!(
-        store.delete_user(&account, "alice").await,
+        store.delete_user(&account, "alice", None).await,
         Err(CoreError::UserHasAccessKeys("alice".into()))
     );
     assert!(store.access_key("LTAIa2").await.unwrap().is_some());
-    store.delete_access_key(&account, "LTAIa1").await.unwrap();
-    store.delete_access_key(&account, "LTAIa2").await.unwrap();
+    store
+        .delete_access_key(&account, "LTAIa1", None)
+        .await
+        .unwrap();
+    store
+        .delete_access_key(&account, "LTAIa2", None)
+        .await
+        .unwrap();
     assert_eq!(store.access_key("LTAIa1").await.unwrap(), None);
     assert_eq!(
         store.access_key("LTAIa2").await.unwrap(),
@@ -151,19 +162,21 @@ pub async fn ram(store: &dyn Store) {
         "a deleted key is gone at once"
     );
     assert_eq!(
-        store.delete_user(&account, "alice").await,
+        store.delete_user(&account, "alice", None).await,
         Err(CoreError::UserHasPolicies("alice".into()))
     );
     store
-        .detach_policy(&account, "alice", "kp-only")
+        .detach_policy(&account, "alice", "kp-only", None)
         .await
         .unwrap();
     assert_eq!(
-        store.detach_policy(&account, "alice", "kp-only").await,
+        store
+            .detach_policy(&account, "alice", "kp-only", None)
+            .await,
         Err(CoreError::PolicyNotAttached("kp-only".into()))
     );
     store
-        .set_login_profile(&account, "alice", "$argon2id$hash")
+        .set_login_profile(&account, "alice", "$argon2id$hash", None)
         .await
         .unwrap();
     assert_eq!(
@@ -174,27 +187,39 @@ pub async fn ram(store: &dyn Store) {
             .as_deref(),
         Some("$argon2id$hash")
     );
-    assert!(store.delete_login_profile(&account, "alice").await.unwrap());
-    assert!(!store.delete_login_profile(&account, "alice").await.unwrap());
+    assert!(store
+        .delete_login_profile(&account, "alice", None)
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_login_profile(&account, "alice", None)
+        .await
+        .unwrap());
     assert!(store
         .login_profile(&account, "alice")
         .await
         .unwrap()
         .is_none());
     store
-        .set_login_profile(&account, "alice", "$argon2id$hash")
+        .set_login_profile(&account, "alice", "$argon2id$hash", None)
         .await
         .unwrap();
-    store.delete_user(&account, "alice").await.unwrap();
+    store.delete_user(&account, "alice", None).await.unwrap();
     // The user's console password goes with the user: a new user of that name has none.
-    store.create_user(&user("alice", &account)).await.unwrap();
+    store
+        .create_user(&user("alice", &account), None)
+        .await
+        .unwrap();
     assert!(store
         .login_profile(&account, "alice")
         .await
         .unwrap()
         .is_none());
-    store.delete_user(&account, "alice").await.unwrap();
-    store.delete_policy(&account, "kp-only").await.unwrap();
+    store.delete_user(&account, "alice", None).await.unwrap();
+    store
+        .delete_policy(&account, "kp-only", None)
+        .await
+        .unwrap();
     assert!(store.user(&account, "alice").await.unwrap().is_none());
     assert!(store
         .user(&other.account_id, "alice")

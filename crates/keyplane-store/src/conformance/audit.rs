@@ -1,6 +1,7 @@
 //! The audit log, and writes that commit their record with their change.
 
 use super::*;
+use crate::InstanceChange;
 
 /// A write given its call's audit record commits both or neither: the record is there when the
 /// change is, and a refused write leaves no record of success behind.
@@ -93,6 +94,299 @@ pub async fn audited_writes(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(actions("DeleteKeyPairs").await, ["R6"]);
+    every_other_write_commits_its_record(store, &account, &record, &actions).await;
+}
+
+/// The rest of the writes a call makes: each appends the record it is given when it succeeds, and
+/// leaves none when it fails.
+async fn every_other_write_commits_its_record<F, Fut>(
+    store: &dyn Store,
+    account: &str,
+    record: &dyn Fn(&str, &str) -> AuditRecord,
+    actions: &F,
+) where
+    F: Fn(&'static str) -> Fut,
+    Fut: std::future::Future<Output = Vec<String>>,
+{
+    let kp = key_pair(account, "tagged", "md5-3");
+    store.create_key_pair(&kp, 500, None).await.unwrap();
+    let ids = [kp.id.clone()];
+    let tag = |k: &str| Tag {
+        key: k.into(),
+        value: "v".into(),
+    };
+    let r = |a: &str, id: &str| Some(record(a, id));
+    store
+        .tag_key_pairs(account, &ids, &[tag("a")], r("TagResources", "T1").as_ref())
+        .await
+        .unwrap();
+    let missing = ["kp-missing".to_string()];
+    assert!(store
+        .tag_key_pairs(
+            account,
+            &missing,
+            &[tag("b")],
+            r("TagResources", "T2").as_ref(),
+        )
+        .await
+        .is_err());
+    assert_eq!(actions("TagResources").await, ["T1"]);
+    store
+        .untag_key_pairs(account, &ids, None, r("UntagResources", "U1").as_ref())
+        .await
+        .unwrap();
+    assert!(store
+        .untag_key_pairs(account, &missing, None, r("UntagResources", "U2").as_ref())
+        .await
+        .is_err());
+    assert_eq!(actions("UntagResources").await, ["U1"]);
+    store
+        .set_key_pair_description(
+            account,
+            &kp.id,
+            "d",
+            r("ModifyKeyPairAttribute", "M1").as_ref(),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .set_key_pair_description(
+            account,
+            "kp-missing",
+            "d",
+            r("ModifyKeyPairAttribute", "M2").as_ref(),
+        )
+        .await
+        .is_err());
+    assert_eq!(actions("ModifyKeyPairAttribute").await, ["M1"]);
+
+    let inst = instance(account, InstanceStatus::Running, OsType::Linux);
+    store
+        .insert_instances(std::slice::from_ref(&inst), None, None)
+        .await
+        .unwrap();
+    store
+        .power(
+            account,
+            &inst.id,
+            Power::Stop,
+            None,
+            r("StopInstance", "P1").as_ref(),
+        )
+        .await
+        .unwrap();
+    // Stopping a stopped instance is refused: no change, no record.
+    assert!(store
+        .power(
+            account,
+            &inst.id,
+            Power::Stop,
+            None,
+            r("StopInstance", "P2").as_ref(),
+        )
+        .await
+        .is_err());
+    assert_eq!(actions("StopInstance").await, ["P1"]);
+    let rename = InstanceChange {
+        name: Some("renamed".into()),
+        ..Default::default()
+    };
+    store
+        .modify_instance(
+            account,
+            &inst.id,
+            &rename,
+            r("ModifyInstanceAttribute", "A1").as_ref(),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .modify_instance(
+            account,
+            "i-missing",
+            &rename,
+            r("ModifyInstanceAttribute", "A2").as_ref(),
+        )
+        .await
+        .is_err());
+    assert_eq!(actions("ModifyInstanceAttribute").await, ["A1"]);
+    assert!(store
+        .delete_instance(
+            account,
+            "i-missing",
+            true,
+            r("DeleteInstance", "D1").as_ref(),
+        )
+        .await
+        .is_err());
+    store
+        .delete_instance(account, &inst.id, false, r("DeleteInstance", "D2").as_ref())
+        .await
+        .unwrap();
+    assert_eq!(actions("DeleteInstance").await, ["D2"]);
+
+    let user = User {
+        account_id: account.into(),
+        name: "audited".into(),
+        id: "2000000000000001".into(),
+        display_name: String::new(),
+        comments: String::new(),
+        created_at: keyplane_core::model::now(),
+    };
+    store
+        .create_user(&user, r("CreateUser", "C1").as_ref())
+        .await
+        .unwrap();
+    assert!(store
+        .create_user(&user, r("CreateUser", "C2").as_ref())
+        .await
+        .is_err());
+    assert_eq!(actions("CreateUser").await, ["C1"]);
+    let name = user.name.as_str();
+    store
+        .set_login_profile(
+            account,
+            name,
+            "$6$x$y",
+            r("CreateLoginProfile", "L1").as_ref(),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .set_login_profile(
+            account,
+            "nobody",
+            "$6$x$y",
+            r("CreateLoginProfile", "L2").as_ref(),
+        )
+        .await
+        .is_err());
+    assert_eq!(actions("CreateLoginProfile").await, ["L1"]);
+    assert!(store
+        .delete_login_profile(account, name, r("DeleteLoginProfile", "L3").as_ref())
+        .await
+        .unwrap());
+    let l4 = r("DeleteLoginProfile", "L4");
+    let none_left = store.delete_login_profile(account, name, l4.as_ref());
+    assert!(
+        !none_left.await.unwrap(),
+        "nothing to delete: no change, no record"
+    );
+    assert_eq!(actions("DeleteLoginProfile").await, ["L3"]);
+    let key = AccessKeyRecord {
+        id: "LTAIaudited".into(),
+        account_id: account.into(),
+        user_name: Some(name.into()),
+        secret: "sealed".into(),
+        active: true,
+    };
+    store
+        .create_access_key(&key, 2, r("CreateAccessKey", "K1").as_ref())
+        .await
+        .unwrap();
+    assert!(store
+        .create_access_key(&key, 2, r("CreateAccessKey", "K2").as_ref())
+        .await
+        .is_err());
+    assert_eq!(actions("CreateAccessKey").await, ["K1"]);
+    store
+        .set_access_key_status(account, &key.id, false, r("UpdateAccessKey", "K3").as_ref())
+        .await
+        .unwrap();
+    assert!(store
+        .set_access_key_status(
+            account,
+            "LTAInone",
+            false,
+            r("UpdateAccessKey", "K4").as_ref(),
+        )
+        .await
+        .is_err());
+    assert_eq!(actions("UpdateAccessKey").await, ["K3"]);
+    let policy = PolicyRecord {
+        account_id: account.into(),
+        name: "audited".into(),
+        document: r#"{"Version":"1","Statement":[]}"#.into(),
+        description: String::new(),
+        created_at: keyplane_core::model::now(),
+        attachment_count: 0,
+    };
+    store
+        .create_policy(&policy, r("CreatePolicy", "Q1").as_ref())
+        .await
+        .unwrap();
+    assert!(store
+        .create_policy(&policy, r("CreatePolicy", "Q2").as_ref())
+        .await
+        .is_err());
+    assert_eq!(actions("CreatePolicy").await, ["Q1"]);
+    store
+        .attach_policy(
+            account,
+            name,
+            &policy.name,
+            r("AttachPolicyToUser", "Q3").as_ref(),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .attach_policy(
+            account,
+            name,
+            &policy.name,
+            r("AttachPolicyToUser", "Q4").as_ref(),
+        )
+        .await
+        .is_err());
+    assert_eq!(actions("AttachPolicyToUser").await, ["Q3"]);
+    // Refused while attached; then detached, deleted.
+    assert!(store
+        .delete_policy(account, &policy.name, r("DeletePolicy", "Q5").as_ref())
+        .await
+        .is_err());
+    store
+        .detach_policy(
+            account,
+            name,
+            &policy.name,
+            r("DetachPolicyFromUser", "Q6").as_ref(),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .detach_policy(
+            account,
+            name,
+            &policy.name,
+            r("DetachPolicyFromUser", "Q7").as_ref(),
+        )
+        .await
+        .is_err());
+    assert_eq!(actions("DetachPolicyFromUser").await, ["Q6"]);
+    store
+        .delete_policy(account, &policy.name, r("DeletePolicy", "Q8").as_ref())
+        .await
+        .unwrap();
+    assert_eq!(actions("DeletePolicy").await, ["Q8"]);
+    // Refused while the user has an AccessKey; then the key, then the user.
+    assert!(store
+        .delete_user(account, name, r("DeleteUser", "X1").as_ref())
+        .await
+        .is_err());
+    store
+        .delete_access_key(account, &key.id, r("DeleteAccessKey", "X2").as_ref())
+        .await
+        .unwrap();
+    assert!(store
+        .delete_access_key(account, &key.id, r("DeleteAccessKey", "X3").as_ref())
+        .await
+        .is_err());
+    assert_eq!(actions("DeleteAccessKey").await, ["X2"]);
+    store
+        .delete_user(account, name, r("DeleteUser", "X4").as_ref())
+        .await
+        .unwrap();
+    assert_eq!(actions("DeleteUser").await, ["X4"]);
 }
 
 /// The audit log appends, filters, pages.

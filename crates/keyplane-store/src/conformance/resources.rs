@@ -136,6 +136,7 @@ pub async fn key_pairs(store: &dyn Store) {
             &account,
             std::slice::from_ref(&a.id),
             std::slice::from_ref(&tag),
+            None,
         )
         .await
         .unwrap();
@@ -159,12 +160,12 @@ pub async fn key_pairs(store: &dyn Store) {
         .collect();
     assert_eq!(
         store
-            .tag_key_pairs(&account, std::slice::from_ref(&a.id), &too_many)
+            .tag_key_pairs(&account, std::slice::from_ref(&a.id), &too_many, None)
             .await,
         Err(CoreError::TooManyTags)
     );
     store
-        .untag_key_pairs(&account, std::slice::from_ref(&a.id), None)
+        .untag_key_pairs(&account, std::slice::from_ref(&a.id), None, None)
         .await
         .unwrap();
     assert!(store
@@ -304,14 +305,14 @@ pub async fn bindings(store: &dyn Store) {
     );
 
     let rebooted = store
-        .power(&account, &running.id, Power::Reboot, None)
+        .power(&account, &running.id, Power::Reboot, None, None)
         .await
         .unwrap();
     assert_eq!(rebooted.status, InstanceStatus::Running);
     assert_eq!(rebooted.binding.state, BindingState::Applied);
     assert_eq!(
         store
-            .power(&account, &stopped.id, Power::Stop, None)
+            .power(&account, &stopped.id, Power::Stop, None, None)
             .await
             .unwrap_err(),
         CoreError::IncorrectInstanceStatus
@@ -319,7 +320,7 @@ pub async fn bindings(store: &dyn Store) {
     // A delayed start: transitional until completed.
     let later = Utc::now() + chrono::Duration::seconds(60);
     let starting = store
-        .power(&account, &stopped.id, Power::Start, Some(later))
+        .power(&account, &stopped.id, Power::Start, Some(later), None)
         .await
         .unwrap();
     assert_eq!(starting.status, InstanceStatus::Starting);
@@ -375,11 +376,13 @@ pub async fn bindings(store: &dyn Store) {
     assert!(d.binding.desired_password_login);
 
     assert_eq!(
-        store.delete_instance(&account, &running.id, false).await,
+        store
+            .delete_instance(&account, &running.id, false, None)
+            .await,
         Err(CoreError::IncorrectInstanceStatus)
     );
     store
-        .delete_instance(&account, &running.id, true)
+        .delete_instance(&account, &running.id, true, None)
         .await
         .unwrap();
     assert!(store
@@ -530,7 +533,7 @@ pub async fn descriptions(store: &dyn Store) {
     let kp = key_pair(&account, "described", "x");
     store.create_key_pair(&kp, 500, None).await.unwrap();
     store
-        .set_key_pair_description(&account, &kp.id, "web servers")
+        .set_key_pair_description(&account, &kp.id, "web servers", None)
         .await
         .unwrap();
     let got = store
@@ -542,7 +545,7 @@ pub async fn descriptions(store: &dyn Store) {
     assert!(got.updated_at.is_some());
     assert_eq!(
         store
-            .set_key_pair_description("0000000000000000", &kp.id, "x")
+            .set_key_pair_description("0000000000000000", &kp.id, "x", None)
             .await,
         Err(CoreError::KeyPairNotFound(kp.id.clone()))
     );

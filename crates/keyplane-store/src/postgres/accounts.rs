@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use keyplane_core::CoreError;
 use sqlx::Row;
 
+use super::audit::commit;
 use super::store::*;
 use super::{DbRow, SqlStore};
 use crate::*;
@@ -154,7 +155,8 @@ impl Accounts for SqlStore {
             .collect()
     }
 
-    async fn create_user(&self, u: &User) -> Result<()> {
+    async fn create_user(&self, u: &User, audit: Option<&AuditRecord>) -> Result<()> {
+        let mut tx = self.begin(Serial::Rows).await?;
         let r = sqlx::query(
             "INSERT INTO users (account_id, name, id, display_name, comments, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -164,9 +166,10 @@ impl Accounts for SqlStore {
         .bind(&u.display_name)
         .bind(&u.comments)
         .bind(ts(u.created_at))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await;
-        unique(r, CoreError::UserAlreadyExists(u.name.clone()))
+        unique(r, CoreError::UserAlreadyExists(u.name.clone()))?;
+        commit(tx, audit).await
     }
 
     async fn user(&self, account: &str, name: &str) -> Result<Option<User>> {
@@ -188,7 +191,12 @@ impl Accounts for SqlStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    async fn delete_user(&self, account: &str, name: &str) -> Result<()> {
+    async fn delete_user(
+        &self,
+        account: &str,
+        name: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let mut tx = self.begin(Serial::Account(account)).await?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT name FROM users WHERE account_id = $1 AND name = $2")
@@ -228,10 +236,17 @@ impl Accounts for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)
+        commit(tx, audit).await
     }
 
-    async fn set_login_profile(&self, account: &str, user: &str, hash: &str) -> Result<()> {
+    async fn set_login_profile(
+        &self,
+        account: &str,
+        user: &str,
+        hash: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
+        let mut tx = self.begin(Serial::Rows).await?;
         if self.user(account, user).await?.is_none() {
             return Err(CoreError::UserNotFound(user.to_string()));
         }
@@ -243,10 +258,10 @@ impl Accounts for SqlStore {
         .bind(user)
         .bind(hash)
         .bind(ts(Utc::now()))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-        Ok(())
+        commit(tx, audit).await
     }
 
     async fn login_profile(&self, account: &str, user: &str) -> Result<Option<String>> {
@@ -260,17 +275,32 @@ impl Accounts for SqlStore {
         .map_err(db)
     }
 
-    async fn delete_login_profile(&self, account: &str, user: &str) -> Result<bool> {
+    async fn delete_login_profile(
+        &self,
+        account: &str,
+        user: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<bool> {
+        let mut tx = self.begin(Serial::Rows).await?;
         let r = sqlx::query("DELETE FROM login_profiles WHERE account_id = $1 AND user_name = $2")
             .bind(account)
             .bind(user)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-        Ok(r.rows_affected() > 0)
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        commit(tx, audit).await?;
+        Ok(true)
     }
 
-    async fn create_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()> {
+    async fn create_access_key(
+        &self,
+        key: &AccessKeyRecord,
+        max: usize,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let mut tx = self.begin(Serial::Account(&key.account_id)).await?;
         if let Some(user) = &key.user_name {
             let exists: Option<String> =
@@ -307,7 +337,7 @@ impl Accounts for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        tx.commit().await.map_err(db)
+        commit(tx, audit).await
     }
 
     async fn list_access_keys(
@@ -335,36 +365,54 @@ impl Accounts for SqlStore {
             .collect()
     }
 
-    async fn set_access_key_status(&self, account: &str, id: &str, active: bool) -> Result<()> {
+    async fn set_access_key_status(
+        &self,
+        account: &str,
+        id: &str,
+        active: bool,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
+        let mut tx = self.begin(Serial::Rows).await?;
         let r = sqlx::query("UPDATE access_keys SET status = $1 WHERE account_id = $2 AND id = $3")
             .bind(if active { "Active" } else { "Inactive" })
             .bind(account)
             .bind(id)
-            .execute(&self.writer)
-            .await;
-        self.forget_access_keys();
-        let r = r.map_err(db)?;
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         if r.rows_affected() == 0 {
             return Err(CoreError::AccessKeyNotFound(id.to_string()));
         }
-        Ok(())
+        let committed = commit(tx, audit).await;
+        // After the commit: a call between a forget and the commit would cache the old key again.
+        self.forget_access_keys();
+        committed
     }
 
-    async fn delete_access_key(&self, account: &str, id: &str) -> Result<()> {
+    async fn delete_access_key(
+        &self,
+        account: &str,
+        id: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
+        let mut tx = self.begin(Serial::Rows).await?;
         let r = sqlx::query("DELETE FROM access_keys WHERE account_id = $1 AND id = $2")
             .bind(account)
             .bind(id)
-            .execute(&self.writer)
-            .await;
-        self.forget_access_keys();
-        let r = r.map_err(db)?;
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         if r.rows_affected() == 0 {
             return Err(CoreError::AccessKeyNotFound(id.to_string()));
         }
-        Ok(())
+        let committed = commit(tx, audit).await;
+        // After the commit: a call between a forget and the commit would cache the old key again.
+        self.forget_access_keys();
+        committed
     }
 
-    async fn create_policy(&self, p: &PolicyRecord) -> Result<()> {
+    async fn create_policy(&self, p: &PolicyRecord, audit: Option<&AuditRecord>) -> Result<()> {
+        let mut tx = self.begin(Serial::Rows).await?;
         let r = sqlx::query(
             "INSERT INTO policies (account_id, name, document, description, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -373,9 +421,10 @@ impl Accounts for SqlStore {
         .bind(&p.document)
         .bind(&p.description)
         .bind(ts(p.created_at))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await;
-        unique(r, CoreError::PolicyAlreadyExists(p.name.clone()))
+        unique(r, CoreError::PolicyAlreadyExists(p.name.clone()))?;
+        commit(tx, audit).await
     }
 
     async fn policy(&self, account: &str, name: &str) -> Result<Option<PolicyRecord>> {
@@ -401,7 +450,12 @@ impl Accounts for SqlStore {
         rows.iter().map(policy_from_row).collect()
     }
 
-    async fn delete_policy(&self, account: &str, name: &str) -> Result<()> {
+    async fn delete_policy(
+        &self,
+        account: &str,
+        name: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let mut tx = self.begin(Serial::Account(account)).await?;
         let attached: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM user_policies WHERE account_id = $1 AND policy_name = $2",
@@ -423,10 +477,17 @@ impl Accounts for SqlStore {
         if r.rows_affected() == 0 {
             return Err(CoreError::PolicyNotFound(name.to_string()));
         }
-        tx.commit().await.map_err(db)
+        commit(tx, audit).await
     }
 
-    async fn attach_policy(&self, account: &str, user: &str, policy: &str) -> Result<()> {
+    async fn attach_policy(
+        &self,
+        account: &str,
+        user: &str,
+        policy: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
+        let mut tx = self.begin(Serial::Rows).await?;
         if self.user(account, user).await?.is_none() {
             return Err(CoreError::UserNotFound(user.to_string()));
         }
@@ -438,12 +499,20 @@ impl Accounts for SqlStore {
             .bind(user)
             .bind(policy)
             .bind(ts(Utc::now()))
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await;
-        unique(r, CoreError::PolicyAlreadyAttached(policy.to_string()))
+        unique(r, CoreError::PolicyAlreadyAttached(policy.to_string()))?;
+        commit(tx, audit).await
     }
 
-    async fn detach_policy(&self, account: &str, user: &str, policy: &str) -> Result<()> {
+    async fn detach_policy(
+        &self,
+        account: &str,
+        user: &str,
+        policy: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
+        let mut tx = self.begin(Serial::Rows).await?;
         if self.user(account, user).await?.is_none() {
             return Err(CoreError::UserNotFound(user.to_string()));
         }
@@ -453,13 +522,13 @@ impl Accounts for SqlStore {
         .bind(account)
         .bind(user)
         .bind(policy)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
         if r.rows_affected() == 0 {
             return Err(CoreError::PolicyNotAttached(policy.to_string()));
         }
-        Ok(())
+        commit(tx, audit).await
     }
 
     async fn user_policies(

@@ -91,3 +91,14 @@ where
     .map_err(db)?;
     Ok(())
 }
+
+/// Commits `tx` with `audit` appended: the change and its record, or neither.
+pub(super) async fn commit(
+    mut tx: sqlx::Transaction<'static, Db>,
+    audit: Option<&AuditRecord>,
+) -> Result<()> {
+    if let Some(a) = audit {
+        insert_audit(&mut *tx, a).await?;
+    }
+    tx.commit().await.map_err(db)
+}

@@ -9,6 +9,7 @@ use keyplane_core::model::{Instance, InstanceStatus, KeyPair};
 use keyplane_core::{CoreError, InstanceFailure};
 use sqlx::{QueryBuilder, Row};
 
+use super::audit::commit;
 use super::rows::{self, instance_from_row};
 use super::store::*;
 use super::{Db, SqlStore, FOR_SHARE, FOR_UPDATE, FOR_UPDATE_SKIP_LOCKED};
@@ -133,6 +134,7 @@ impl Instances for SqlStore {
         id: &str,
         op: Power,
         done_at: Option<DateTime<Utc>>,
+        audit: Option<&AuditRecord>,
     ) -> Result<Instance> {
         let mut tx = self.begin(Serial::Rows).await?;
         let mut inst = instance_in_tx(&mut tx, account, id).await?;
@@ -151,7 +153,7 @@ impl Instances for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-            tx.commit().await.map_err(db)?;
+            commit(tx, audit).await?;
             return Ok(inst);
         }
         match done_at {
@@ -179,7 +181,7 @@ impl Instances for SqlStore {
                 .map_err(db)?;
             }
         }
-        tx.commit().await.map_err(db)?;
+        commit(tx, audit).await?;
         Ok(inst)
     }
 
@@ -188,6 +190,7 @@ impl Instances for SqlStore {
         account: &str,
         id: &str,
         change: &InstanceChange,
+        audit: Option<&AuditRecord>,
     ) -> Result<Instance> {
         let mut tx = self.begin(Serial::Rows).await?;
         let mut inst = instance_in_tx(&mut tx, account, id).await?;
@@ -219,7 +222,7 @@ impl Instances for SqlStore {
         if change.password_hash.is_some() {
             write_binding(&mut tx, &inst).await?;
         }
-        tx.commit().await.map_err(db)?;
+        commit(tx, audit).await?;
         self.load_instance_tags(std::slice::from_mut(&mut inst))
             .await?;
         Ok(inst)
@@ -252,7 +255,13 @@ impl Instances for SqlStore {
         Ok(rows.len() as u64)
     }
 
-    async fn delete_instance(&self, account: &str, id: &str, force: bool) -> Result<()> {
+    async fn delete_instance(
+        &self,
+        account: &str,
+        id: &str,
+        force: bool,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let mut tx = self.begin(Serial::Rows).await?;
         let inst = instance_in_tx(&mut tx, account, id).await?;
         let deletable = match inst.status {
@@ -268,6 +277,6 @@ impl Instances for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)
+        commit(tx, audit).await
     }
 }

@@ -8,6 +8,7 @@ use keyplane_core::model::{KeyPair, Tag, MAX_TAGS};
 use keyplane_core::CoreError;
 use sqlx::{QueryBuilder, Row};
 
+use super::audit::commit;
 use super::rows::{self, key_pair_from_row};
 use super::store::*;
 use super::{Db, SqlStore, FOR_UPDATE};
@@ -175,7 +176,13 @@ impl KeyPairs for SqlStore {
         Ok(n as u64)
     }
 
-    async fn tag_key_pairs(&self, account: &str, ids: &[String], tags: &[Tag]) -> Result<()> {
+    async fn tag_key_pairs(
+        &self,
+        account: &str,
+        ids: &[String],
+        tags: &[Tag],
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let mut tx = self.begin(Serial::Rows).await?;
         lock_key_pairs(&mut tx, account, ids).await?;
         for id in ids {
@@ -201,7 +208,7 @@ impl KeyPairs for SqlStore {
                 return Err(CoreError::TooManyTags);
             }
         }
-        tx.commit().await.map_err(db)
+        commit(tx, audit).await
     }
 
     async fn untag_key_pairs(
@@ -209,6 +216,7 @@ impl KeyPairs for SqlStore {
         account: &str,
         ids: &[String],
         keys: Option<&[String]>,
+        audit: Option<&AuditRecord>,
     ) -> Result<()> {
         let mut tx = self.begin(Serial::Rows).await?;
         lock_key_pairs(&mut tx, account, ids).await?;
@@ -235,7 +243,7 @@ impl KeyPairs for SqlStore {
                 }
             }
         }
-        tx.commit().await.map_err(db)
+        commit(tx, audit).await
     }
 
     async fn set_key_pair_description(
@@ -243,7 +251,9 @@ impl KeyPairs for SqlStore {
         account: &str,
         id: &str,
         description: &str,
+        audit: Option<&AuditRecord>,
     ) -> Result<()> {
+        let mut tx = self.begin(Serial::Rows).await?;
         let r = sqlx::query(
             "UPDATE key_pairs SET description = $1, updated_at = $2 WHERE account_id = $3 AND id = $4",
         )
@@ -251,12 +261,12 @@ impl KeyPairs for SqlStore {
         .bind(ts(Utc::now()))
         .bind(account)
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
         if r.rows_affected() == 0 {
             return Err(CoreError::KeyPairNotFound(id.to_string()));
         }
-        Ok(())
+        commit(tx, audit).await
     }
 }

@@ -5,11 +5,14 @@ use chrono::{DateTime, Utc};
 use keyplane_core::CoreError;
 use rusqlite::{params, Connection};
 
+use super::audit::insert_audit;
 use super::engine::{db, is_unique_violation};
 use super::rows::{policy_from_row, user_from_row};
 use super::sql::{execute, get, get_at, row, rows, scalar, try_execute};
 use super::SqliteStore;
-use crate::{parse_ts, ts, AccessKeyInfo, AccessKeyRecord, Accounts, PolicyRecord, Result, User};
+use crate::{
+    parse_ts, ts, AccessKeyInfo, AccessKeyRecord, Accounts, AuditRecord, PolicyRecord, Result, User,
+};
 
 const POLICY_SELECT: &str = "SELECT p.*, (SELECT COUNT(*) FROM user_policies u \
      WHERE u.account_id = p.account_id AND u.policy_name = p.name) AS attachments FROM policies p";
@@ -173,10 +176,9 @@ impl Accounts for SqliteStore {
         })
     }
 
-    async fn create_user(&self, u: &User) -> Result<()> {
+    async fn create_user(&self, u: &User, audit: Option<&AuditRecord>) -> Result<()> {
         let u = u.clone();
-        self.engine
-            .write(move |c| {
+        self.write_audited(audit, move |c| {
                 let inserted = try_execute(
                     c,
                     "INSERT INTO users (account_id, name, id, display_name, comments, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -213,50 +215,59 @@ impl Accounts for SqliteStore {
         })
     }
 
-    async fn delete_user(&self, account: &str, name: &str) -> Result<()> {
+    async fn delete_user(
+        &self,
+        account: &str,
+        name: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let (account, name) = (account.to_string(), name.to_string());
-        self.engine
-            .write(move |c| {
-                let exists: Option<String> = scalar(
-                    c,
-                    "SELECT name FROM users WHERE account_id = $1 AND name = $2",
-                    params![account, name],
-                )?;
-                if exists.is_none() {
-                    return Err(CoreError::UserNotFound(name));
-                }
-                let keys: i64 = scalar(
-                    c,
-                    "SELECT COUNT(*) FROM access_keys WHERE account_id = $1 AND user_name = $2",
-                    params![account, name],
-                )?
-                .unwrap_or(0);
-                if keys > 0 {
-                    return Err(CoreError::UserHasAccessKeys(name));
-                }
-                let policies: i64 = scalar(
-                    c,
-                    "SELECT COUNT(*) FROM user_policies WHERE account_id = $1 AND user_name = $2",
-                    params![account, name],
-                )?
-                .unwrap_or(0);
-                if policies > 0 {
-                    return Err(CoreError::UserHasPolicies(name));
-                }
-                execute(
-                    c,
-                    "DELETE FROM users WHERE account_id = $1 AND name = $2",
-                    params![account, name],
-                )?;
-                Ok(())
-            })
-            .await
+        self.write_audited(audit, move |c| {
+            let exists: Option<String> = scalar(
+                c,
+                "SELECT name FROM users WHERE account_id = $1 AND name = $2",
+                params![account, name],
+            )?;
+            if exists.is_none() {
+                return Err(CoreError::UserNotFound(name));
+            }
+            let keys: i64 = scalar(
+                c,
+                "SELECT COUNT(*) FROM access_keys WHERE account_id = $1 AND user_name = $2",
+                params![account, name],
+            )?
+            .unwrap_or(0);
+            if keys > 0 {
+                return Err(CoreError::UserHasAccessKeys(name));
+            }
+            let policies: i64 = scalar(
+                c,
+                "SELECT COUNT(*) FROM user_policies WHERE account_id = $1 AND user_name = $2",
+                params![account, name],
+            )?
+            .unwrap_or(0);
+            if policies > 0 {
+                return Err(CoreError::UserHasPolicies(name));
+            }
+            execute(
+                c,
+                "DELETE FROM users WHERE account_id = $1 AND name = $2",
+                params![account, name],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
-    async fn set_login_profile(&self, account: &str, user: &str, hash: &str) -> Result<()> {
+    async fn set_login_profile(
+        &self,
+        account: &str,
+        user: &str,
+        hash: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let (account, user, hash) = (account.to_string(), user.to_string(), hash.to_string());
-        self.engine
-            .write(move |c| {
+        self.write_audited(audit, move |c| {
                 // Checked in the write: no user can be deleted between the check and the insert.
                 if user_on(c, &account, &user)?.is_none() {
                     return Err(CoreError::UserNotFound(user));
@@ -282,8 +293,14 @@ impl Accounts for SqliteStore {
         })
     }
 
-    async fn delete_login_profile(&self, account: &str, user: &str) -> Result<bool> {
+    async fn delete_login_profile(
+        &self,
+        account: &str,
+        user: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<bool> {
         let (account, user) = (account.to_string(), user.to_string());
+        let audit = audit.cloned();
         self.engine
             .write(move |c| {
                 let deleted = execute(
@@ -291,15 +308,24 @@ impl Accounts for SqliteStore {
                     "DELETE FROM login_profiles WHERE account_id = $1 AND user_name = $2",
                     params![account, user],
                 )?;
+                if deleted > 0 {
+                    if let Some(a) = &audit {
+                        insert_audit(c, a)?;
+                    }
+                }
                 Ok(deleted > 0)
             })
             .await
     }
 
-    async fn create_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()> {
+    async fn create_access_key(
+        &self,
+        key: &AccessKeyRecord,
+        max: usize,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let key = key.clone();
-        self.engine
-            .write(move |c| {
+        self.write_audited(audit, move |c| {
                 if let Some(user) = &key.user_name {
                     let exists: Option<String> = scalar(
                         c,
@@ -358,11 +384,16 @@ impl Accounts for SqliteStore {
         })
     }
 
-    async fn set_access_key_status(&self, account: &str, id: &str, active: bool) -> Result<()> {
+    async fn set_access_key_status(
+        &self,
+        account: &str,
+        id: &str,
+        active: bool,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let (account, id) = (account.to_string(), id.to_string());
         let r = self
-            .engine
-            .write(move |c| {
+            .write_audited(audit, move |c| {
                 let changed = execute(
                     c,
                     "UPDATE access_keys SET status = $1 WHERE account_id = $2 AND id = $3",
@@ -378,11 +409,15 @@ impl Accounts for SqliteStore {
         r
     }
 
-    async fn delete_access_key(&self, account: &str, id: &str) -> Result<()> {
+    async fn delete_access_key(
+        &self,
+        account: &str,
+        id: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let (account, id) = (account.to_string(), id.to_string());
         let r = self
-            .engine
-            .write(move |c| {
+            .write_audited(audit, move |c| {
                 let deleted = execute(
                     c,
                     "DELETE FROM access_keys WHERE account_id = $1 AND id = $2",
@@ -398,10 +433,9 @@ impl Accounts for SqliteStore {
         r
     }
 
-    async fn create_policy(&self, p: &PolicyRecord) -> Result<()> {
+    async fn create_policy(&self, p: &PolicyRecord, audit: Option<&AuditRecord>) -> Result<()> {
         let p = p.clone();
-        self.engine
-            .write(move |c| {
+        self.write_audited(audit, move |c| {
                 let inserted = try_execute(
                     c,
                     "INSERT INTO policies (account_id, name, document, description, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -433,36 +467,45 @@ impl Accounts for SqliteStore {
         })
     }
 
-    async fn delete_policy(&self, account: &str, name: &str) -> Result<()> {
+    async fn delete_policy(
+        &self,
+        account: &str,
+        name: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let (account, name) = (account.to_string(), name.to_string());
-        self.engine
-            .write(move |c| {
-                let attached: i64 = scalar(
-                    c,
-                    "SELECT COUNT(*) FROM user_policies WHERE account_id = $1 AND policy_name = $2",
-                    params![account, name],
-                )?
-                .unwrap_or(0);
-                if attached > 0 {
-                    return Err(CoreError::PolicyInUse(name));
-                }
-                let deleted = execute(
-                    c,
-                    "DELETE FROM policies WHERE account_id = $1 AND name = $2",
-                    params![account, name],
-                )?;
-                if deleted == 0 {
-                    return Err(CoreError::PolicyNotFound(name));
-                }
-                Ok(())
-            })
-            .await
+        self.write_audited(audit, move |c| {
+            let attached: i64 = scalar(
+                c,
+                "SELECT COUNT(*) FROM user_policies WHERE account_id = $1 AND policy_name = $2",
+                params![account, name],
+            )?
+            .unwrap_or(0);
+            if attached > 0 {
+                return Err(CoreError::PolicyInUse(name));
+            }
+            let deleted = execute(
+                c,
+                "DELETE FROM policies WHERE account_id = $1 AND name = $2",
+                params![account, name],
+            )?;
+            if deleted == 0 {
+                return Err(CoreError::PolicyNotFound(name));
+            }
+            Ok(())
+        })
+        .await
     }
 
-    async fn attach_policy(&self, account: &str, user: &str, policy: &str) -> Result<()> {
+    async fn attach_policy(
+        &self,
+        account: &str,
+        user: &str,
+        policy: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let (account, user, policy) = (account.to_string(), user.to_string(), policy.to_string());
-        self.engine
-            .write(move |c| {
+        self.write_audited(audit, move |c| {
                 // Checked in the write: neither can be deleted between the checks and the insert.
                 if user_on(c, &account, &user)?.is_none() {
                     return Err(CoreError::UserNotFound(user));
@@ -486,10 +529,15 @@ impl Accounts for SqliteStore {
             .await
     }
 
-    async fn detach_policy(&self, account: &str, user: &str, policy: &str) -> Result<()> {
+    async fn detach_policy(
+        &self,
+        account: &str,
+        user: &str,
+        policy: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let (account, user, policy) = (account.to_string(), user.to_string(), policy.to_string());
-        self.engine
-            .write(move |c| {
+        self.write_audited(audit, move |c| {
                 if user_on(c, &account, &user)?.is_none() {
                     return Err(CoreError::UserNotFound(user));
                 }

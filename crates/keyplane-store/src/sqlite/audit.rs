@@ -94,3 +94,24 @@ pub(crate) fn insert_audit(c: &Connection, a: &AuditRecord) -> Result<()> {
     )?;
     Ok(())
 }
+
+impl SqliteStore {
+    /// `f` in a write, with `audit` appended in the same savepoint when `f` succeeds: the change
+    /// and its record, or neither.
+    pub(crate) async fn write_audited<T: Send + 'static>(
+        &self,
+        audit: Option<&AuditRecord>,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let audit = audit.cloned();
+        self.engine
+            .write(move |c| {
+                let done = f(c)?;
+                if let Some(a) = &audit {
+                    insert_audit(c, a)?;
+                }
+                Ok(done)
+            })
+            .await
+    }
+}

@@ -160,10 +160,10 @@ impl Instances for SqliteStore {
         id: &str,
         op: Power,
         done_at: Option<DateTime<Utc>>,
+        audit: Option<&AuditRecord>,
     ) -> Result<Instance> {
         let (account, id) = (account.to_string(), id.to_string());
-        self.engine
-            .write(move |c| {
+        self.write_audited(audit, move |c| {
                 let mut inst = instance_in_tx(c, &account, &id)?;
                 let (during, after) = transition(inst.status, op)?;
                 let boots = op != Power::Stop;
@@ -207,11 +207,10 @@ impl Instances for SqliteStore {
         account: &str,
         id: &str,
         change: &InstanceChange,
+        audit: Option<&AuditRecord>,
     ) -> Result<Instance> {
         let (account, id, change) = (account.to_string(), id.to_string(), change.clone());
-        let mut inst = self
-            .engine
-            .write(move |c| {
+        let mut inst = self.write_audited(audit, move |c| {
                 let mut inst = instance_in_tx(c, &account, &id)?;
                 if let Some(hash) = &change.password_hash {
                     check_resettable(&inst)?;
@@ -276,22 +275,27 @@ impl Instances for SqliteStore {
             .await
     }
 
-    async fn delete_instance(&self, account: &str, id: &str, force: bool) -> Result<()> {
+    async fn delete_instance(
+        &self,
+        account: &str,
+        id: &str,
+        force: bool,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let (account, id) = (account.to_string(), id.to_string());
-        self.engine
-            .write(move |c| {
-                let inst = instance_in_tx(c, &account, &id)?;
-                let deletable = match inst.status {
-                    InstanceStatus::Stopped => true,
-                    InstanceStatus::Running => force,
-                    _ => false,
-                };
-                if !deletable {
-                    return Err(CoreError::IncorrectInstanceStatus);
-                }
-                execute(c, "DELETE FROM instances WHERE id = $1", params![id])?;
-                Ok(())
-            })
-            .await
+        self.write_audited(audit, move |c| {
+            let inst = instance_in_tx(c, &account, &id)?;
+            let deletable = match inst.status {
+                InstanceStatus::Stopped => true,
+                InstanceStatus::Running => force,
+                _ => false,
+            };
+            if !deletable {
+                return Err(CoreError::IncorrectInstanceStatus);
+            }
+            execute(c, "DELETE FROM instances WHERE id = $1", params![id])?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -170,33 +170,38 @@ impl KeyPairs for SqliteStore {
         })
     }
 
-    async fn tag_key_pairs(&self, account: &str, ids: &[String], tags: &[Tag]) -> Result<()> {
+    async fn tag_key_pairs(
+        &self,
+        account: &str,
+        ids: &[String],
+        tags: &[Tag],
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let (account, ids, tags) = (account.to_string(), ids.to_vec(), tags.to_vec());
-        self.engine
-            .write(move |c| {
-                check_key_pairs(c, &account, &ids)?;
-                for id in &ids {
-                    for t in &tags {
-                        execute(
-                            c,
-                            "INSERT INTO key_pair_tags (key_pair_id, key, value) VALUES ($1, $2, $3) \
-                             ON CONFLICT(key_pair_id, key) DO UPDATE SET value = excluded.value",
-                            params![id, t.key, t.value],
-                        )?;
-                    }
-                    let n: i64 = scalar(
+        self.write_audited(audit, move |c| {
+            check_key_pairs(c, &account, &ids)?;
+            for id in &ids {
+                for t in &tags {
+                    execute(
                         c,
-                        "SELECT COUNT(*) FROM key_pair_tags WHERE key_pair_id = $1",
-                        params![id],
-                    )?
-                    .unwrap_or(0);
-                    if n as usize > MAX_TAGS {
-                        return Err(CoreError::TooManyTags);
-                    }
+                        "INSERT INTO key_pair_tags (key_pair_id, key, value) VALUES ($1, $2, $3) \
+                             ON CONFLICT(key_pair_id, key) DO UPDATE SET value = excluded.value",
+                        params![id, t.key, t.value],
+                    )?;
                 }
-                Ok(())
-            })
-            .await
+                let n: i64 = scalar(
+                    c,
+                    "SELECT COUNT(*) FROM key_pair_tags WHERE key_pair_id = $1",
+                    params![id],
+                )?
+                .unwrap_or(0);
+                if n as usize > MAX_TAGS {
+                    return Err(CoreError::TooManyTags);
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn untag_key_pairs(
@@ -204,35 +209,35 @@ impl KeyPairs for SqliteStore {
         account: &str,
         ids: &[String],
         keys: Option<&[String]>,
+        audit: Option<&AuditRecord>,
     ) -> Result<()> {
         let (account, ids) = (account.to_string(), ids.to_vec());
         let keys = keys.map(<[String]>::to_vec);
-        self.engine
-            .write(move |c| {
-                check_key_pairs(c, &account, &ids)?;
-                for id in &ids {
-                    match &keys {
-                        None => {
+        self.write_audited(audit, move |c| {
+            check_key_pairs(c, &account, &ids)?;
+            for id in &ids {
+                match &keys {
+                    None => {
+                        execute(
+                            c,
+                            "DELETE FROM key_pair_tags WHERE key_pair_id = $1",
+                            params![id],
+                        )?;
+                    }
+                    Some(keys) => {
+                        for k in keys {
                             execute(
                                 c,
-                                "DELETE FROM key_pair_tags WHERE key_pair_id = $1",
-                                params![id],
+                                "DELETE FROM key_pair_tags WHERE key_pair_id = $1 AND key = $2",
+                                params![id, k],
                             )?;
-                        }
-                        Some(keys) => {
-                            for k in keys {
-                                execute(
-                                    c,
-                                    "DELETE FROM key_pair_tags WHERE key_pair_id = $1 AND key = $2",
-                                    params![id, k],
-                                )?;
-                            }
                         }
                     }
                 }
-                Ok(())
-            })
-            .await
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn set_key_pair_description(
@@ -240,11 +245,11 @@ impl KeyPairs for SqliteStore {
         account: &str,
         id: &str,
         description: &str,
+        audit: Option<&AuditRecord>,
     ) -> Result<()> {
         let (account, id, description) =
             (account.to_string(), id.to_string(), description.to_string());
-        self.engine
-            .write(move |c| {
+        self.write_audited(audit, move |c| {
                 let changed = execute(
                     c,
                     "UPDATE key_pairs SET description = $1, updated_at = $2 WHERE account_id = $3 AND id = $4",

@@ -380,6 +380,7 @@ pub async fn desired(State(state): State<Arc<AppState>>, req: axum::extract::Req
     // would otherwise stay allocated for every agent waiting beside a fresh one for its next
     // request (docs/BENCHMARKS.md, run 13: about 8 KiB of the memory per waiting agent).
     drop(req);
+    let _waiting = state.metrics.agent_waiting();
     // The wait ends well before the request timeout, which would otherwise cut the poll with an
     // empty 503 that the agent takes for an outage.
     let longest = state

@@ -18,6 +18,7 @@ pub mod console;
 pub mod cpu;
 pub mod idempotency;
 pub mod listener;
+pub mod metrics;
 pub mod native;
 pub mod nonces;
 pub mod ops;
@@ -57,6 +58,7 @@ pub struct AppState {
     pub writes: WriteHealth,
     /// Password hashing and key generation, bounded (SPEC section 6).
     pub cpu: cpu::CpuQueue,
+    pub metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -75,6 +77,7 @@ impl AppState {
             sign_in_guard: console::guard::SignInGuard::default(),
             writes: WriteHealth::default(),
             cpu: cpu::CpuQueue::default(),
+            metrics: metrics::Metrics::default(),
         }))
     }
 }
@@ -131,12 +134,35 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with_metrics(store, config, listener, None, shutdown).await
+}
+
+/// [`serve`], and `GET /metrics` on `metrics` when given (SPEC section 11: a listener of its
+/// own, so the API's port never exposes them).
+pub async fn serve_with_metrics(
+    store: Arc<dyn Store>,
+    config: ServerConfig,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     store.complete_transitions(chrono::Utc::now()).await?;
     let state = AppState::new(store.clone(), config).await?;
     agent_api::forward_announcements(state.clone()).await?;
     let (stop_background, background) = spawn_background(state.clone());
+    let metrics_task = metrics.map(|l| {
+        let app = metrics::router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        })
+    });
     let app = router(state.clone());
     listener::run(listener, app, &state.config, shutdown).await?;
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     let _ = stop_background.send(());
     let _ = background.await;
     state.nonces.flush().await?;

@@ -35,8 +35,9 @@ pub type Handler = for<'a> fn(&'a Ctx<'a>) -> Answer<'a, Reply, CoreError>;
 
 /// What the envelope and the log line of an answer need; filled in as the request is read, so a
 /// request refused early is answered with what was known by then.
-#[derive(Default)]
 pub struct Meta {
+    /// When the call was read, for its latency.
+    pub started: std::time::Instant,
     pub request_id: String,
     pub action: String,
     /// The region the call acts in, where the dialect's envelope names it (Volcengine).
@@ -44,6 +45,18 @@ pub struct Meta {
     /// The verified caller's AccessKey ID, or the one a refused request claimed (for the log: it
     /// tells an operator whose client is misconfigured; no secret is ever known here).
     pub access_key_id: String,
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Meta {
+            started: std::time::Instant::now(),
+            request_id: String::new(),
+            action: String::new(),
+            region: String::new(),
+            access_key_id: String::new(),
+        }
+    }
 }
 
 /// A call once its dialect has read it: who, and in which region if the dialect fixes it.
@@ -252,13 +265,17 @@ pub async fn serve<D: Dialect>(
         request_id: d.request_id(),
         ..Meta::default()
     };
+    let refused = |meta: &Meta, e: D::Error| {
+        count(d, state, meta, &d.code(&e));
+        d.failure(meta, &e)
+    };
     let wire = match wire {
         Ok(w) => w,
-        Err(e) => return d.failure(&meta, &e.into()),
+        Err(e) => return refused(&meta, e.into()),
     };
     let head = match d.read(state, &wire, &mut meta).await {
         Ok(head) => head,
-        Err(e) => return d.failure(&meta, &e),
+        Err(e) => return refused(&meta, e),
     };
     let p = Params::new(&wire.query, &wire.form);
     let ctx = Ctx::new(state, &head.caller, p, &meta, d.name(), head.region);
@@ -271,6 +288,7 @@ pub async fn run<D: Dialect>(d: &D, ctx: &Ctx<'_>, meta: &Meta) -> Response {
     let writes = row.map_or(d.audits_unknown_actions(), |a| a.writes);
     let (response, result) = answer(d, ctx, row, meta).await;
     let status = response.status().as_u16();
+    count(d, ctx.state, meta, &result);
     ctx.state.writes.observe(writes, &result);
     // A write that succeeded committed the record it took; anything else is recorded here.
     let committed = result == "OK" && ctx.record.get().is_some();
@@ -278,6 +296,13 @@ pub async fn run<D: Dialect>(d: &D, ctx: &Ctx<'_>, meta: &Meta) -> Response {
         audit::record(ctx, writes, &result, status).await;
     }
     response
+}
+
+/// Counts the call in the metrics, under its action's name if the dialect has it.
+fn count<D: Dialect>(d: &D, state: &AppState, meta: &Meta, result: &str) {
+    let action = actions::find(d.actions(), &meta.action).map_or("unknown", |a| a.name);
+    let took = meta.started.elapsed();
+    state.metrics.call(d.name(), action, result, took);
 }
 
 /// Steps 2 to 8: the response, and its result code for the audit log.

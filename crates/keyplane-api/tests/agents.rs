@@ -510,3 +510,109 @@ async fn a_long_poll_ends_with_the_server_answer_before_the_request_timeout() {
         .unwrap();
     assert_eq!(poll.status(), 304);
 }
+
+/// The value of the series `name` (with its labels, as the exposition spells them) in a scrape.
+fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `GET /metrics` on the metrics listener: the calls as they were answered, the agents waiting
+/// in a long poll, the instances by binding state and the store's sizes.
+#[tokio::test]
+async fn metrics_count_calls_agents_bindings_and_the_store() {
+    let app = common::spawn_app().await;
+    let scrape = || async {
+        let r = reqwest::get(&app.metrics_url).await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    let import = [
+        ("RegionId", "cn-hangzhou"),
+        ("KeyPairName", "metered"),
+        ("PublicKeyBody", common::ED25519),
+    ];
+    assert_eq!(app.call("ImportKeyPair", &import).await.status, 200);
+    assert_eq!(app.call("ImportKeyPair", &import).await.status, 400);
+    assert_eq!(app.call("NoSuchAction", &[]).await.status, 404);
+    let (token, _) = create_token(&app, &[("Region", "cn-hangzhou")]).await;
+    let (status, reg) = register(&app, host(&token, "root")).await;
+    assert_eq!(status, 200, "{reg}");
+    let id = reg["InstanceId"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {id}:{}", reg["Credential"].as_str().unwrap());
+    let url = format!("{}/agent/v1/desired", app.base);
+    let first = reqwest::Client::new()
+        .get(&url)
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    let poll = tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(format!("{url}?wait=20"))
+            .header("authorization", &bearer)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = scrape().await;
+        if series(&text, "keyplane_agents_connected") == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        series(&text, "keyplane_agents_connected"),
+        Some(1.0),
+        "{text}"
+    );
+    let calls = |action: &str, result: &str| {
+        series(
+            &text,
+            &format!(
+                "keyplane_calls_total{{dialect=\"aliyun\",action=\"{action}\",result=\"{result}\"}}"
+            ),
+        )
+    };
+    assert_eq!(calls("ImportKeyPair", "OK"), Some(1.0), "{text}");
+    assert_eq!(calls("ImportKeyPair", "KeyPair.AlreadyExist"), Some(1.0));
+    assert_eq!(calls("unknown", "InvalidAction.NotFound"), Some(1.0));
+    let count = "keyplane_call_duration_seconds_count{dialect=\"aliyun\",action=\"ImportKeyPair\"}";
+    assert_eq!(series(&text, count), Some(2.0), "{text}");
+    // The registered host has no binding yet.
+    assert_eq!(
+        series(&text, "keyplane_bindings{state=\"none\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        series(&text, "keyplane_bindings{state=\"applied\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        series(&text, "keyplane_store_rows{table=\"key_pairs\"}"),
+        Some(1.0)
+    );
+    assert_eq!(series(&text, "keyplane_store_up"), Some(1.0));
+    assert!(series(&text, "keyplane_store_commits_total").unwrap() >= 1.0);
+    assert!(series(&text, "process_resident_memory_bytes").unwrap() > 0.0);
+    // A change ends the poll; the agent is then no longer counted.
+    let attach = [
+        ("RegionId", "cn-hangzhou"),
+        ("KeyPairName", "metered"),
+        ("InstanceIds", &format!("[\"{id}\"]")),
+    ];
+    assert_eq!(app.call("AttachKeyPair", &attach).await.status, 200);
+    assert_eq!(poll.await.unwrap(), 200);
+    let text = scrape().await;
+    assert_eq!(series(&text, "keyplane_agents_connected"), Some(0.0));
+    assert_eq!(
+        series(&text, "keyplane_bindings{state=\"pending_restart\"}"),
+        Some(1.0),
+        "{text}"
+    );
+}

@@ -44,6 +44,10 @@ pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 
 pub use records::*;
 
+/// Instances by binding state, the same statement on both backends.
+pub(crate) const BINDING_STATE_COUNTS: &str =
+    "SELECT binding_state, COUNT(*) FROM instances GROUP BY binding_state ORDER BY binding_state";
+
 /// Key pairs and their tags.
 ///
 /// Every write that changes something takes `audit`, the call's record: appended in the write's
@@ -378,6 +382,12 @@ pub trait Store:
     /// Free space where the store writes, when it is this process's to watch (SQLite's file
     /// system); `None` for a database server.
     fn free_bytes(&self) -> Option<u64>;
+    /// Binding states and table sizes, for the metrics.
+    async fn gauges(&self) -> Result<StoreGauges>;
+    /// The writer's group commits (SQLite); `None` where the database server commits.
+    fn write_stats(&self) -> Option<WriteStats> {
+        None
+    }
     /// Closes the store, waiting until every connection has finished: SQLite checkpoints its WAL
     /// and removes the side files, so the data directory is complete and still once this returns.
     async fn close(&self);

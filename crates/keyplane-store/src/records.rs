@@ -285,3 +285,27 @@ pub enum BindOp {
 
 /// The outcome for one instance of an attach/detach batch.
 pub type InstanceOutcome = (String, Result<(), InstanceFailure>);
+
+/// What the store holds now, read for the metrics at each scrape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreGauges {
+    /// Instances by binding state (`none`, `pending_restart`, …); states no instance is in are
+    /// absent.
+    pub binding_states: Vec<(String, u64)>,
+    /// Rows of the tables that grow with use.
+    pub rows: Vec<(&'static str, u64)>,
+}
+
+/// The tables [`StoreGauges::rows`] counts.
+pub const COUNTED_TABLES: &[&str] = &["instances", "key_pairs", "nonces", "client_tokens", "audit"];
+
+/// The SQLite writer's group commits since the store opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    pub commits: u64,
+    /// Write calls those commits carried.
+    pub calls: u64,
+    pub failed_commits: u64,
+    /// `(smallest size of the bucket, commits)`: commits of 1, 2–3, 4–7, … calls.
+    pub sizes: Vec<(usize, u64)>,
+}

@@ -97,6 +97,10 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "KEYPLANE_LOG_JSON", value_parser = BoolishValueParser::new())]
     log_json: bool,
+    /// Serve Prometheus metrics at `GET /metrics` on this address (a listener of its own; off
+    /// when unset). Plain HTTP: bind it to a loopback or private address.
+    #[arg(long, env = "KEYPLANE_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
 }
 
 /// The directory `--data-dir` names, where it has a meaning: with SQLite the server's files live
@@ -326,6 +330,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
+    let metrics = match &args.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for metrics on {addr}"))?,
+        ),
+        None => None,
+    };
     let opened = open_store(&args).await?;
     let (store, dir, shown) = (
         opened.store.clone(),
@@ -350,6 +362,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     raise_open_file_limit(args.max_connections as u64);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(listen = %listener.local_addr()?, %scheme, db = %shown, %account, "keyplane serving");
+    if let Some(m) = &metrics {
+        tracing::info!(metrics = %format!("http://{}/metrics", m.local_addr()?), "metrics serving");
+    }
     let config = ServerConfig {
         https: tls.is_some() || args.behind_https_proxy,
         tls,
@@ -363,7 +378,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         server_key,
         ..ServerConfig::default()
     };
-    keyplane_api::serve(store.clone(), config, listener, shutdown_signal()).await?;
+    keyplane_api::serve_with_metrics(store.clone(), config, listener, metrics, shutdown_signal())
+        .await?;
     store.close().await;
     drop(opened);
     tracing::info!("keyplane stopped");

@@ -23,6 +23,8 @@ pub const SECRET: &str = "test-secret";
 
 pub struct App {
     pub base: String,
+    /// `GET /metrics` on the server's metrics listener.
+    pub metrics_url: String,
     pub host: String,
     pub store: Arc<dyn Store>,
     pub account: String,
@@ -89,16 +91,19 @@ pub async fn spawn_with(mut config: ServerConfig, dir: Option<tempfile::TempDir>
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_url = format!("http://{}/metrics", metrics.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let s = store.clone();
     let task = tokio::spawn(async move {
-        keyplane_api::serve(s, config, listener, async {
+        keyplane_api::serve_with_metrics(s, config, listener, Some(metrics), async {
             let _ = rx.await;
         })
         .await
         .unwrap();
     });
     App {
+        metrics_url,
         base: format!("http://{addr}"),
         host: addr.to_string(),
         store,

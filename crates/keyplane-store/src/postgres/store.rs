@@ -15,7 +15,9 @@ use sqlx::{QueryBuilder, Row, Transaction};
 
 use super::rows::instance_from_row;
 use super::{push_name_pattern, Db, DbRow, SqlStore, BACKEND, FOR_UPDATE};
-use crate::{ts, InstanceFilter, KeyPairFilter, Listing, Page, Result, Store};
+use crate::{
+    ts, InstanceFilter, KeyPairFilter, Listing, Page, Result, Store, StoreGauges, COUNTED_TABLES,
+};
 
 /// A database error as the API sees it: the database being out of reach, or unable to write (a
 /// read-only file or file system, a full disk), is `ServiceUnavailable` (the caller may retry;
@@ -403,6 +405,28 @@ impl Store for SqlStore {
 
     fn free_bytes(&self) -> Option<u64> {
         self.free_bytes_impl()
+    }
+
+    async fn gauges(&self) -> Result<StoreGauges> {
+        let binding_states: Vec<(String, i64)> = sqlx::query_as(crate::BINDING_STATE_COUNTS)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        let mut rows = Vec::new();
+        for table in COUNTED_TABLES {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&self.reader)
+                .await
+                .map_err(db)?;
+            rows.push((*table, n as u64));
+        }
+        Ok(StoreGauges {
+            binding_states: binding_states
+                .into_iter()
+                .map(|(s, n)| (s, n as u64))
+                .collect(),
+            rows,
+        })
     }
 
     async fn close(&self) {

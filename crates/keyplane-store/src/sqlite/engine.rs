@@ -59,6 +59,7 @@ pub(crate) struct GroupStats {
     /// `buckets[k]` counts commits of 2^k..2^(k+1)-1 calls.
     buckets: [AtomicU64; 8],
     calls: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl GroupStats {
@@ -66,6 +67,14 @@ impl GroupStats {
         let k = (usize::BITS - 1 - size.max(1).leading_zeros()) as usize;
         self.buckets[k.min(7)].fetch_add(1, Ordering::Relaxed);
         self.calls.fetch_add(size as u64, Ordering::Relaxed);
+    }
+
+    fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn failures(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// `(commits, calls, [(smallest size of the bucket, commits)])`.
@@ -254,6 +263,7 @@ fn commit_group(conn: &Connection, first: Job, jobs: &mpsc::Receiver<Job>, stats
     if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         let e = db(e);
         stats.record(group.len());
+        stats.failed();
         for job in group {
             let (_, answer) = job(Err(clone_error(&e)));
             answer(None);
@@ -273,6 +283,7 @@ fn commit_group(conn: &Connection, first: Job, jobs: &mpsc::Receiver<Job>, stats
     let commit = control(conn, "COMMIT").map_err(db).err();
     if commit.is_some() {
         let _ = control(conn, "ROLLBACK");
+        stats.failed();
     }
     // Counted before the answers go out, so a caller that has its answer sees its group counted.
     stats.record(answers.len());

@@ -26,8 +26,8 @@ use keyplane_core::CoreError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::key_cache::KeyCache;
-use crate::{Result, Store};
-use engine::Engine;
+use crate::{Result, Store, StoreGauges, WriteStats, COUNTED_TABLES};
+use engine::{db, Engine};
 
 /// The database holds sealed AccessKeys and everything else: only its owner may read it, whatever
 /// the umask. The file is created 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm`
@@ -161,6 +161,39 @@ impl Store for SqliteStore {
     fn free_bytes(&self) -> Option<u64> {
         let v = rustix::fs::statvfs(&self.dir).ok()?;
         Some(v.f_bavail.saturating_mul(v.f_frsize))
+    }
+
+    async fn gauges(&self) -> Result<StoreGauges> {
+        self.engine.read(|c| {
+            let mut stmt = c.prepare_cached(crate::BINDING_STATE_COUNTS).map_err(db)?;
+            let binding_states = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(db)?;
+            let mut rows = Vec::new();
+            for table in COUNTED_TABLES {
+                let n: i64 = c
+                    .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                    .map_err(db)?;
+                rows.push((*table, n as u64));
+            }
+            Ok(StoreGauges {
+                binding_states,
+                rows,
+            })
+        })
+    }
+
+    fn write_stats(&self) -> Option<WriteStats> {
+        let (commits, calls, sizes) = self.engine.groups.snapshot();
+        Some(WriteStats {
+            commits,
+            calls,
+            failed_commits: self.engine.groups.failures(),
+            sizes,
+        })
     }
 
     async fn close(&self) {

@@ -194,3 +194,105 @@ def test_the_database_going_away_is_service_unavailable_and_nothing_half_written
         s.proc.terminate()
         s.proc.wait(15)
         subprocess.run([script, "stop", cluster])
+
+
+def test_an_outage_under_load_through_two_servers_is_answered_quickly_and_loses_nothing():
+    """Issue 16: PostgreSQL stopped while four workers attach, detach and describe through two
+    servers, then started again. While it is down every call answers ServiceUnavailable (503),
+    quickly, and /healthz says so; after it returns both servers serve again without a restart;
+    every acknowledged write has its audit record, and no batch is half applied."""
+    cluster = tempfile.mkdtemp(prefix="kp-pg-load-outage-")
+    script = os.path.join(ROOT, "scripts", "postgres.sh")
+    port = free_port()
+    url = subprocess.run([script, "start", cluster, str(port)], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    env = {"KEYPLANE_SERVER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+           "KEYPLANE_THROTTLE_PER_SECOND": "0"}
+    servers = [Server(env_extra=env, db=url), Server(env_extra=env, db=url)]
+    clients = [tea_client(s) for s in servers]
+    stop = threading.Event()
+    results = []  # (started, took, op, request id or None, status, code)
+    lock = threading.Lock()
+    try:
+        _, line = ssh_keygen()
+        clients[0].import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name="fleet", public_key_body=line))
+        ids = clients[0].run_instances(m.RunInstancesRequest(
+            region_id=R, image_id=LINUX, instance_type="ecs.g7.large", amount=20)).body.instance_id_sets.instance_id_set
+        groups = [ids[i:i + 5] for i in range(0, 20, 5)]
+
+        def worker(n):
+            group, i = groups[n], 0
+            while not stop.is_set():
+                c = clients[(n + i) % 2]
+                op = ("attach", "detach", "describe")[i % 3]
+                started = time.monotonic()
+                try:
+                    if op == "attach":
+                        r = c.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="fleet", instance_ids=ids_json(group)))
+                    elif op == "detach":
+                        r = c.detach_key_pair(m.DetachKeyPairRequest(region_id=R, key_pair_name="fleet", instance_ids=ids_json(group)))
+                    else:
+                        r = c.describe_instances(m.DescribeInstancesRequest(region_id=R, page_size=100))
+                    outcome = (r.body.request_id, 200, "OK")
+                except Exception as e:  # the Tea SDK's exception
+                    status = getattr(e, "status_code", None) or (getattr(e, "data", None) or {}).get("statusCode")
+                    outcome = (None, status, getattr(e, "code", None))
+                with lock:
+                    results.append((started, time.monotonic() - started, op) + outcome)
+                i += 1
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        subprocess.run([script, "stop", cluster], check=True)
+        down_at = time.monotonic()
+        time.sleep(3)
+        for s in servers:
+            status, _, _ = get(f"{s.url}/healthz")
+            assert status == 503, "healthz says the store is out of reach"
+        up_from = time.monotonic()
+        subprocess.run([script, "start", cluster, str(port)], check=True, capture_output=True)
+        # Both servers serve again, without a restart.
+        for c in clients:
+            for _ in range(100):
+                try:
+                    c.describe_regions(m.DescribeRegionsRequest())
+                    break
+                except Exception:
+                    time.sleep(0.1)
+        time.sleep(2)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        for s in servers:
+            assert get(f"{s.url}/healthz")[0] == 200
+            assert s.proc.poll() is None, "no server died"
+
+        outage = [r for r in results if r[0] > down_at + 0.5 and r[0] + r[1] < up_from]
+        assert outage, "calls were made during the outage"
+        assert {(r[4], r[5]) for r in outage} == {(503, "ServiceUnavailable")}, outage[:5]
+        # A call waits for a connection at most the store's CONNECTION_WAIT (2 s), then answers.
+        took = sorted(r[1] for r in outage)
+        print(f"outage: {len(outage)} calls, p50 {took[len(took) // 2]:.3f} s, max {took[-1]:.3f} s")
+        assert took[-1] < 3, "no call waits longer than the store's connection wait"
+        assert not [r for r in results if r[4] == 500], "no InternalError"
+        after = [r for r in results if r[0] > up_from + 1.5]
+        assert after and all(r[4] == 200 for r in after), after[:5]
+        # Every acknowledged write kept its record, written with it.
+        acked = {r[3] for r in results if r[2] != "describe" and r[3]}
+        audited = {row[0] for row in servers[0].query("SELECT request_id FROM audit WHERE result = 'OK'")}
+        assert acked <= audited, acked - audited
+        # No batch half applied: each group's instances share one key pair state.
+        for group in groups:
+            states = servers[0].query(
+                "SELECT DISTINCT COALESCE(key_pair_id, '') FROM instances WHERE id IN (%s)"
+                % ",".join(f"'{i}'" for i in group))
+            assert len(states) == 1, (group, states)
+    finally:
+        stop.set()
+        for s in servers:
+            if s.proc.poll() is None:
+                s.proc.terminate()
+                s.proc.wait(15)
+        subprocess.run([script, "stop", cluster])

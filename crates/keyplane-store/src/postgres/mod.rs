@@ -63,14 +63,20 @@ pub struct PgStore {
     _stop: watch::Sender<()>,
 }
 
+/// How long a call waits for a database connection before it answers ServiceUnavailable: long
+/// enough for a pool of 16 busy connections to free one under load (a call holds one for
+/// milliseconds), short enough that callers are not held while the database is away.
+pub const CONNECTION_WAIT: Duration = Duration::from_secs(2);
+
 impl PgStore {
     /// Connects to `url` (`postgres://user:password@host:port/database`) and runs the migrations;
     /// several servers may do this at once (the migrator takes its own lock).
     pub async fn open(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            // An unreachable database must answer ServiceUnavailable soon, not hang the call.
-            .acquire_timeout(Duration::from_secs(5))
+            // An unreachable database must answer ServiceUnavailable soon, not hang the call: sqlx
+            // retries a refused connection until this deadline (docs/RELIABILITY.md).
+            .acquire_timeout(CONNECTION_WAIT)
             .connect(url)
             .await
             .map_err(db)?;

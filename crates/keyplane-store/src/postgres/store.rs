@@ -29,18 +29,31 @@ pub(super) fn db(e: sqlx::Error) -> CoreError {
             tracing::error!(backend = BACKEND, error = %e, "the database cannot be written (read-only or full?)");
             return CoreError::ServiceUnavailable;
         }
+        if going_away(d.code().as_deref()) {
+            tracing::warn!(backend = BACKEND, error = %e, "database unreachable");
+            return CoreError::ServiceUnavailable;
+        }
     }
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => {
             tracing::warn!(backend = BACKEND, error = %e, "database unreachable");
             CoreError::ServiceUnavailable
         }
         e => CoreError::Internal(format!("{BACKEND}: {e}")),
     }
+}
+
+/// PostgreSQL's connection exceptions (class 08) and its shutdown and start-up refusals
+/// (admin_shutdown 57P01, crash_shutdown 57P02, cannot_connect_now 57P03): the server stopped or
+/// restarted under a call, which then changed nothing and may be retried.
+fn going_away(code: Option<&str>) -> bool {
+    BACKEND == "postgres"
+        && code.is_some_and(|c| c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03"))
 }
 
 /// SQLite's READONLY (8), IOERR (10), CANTOPEN (14) and FULL (13), extended codes included;

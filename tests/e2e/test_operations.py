@@ -83,6 +83,8 @@ def test_a_full_disk_answers_service_unavailable_and_not_ready_then_recovers():
                 break
         assert failures, "100 writes of 100 instances succeeded on a full disk"
         assert failures[0] == (503, "ServiceUnavailable"), failures
+        # The operator's log says why, in words.
+        assert "the database cannot be written (read-only or full?)" in s.log()
         status, text = health(s)
         assert status == 503 and "not ready" in text, (status, text)
         # Reads keep working.

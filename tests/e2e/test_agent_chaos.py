@@ -1,0 +1,121 @@
+"""The agent when things break (issue 16), against a real sshd: the server killed while the agent
+waits in a long poll, the agent killed after writing a key but before its report reached the
+server, and a home directory on a full disk. The host must never be locked out: the key logs in
+or the password does."""
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+from alibabacloud_ecs20140526 import models as m
+
+from conftest import tea_client
+from helpers import ids_json, ssh_keygen
+from test_agent import R, Host, admin, agent_log, registered_agent, start_agent, wait_state
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/sbin/sshd"),
+                                reason="needs root and openssh-server (the test command installs it)")
+
+
+@pytest.fixture
+def host():
+    h = Host()
+    yield h
+    h.close()
+
+
+def bind(server, iid, name):
+    """Imports a new key as `name`, attaches it to `iid` and reboots: the binding to apply."""
+    tea = tea_client(server)
+    key, line = ssh_keygen()
+    tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name=name, public_key_body=line))
+    tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name=name, instance_ids=ids_json([iid])))
+    tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+    return key, line
+
+
+def test_a_server_killed_under_a_long_poll_comes_back_and_the_agent_applies_what_changed(server, host):
+    agent, state_dir, iid = registered_agent(server, host, "chaos-1")
+    try:
+        k1, _ = bind(server, iid, "one")
+        wait_state(server, iid, "applied")
+        assert host.key_logs_in(k1)
+        time.sleep(0.5)  # the agent is back in its long poll
+        server.proc.kill()  # no graceful shutdown: connections cut, nothing flushed
+        server.proc.wait(10)
+        time.sleep(2)
+        assert agent.poll() is None, "the agent keeps running"
+        assert host.key_logs_in(k1) and not host.password_logs_in(), "the host keeps its state"
+        server.start()
+        k2, _ = bind(server, iid, "two")
+        wait_state(server, iid, "applied", timeout=45)  # the agent's backoff is at most 30 s
+        assert host.key_logs_in(k2) and not host.key_logs_in(k1)
+        assert "the server is unreachable" in agent_log(state_dir), "it went through its backoff"
+    finally:
+        agent.terminate()
+        agent.wait(10)
+
+
+def test_an_agent_killed_before_its_report_converges_and_reports_the_truth_at_its_next_start(server, host):
+    agent, state_dir, iid = registered_agent(server, host, "chaos-2")
+    try:
+        key, _ = bind(server, iid, "unreported")
+        # The key is written, the report cannot reach the server: stop the server at once, then
+        # kill the agent as a power cut would.
+        for _ in range(100):
+            if os.path.exists(f"{host.home}/.ssh/authorized_keys") and "keyplane" in host.authorized_keys():
+                break
+            time.sleep(0.05)
+        server.stop()
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(10)
+        assert host.key_logs_in(key), "what was written holds"
+        assert not host.password_logs_in(), "password login went off only with the key in place"
+        server.start()
+        # The next start of the agent (its state kept) converges and reports what is in effect.
+        agent = start_agent(server, host, state_dir, "unused-after-registration")
+        inst = wait_state(server, iid, "applied", timeout=30)
+        assert inst["PasswordLogin"] is False
+        assert host.key_logs_in(key)
+    finally:
+        if agent.poll() is None:
+            agent.terminate()
+            agent.wait(10)
+
+
+def test_a_full_disk_in_the_home_never_locks_the_host_out(server, host):
+    agent, state_dir, iid = registered_agent(server, host, "chaos-3")
+    filler = None
+    try:
+        k1, _ = bind(server, iid, "fits")
+        wait_state(server, iid, "applied")
+        assert host.key_logs_in(k1) and not host.password_logs_in()
+        # The home moves to a tiny file system, kept as it was, then filled to the last byte.
+        saved = tempfile.mkdtemp(prefix="kp-home-")
+        subprocess.run(["cp", "-a", f"{host.home}/.", saved], check=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", host.home], check=True)
+        subprocess.run(["cp", "-a", f"{saved}/.", host.home], check=True)
+        uid = int(subprocess.check_output(["id", "-u", host.user]))
+        os.chown(host.home, uid, uid)
+        filler = f"{host.home}/filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1k"], capture_output=True)
+        before = host.authorized_keys()
+        k2, _ = bind(server, iid, "does-not-fit")
+        failed = wait_state(server, iid, "failed", timeout=30)
+        assert "No space left" in failed["BindingError"], failed
+        assert host.authorized_keys() == before, "the file is not half-written"
+        assert host.key_logs_in(k1) or host.password_logs_in(), "never locked out"
+        assert not host.key_logs_in(k2)
+        # Space comes back: the next apply succeeds.
+        os.remove(filler)
+        filler = None
+        tea_client(server).reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        wait_state(server, iid, "applied", timeout=30)
+        assert host.key_logs_in(k2)
+    finally:
+        agent.terminate()
+        agent.wait(10)
+        subprocess.run(["umount", host.home], capture_output=True)

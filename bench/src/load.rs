@@ -115,6 +115,10 @@ pub struct Result {
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
+    /// The 99th percentile of the calls that succeeded (what an overloaded server still serves).
+    pub ok_p99_ms: f64,
+    /// Answers by HTTP status (0: no answer, the connection failed).
+    pub statuses: std::collections::BTreeMap<u16, usize>,
     pub first_error: Option<String>,
 }
 
@@ -151,6 +155,7 @@ where
                 .build()
                 .expect("client");
             let (mut lat, mut errors, mut first_error) = (Vec::new(), 0usize, None);
+            let (mut ok_lat, mut statuses) = (Vec::new(), std::collections::BTreeMap::new());
             let mut i = 0;
             while start.elapsed() < duration {
                 let req = make(w, i);
@@ -163,9 +168,12 @@ where
                 match b.send().await {
                     Ok(r) => {
                         let ok = r.status().is_success();
+                        *statuses.entry(r.status().as_u16()).or_insert(0) += 1;
                         let body = r.bytes().await.unwrap_or_default();
                         lat.push(t.elapsed().as_micros() as u32);
-                        if !ok {
+                        if ok {
+                            ok_lat.push(t.elapsed().as_micros() as u32);
+                        } else {
                             errors += 1;
                             first_error.get_or_insert_with(|| {
                                 String::from_utf8_lossy(&body).chars().take(200).collect()
@@ -174,20 +182,32 @@ where
                     }
                     Err(e) => {
                         errors += 1;
+                        *statuses.entry(0).or_insert(0) += 1;
                         first_error.get_or_insert_with(|| e.to_string());
                     }
                 }
             }
-            (lat, errors, first_error)
+            (lat, errors, first_error, ok_lat, statuses)
         }));
     }
     let (mut all, mut errors, mut first_error) = (Vec::new(), 0, None);
+    let (mut ok_all, mut statuses) = (Vec::new(), std::collections::BTreeMap::new());
     for t in tasks {
-        let (lat, e, fe) = t.await.expect("worker");
+        let (lat, e, fe, ok_lat, st) = t.await.expect("worker");
         all.extend(lat);
+        ok_all.extend(ok_lat);
+        for (k, n) in st {
+            *statuses.entry(k).or_insert(0) += n;
+        }
         errors += e;
         first_error = first_error.or(fe);
     }
+    ok_all.sort_unstable();
+    let ok_p99_ms = ok_all
+        .get(((ok_all.len() as f64 * 0.99) as usize).min(ok_all.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0) as f64
+        / 1000.0;
     let elapsed = start.elapsed().as_secs_f64();
     all.sort_unstable();
     let pct = |p: f64| {
@@ -203,6 +223,8 @@ where
         p50_ms: pct(0.50),
         p90_ms: pct(0.90),
         p99_ms: pct(0.99),
+        ok_p99_ms,
+        statuses,
         first_error,
     }
 }

@@ -7,6 +7,7 @@
 mod agents;
 mod load;
 mod moto;
+mod overload;
 mod scenarios;
 mod server;
 
@@ -39,11 +40,17 @@ struct Args {
     /// Runs only the scenarios whose name contains this text (for step runs and profiles).
     #[arg(long)]
     only: Option<String>,
+    /// Runs only the overload scenarios, each this many seconds (docs/RELIABILITY.md).
+    #[arg(long)]
+    overload_seconds: Option<u64>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(seconds) = args.overload_seconds {
+        return overload::overload(&args.keyplane, seconds).await;
+    }
     if let Some(only) = args.only.clone() {
         let _ = scenarios::ONLY.set(only);
     }

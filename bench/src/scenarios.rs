@@ -106,19 +106,19 @@ async fn call(s: &Signer, action: &str, params: &[(String, String)]) -> anyhow::
     Ok(v)
 }
 
+/// Imports the key pair `name` with the public key `key`.
+pub(crate) async fn import(s: &Signer, name: &str, key: &str) -> anyhow::Result<()> {
+    let params = p(&[
+        ("RegionId", REGION),
+        ("KeyPairName", name),
+        ("PublicKeyBody", key),
+    ]);
+    call(s, "ImportKeyPair", &params).await.map(drop)
+}
+
 /// 1,000 instances in 20 groups of 50, and the key pair `bench-kp`.
 async fn seed(s: &Signer) -> anyhow::Result<Vec<Vec<String>>> {
-    let key = KEY;
-    call(
-        s,
-        "ImportKeyPair",
-        &p(&[
-            ("RegionId", REGION),
-            ("KeyPairName", "bench-kp"),
-            ("PublicKeyBody", key),
-        ]),
-    )
-    .await?;
+    import(s, "bench-kp", KEY).await?;
     let mut ids = Vec::new();
     for _ in 0..10 {
         let v = call(

@@ -21,6 +21,50 @@ fn free_port() -> u16 {
 pub struct Server {
     pub child: Child,
     pub signer: Signer,
+    /// `GET /metrics` of this server.
+    pub metrics: String,
+}
+
+impl Server {
+    /// The value of one series of the server's metrics, now.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        Self::probe(&self.metrics).value(series).await
+    }
+
+    /// A reader of the metrics at `url`, to move into a sampling task.
+    pub fn probe(url: &str) -> Probe {
+        Probe {
+            url: url.to_string(),
+            client: reqwest::Client::new(),
+        }
+    }
+}
+
+/// Reads a server's `/metrics`.
+pub struct Probe {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Probe {
+    pub async fn value(&self, series: &str) -> Option<f64> {
+        let text = self.client.get(&self.url).send().await.ok()?.text().await.ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Resident bytes and open descriptors.
+    pub async fn sample(&self) -> Option<(f64, f64)> {
+        let text = self.client.get(&self.url).send().await.ok()?.text().await.ok()?;
+        let value = |series: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse::<f64>().ok())
+        };
+        Some((
+            value("process_resident_memory_bytes")?,
+            value("process_open_fds")?,
+        ))
+    }
 }
 
 impl Drop for Server {
@@ -38,7 +82,18 @@ pub async fn start(bin: &str, db: &str) -> anyhow::Result<Server> {
 
 /// A server on the database `url`; servers on one PostgreSQL database share this server key.
 pub async fn start_with(bin: &str, url: &str, sync: &str) -> anyhow::Result<Server> {
+    start_throttled(bin, url, sync, 0).await
+}
+
+/// [`start_with`], its throttle allowing `per_second` calls per AccessKey and action (0: off).
+pub async fn start_throttled(
+    bin: &str,
+    url: &str,
+    sync: &str,
+    per_second: u32,
+) -> anyhow::Result<Server> {
     let port = free_port();
+    let metrics_port = free_port();
     let data = std::env::temp_dir().join(format!("keyplane-bench-{port}"));
     // --data-dir is PostgreSQL's: with SQLite the server's files live beside the database.
     let data_dir = if url.starts_with("sqlite://") {
@@ -57,7 +112,9 @@ pub async fn start_with(bin: &str, url: &str, sync: &str) -> anyhow::Result<Serv
             "--db",
             url,
             "--throttle-per-second",
-            "0",
+            &per_second.to_string(),
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics_port}"),
             "--sqlite-synchronous",
             sync,
             // 10,000 agents hold 10,000 connections: the default limit would leave no slot for
@@ -89,7 +146,12 @@ pub async fn start_with(bin: &str, url: &str, sync: &str) -> anyhow::Result<Serv
                 ak: AK.into(),
                 secret: SecretKey::new(SK),
             };
-            return Ok(Server { child, signer });
+            let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
+            return Ok(Server {
+                child,
+                signer,
+                metrics,
+            });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -50,27 +50,18 @@ pub async fn tokens(url: &str, account: &str, n: usize) -> anyhow::Result<Vec<St
     Ok(out)
 }
 
-/// Agents long-poll the server of `s`; the reboots go through `rebooter` (the same server, or
-/// another one on the same database).
-pub async fn run(
-    s: &Signer,
-    rebooter: &Signer,
-    server_pid: u32,
-    tokens: Vec<String>,
-    reboots: usize,
-) -> anyhow::Result<()> {
-    let n = tokens.len();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(n + 16)
-        .timeout(Duration::from_secs(120))
-        .build()?;
+/// Registers one agent per token, 64 at a time: `(instance ID, credential)` each.
+pub async fn register(
+    client: &reqwest::Client,
+    base: &str,
+    tokens: &[String],
+) -> anyhow::Result<Vec<(String, String)>> {
     // Register, 64 at a time.
-    let t = Instant::now();
-    let mut agents: Vec<(String, String)> = Vec::with_capacity(n);
+    let mut agents: Vec<(String, String)> = Vec::with_capacity(tokens.len());
     for chunk in tokens.chunks(64) {
         let mut calls = Vec::new();
         for token in chunk {
-            let (c, base) = (client.clone(), s.base.clone());
+            let (c, base) = (client.clone(), base.to_string());
             let body = serde_json::json!({"Token": token, "OsName": "bench", "LoginUser": "root"})
                 .to_string();
             calls.push(tokio::spawn(async move {
@@ -92,6 +83,25 @@ pub async fn run(
             agents.push(c.await??);
         }
     }
+    Ok(agents)
+}
+
+/// Agents long-poll the server of `s`; the reboots go through `rebooter` (the same server, or
+/// another one on the same database).
+pub async fn run(
+    s: &Signer,
+    rebooter: &Signer,
+    server_pid: u32,
+    tokens: Vec<String>,
+    reboots: usize,
+) -> anyhow::Result<()> {
+    let n = tokens.len();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(n + 16)
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let t = Instant::now();
+    let agents = register(&client, &s.base, &tokens).await?;
     println!(
         "registered {n} agents in {:.1} s",
         t.elapsed().as_secs_f64()

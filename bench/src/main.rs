@@ -10,6 +10,7 @@ mod moto;
 mod overload;
 mod scenarios;
 mod server;
+mod soak;
 
 use clap::Parser;
 
@@ -43,11 +44,20 @@ struct Args {
     /// Runs only the overload scenarios, each this many seconds (docs/RELIABILITY.md).
     #[arg(long)]
     overload_seconds: Option<u64>,
+    /// Runs only the soak, this many minutes, with `--agents` agents (docs/RELIABILITY.md).
+    #[arg(long)]
+    soak_minutes: Option<usize>,
+    /// Where the soak writes its curves.
+    #[arg(long, default_value = "docs/soak.svg")]
+    soak_svg: String,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(minutes) = args.soak_minutes {
+        return soak::soak(&args.keyplane, minutes, args.agents, &args.soak_svg).await;
+    }
     if let Some(seconds) = args.overload_seconds {
         return overload::overload(&args.keyplane, seconds).await;
     }

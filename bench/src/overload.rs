@@ -14,7 +14,10 @@ use crate::server::{start_throttled, Server};
 
 /// The highest resident memory and descriptor count the server reached while `load` ran, sampled
 /// from its metrics every half second.
-async fn peak_during<T>(server: &Server, load: impl std::future::Future<Output = T>) -> (T, f64, f64) {
+async fn peak_during<T>(
+    server: &Server,
+    load: impl std::future::Future<Output = T>,
+) -> (T, f64, f64) {
     let done = Arc::new(AtomicBool::new(false));
     let url = server.metrics.clone();
     let sampler = {
@@ -59,14 +62,20 @@ fn mib(bytes: f64) -> f64 {
 }
 
 async fn pass(server: &Server, label: &str, connections: usize, seconds: u64) {
-    let before = server.metric("process_resident_memory_bytes").await.unwrap_or(0.0);
+    let before = server
+        .metric("process_resident_memory_bytes")
+        .await
+        .unwrap_or(0.0);
     let s = server.signer.clone();
     let load = run(connections, Duration::from_secs(seconds), move |_, _| {
         s.v3("DescribeKeyPairs", &p(&[("RegionId", REGION)]))
     });
     let (r, rss, fds) = peak_during(server, load).await;
     let back = recovery(&server.signer).await;
-    let after = server.metric("process_resident_memory_bytes").await.unwrap_or(0.0);
+    let after = server
+        .metric("process_resident_memory_bytes")
+        .await
+        .unwrap_or(0.0);
     let secs = seconds as f64;
     let by = |status: u16| r.statuses.get(&status).copied().unwrap_or(0) as f64 / secs;
     let other: usize = r
@@ -96,7 +105,13 @@ pub async fn overload(bin: &str, seconds: u64) -> anyhow::Result<()> {
     let db = dir.path().join("throttled.db");
     let server = start_throttled(bin, &format!("sqlite://{}", db.display()), "full", 1000).await?;
     crate::scenarios::import(&server.signer, "overload", KEY).await?;
-    pass(&server, "overload, one AccessKey, throttle 1000/s", 256, seconds).await;
+    pass(
+        &server,
+        "overload, one AccessKey, throttle 1000/s",
+        256,
+        seconds,
+    )
+    .await;
     drop(server);
     // No throttle and more connections than the CPU serves: the calls queue.
     let db = dir.path().join("open.db");

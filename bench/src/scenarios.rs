@@ -42,7 +42,7 @@ pub(crate) fn import_or_delete(g: &Signer, prefix: &str, w: usize, i: usize) -> 
 }
 
 /// An AttachKeyPair or DetachKeyPair of `bench-kp` on the `n`th group of 50 instances (cycling).
-fn bind_call(g: &Signer, action: &str, groups: &[Vec<String>], n: usize) -> Req {
+pub(crate) fn bind_call(g: &Signer, action: &str, groups: &[Vec<String>], n: usize) -> Req {
     let ids = serde_json::to_string(&groups[n % groups.len()]).expect("IDs serialize");
     g.v3(
         action,
@@ -117,7 +117,7 @@ pub(crate) async fn import(s: &Signer, name: &str, key: &str) -> anyhow::Result<
 }
 
 /// 1,000 instances in 20 groups of 50, and the key pair `bench-kp`.
-async fn seed(s: &Signer) -> anyhow::Result<Vec<Vec<String>>> {
+pub(crate) async fn seed(s: &Signer) -> anyhow::Result<Vec<Vec<String>>> {
     import(s, "bench-kp", KEY).await?;
     let mut ids = Vec::new();
     for _ in 0..10 {

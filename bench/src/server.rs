@@ -48,17 +48,37 @@ pub struct Probe {
 
 impl Probe {
     pub async fn value(&self, series: &str) -> Option<f64> {
-        let text = self.client.get(&self.url).send().await.ok()?.text().await.ok()?;
+        let text = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     /// Resident bytes and open descriptors.
     pub async fn sample(&self) -> Option<(f64, f64)> {
-        let text = self.client.get(&self.url).send().await.ok()?.text().await.ok()?;
+        let text = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
         let value = |series: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse::<f64>().ok())
+            text.lines().find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .parse::<f64>()
+                    .ok()
+            })
         };
         Some((
             value("process_resident_memory_bytes")?,

@@ -138,8 +138,22 @@ impl std::fmt::Display for Result {
     }
 }
 
-/// Sends `make(worker, i)` from `concurrency` workers for `duration`.
+/// Sends `make(worker, i)` from `concurrency` workers for `duration`, each as fast as it can.
 pub async fn run<F>(concurrency: usize, duration: Duration, make: F) -> Result
+where
+    F: Fn(usize, usize) -> Req + Send + Sync + 'static,
+{
+    run_paced(concurrency, duration, None, make).await
+}
+
+/// [`run`], each worker sending at most one call per `pace` (a steady load, not the most the
+/// server takes).
+pub async fn run_paced<F>(
+    concurrency: usize,
+    duration: Duration,
+    pace: Option<Duration>,
+    make: F,
+) -> Result
 where
     F: Fn(usize, usize) -> Req + Send + Sync + 'static,
 {
@@ -157,7 +171,12 @@ where
             let (mut lat, mut errors, mut first_error) = (Vec::new(), 0usize, None);
             let (mut ok_lat, mut statuses) = (Vec::new(), std::collections::BTreeMap::new());
             let mut i = 0;
+            let mut next = tokio::time::Instant::now();
             while start.elapsed() < duration {
+                if let Some(pace) = pace {
+                    tokio::time::sleep_until(next).await;
+                    next += pace;
+                }
                 let req = make(w, i);
                 i += 1;
                 let mut b = client.post(&req.url);

@@ -1,4 +1,4 @@
-//! The soak (issue 16): a mixed load for `minutes` — DescribeKeyPairs, AttachKeyPair and
+//! The soak (issue 16): a steady mixed load (200 calls/s) for `minutes` — DescribeKeyPairs, AttachKeyPair and
 //! DetachKeyPair of 50 instances, ImportKeyPair/DeleteKeyPairs, and agents long-polling — sampling
 //! every minute the server's resident memory, open descriptors, store rows and database size (from
 //! its /metrics and the SQLite files), and that minute's throughput and p99. The curves go to
@@ -11,7 +11,7 @@ use std::time::Duration;
 use keyplane_store::prelude::*;
 use keyplane_store::sqlite::SqliteStore;
 
-use crate::load::run;
+use crate::load::run_paced;
 use crate::scenarios::{bind_call, import_or_delete, p, seed, REGION};
 use crate::server::start;
 
@@ -25,7 +25,7 @@ struct Sample {
     fds: f64,
     db_mib: f64,
     audit_rows: f64,
-    nonce_rows: f64,
+    agents: f64,
 }
 
 /// The SQLite database and its WAL, in MiB.
@@ -83,14 +83,19 @@ pub async fn soak(bin: &str, minutes: usize, agents: usize, out: &str) -> anyhow
         });
     }
     let mut samples = Vec::new();
-    println!("minute  calls/s  p99 ms  errors  RSS MiB  fds  DB MiB  audit rows  nonces");
+    println!("minute  calls/s  p99 ms  errors  RSS MiB  fds  DB MiB  audit rows  agents");
     for minute in 1..=minutes {
         let (s, groups) = (server.signer.clone(), groups.clone());
-        let r = run(16, Duration::from_secs(60), move |w, i| match (w + i) % 4 {
-            0 => s.v3("DescribeKeyPairs", &p(&[("RegionId", REGION)])),
-            1 => bind_call(&s, "AttachKeyPair", &groups, w + i),
-            2 => bind_call(&s, "DetachKeyPair", &groups, w + i),
-            _ => import_or_delete(&s, "soak", w, i),
+        // A steady load, well under the most the server takes: 8 workers at 25 calls/s.
+        let pace = Some(Duration::from_millis(40));
+        let r = run_paced(8, Duration::from_secs(60), pace, move |w, i| {
+            match (w + i) % 4 {
+                0 => s.v3("DescribeKeyPairs", &p(&[("RegionId", REGION)])),
+                1 => bind_call(&s, "AttachKeyPair", &groups, w + i),
+                2 => bind_call(&s, "DetachKeyPair", &groups, w + i),
+                // Every fourth call of a worker: an import, then the delete of what it imported.
+                _ => import_or_delete(&s, "soak", w, (w + i) / 4),
+            }
         })
         .await;
         let metric = |name: &'static str| {
@@ -106,7 +111,7 @@ pub async fn soak(bin: &str, minutes: usize, agents: usize, out: &str) -> anyhow
             fds: metric("process_open_fds").await,
             db_mib: db_size(&db),
             audit_rows: metric("keyplane_store_rows{table=\"audit\"}").await,
-            nonce_rows: metric("keyplane_store_rows{table=\"nonces\"}").await,
+            agents: metric("keyplane_agents_connected").await,
         };
         println!(
             "{:>6}  {:>7.0}  {:>6.2}  {:>6}  {:>7.0}  {:>3.0}  {:>6.1}  {:>10.0}  {:>6.0}",
@@ -118,7 +123,7 @@ pub async fn soak(bin: &str, minutes: usize, agents: usize, out: &str) -> anyhow
             sample.fds,
             sample.db_mib,
             sample.audit_rows,
-            sample.nonce_rows
+            sample.agents
         );
         samples.push(sample);
     }

@@ -8,11 +8,12 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pytest
 from alibabacloud_ecs20140526 import models as m
 
-from conftest import tea_client
+from conftest import free_port, tea_client
 from helpers import ids_json, ssh_keygen
 from test_agent import R, Host, admin, agent_log, registered_agent, start_agent, wait_state
 
@@ -37,8 +38,17 @@ def bind(server, iid, name):
     return key, line
 
 
+def agent_metric(port, series):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+    return None
+
+
 def test_a_server_killed_under_a_long_poll_comes_back_and_the_agent_applies_what_changed(server, host):
-    agent, state_dir, iid = registered_agent(server, host, "chaos-1")
+    port = free_port()
+    agent, state_dir, iid = registered_agent(server, host, "chaos-1", "--metrics-listen", f"127.0.0.1:{port}")
     try:
         k1, _ = bind(server, iid, "one")
         wait_state(server, iid, "applied")
@@ -54,6 +64,11 @@ def test_a_server_killed_under_a_long_poll_comes_back_and_the_agent_applies_what
         wait_state(server, iid, "applied", timeout=45)  # the agent's backoff is at most 30 s
         assert host.key_logs_in(k2) and not host.key_logs_in(k1)
         assert "the server is unreachable" in agent_log(state_dir), "it went through its backoff"
+        # The agent's own metrics say so too.
+        assert agent_metric(port, "keyplane_agent_reconnects_total") >= 1
+        assert agent_metric(port, "keyplane_agent_server_errors_total") >= 1
+        assert agent_metric(port, 'keyplane_agent_applies_total{result="ok"}') >= 2
+        assert agent_metric(port, "keyplane_agent_last_apply_ok") == 1
     finally:
         agent.terminate()
         agent.wait(10)

@@ -38,6 +38,8 @@ pub struct AgentConfig {
     pub chpasswd_bin: PathBuf,
     /// Read back after `chpasswd` to confirm the hash is in effect.
     pub shadow_file: PathBuf,
+    /// Serve the agent's Prometheus metrics at `GET /metrics` on this address (off when unset).
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for AgentConfig {
@@ -59,6 +61,7 @@ impl Default for AgentConfig {
             check_interval_secs: 60,
             chpasswd_bin: "/usr/sbin/chpasswd".into(),
             shadow_file: "/etc/shadow".into(),
+            metrics_listen: None,
         }
     }
 }

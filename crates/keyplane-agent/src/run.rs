@@ -81,6 +81,7 @@ async fn identity(
 /// Applies and reports; errors are reported, never only logged.
 async fn apply_and_report(cfg: &AgentConfig, client: &impl ControlPlane, desired: &Desired) {
     let outcome = apply::apply(cfg, desired);
+    crate::metrics::METRICS.applied(outcome.is_ok());
     let result = match &outcome {
         Ok(observed) => {
             client
@@ -126,8 +127,13 @@ pub async fn reconcile(cfg: &AgentConfig, client: &impl ControlPlane) -> anyhow:
     let mut applied_password_login = true;
     let mut backoff = Duration::from_secs(1);
     let mut last_check = Instant::now();
+    let metrics = &crate::metrics::METRICS;
     loop {
-        match client.desired(etag.as_deref(), wait).await {
+        let polled = client.desired(etag.as_deref(), wait).await;
+        if polled.is_ok() && backoff > Duration::from_secs(1) {
+            metrics.reconnected();
+        }
+        match polled {
             Ok(Some((desired, tag))) => {
                 backoff = Duration::from_secs(1);
                 etag = Some(tag);
@@ -143,6 +149,7 @@ pub async fn reconcile(cfg: &AgentConfig, client: &impl ControlPlane) -> anyhow:
             }
             Ok(None) => backoff = Duration::from_secs(1),
             Err(e) => {
+                metrics.server_error();
                 let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 2);
                 tracing::warn!(
                     error = format!("{e:#}"),

@@ -75,6 +75,10 @@ pub struct AgentArgs {
     /// Read back to confirm a reset password is in effect [default: /etc/shadow]
     #[arg(long)]
     shadow_file: Option<PathBuf>,
+    /// Serve the agent's Prometheus metrics at `GET /metrics` on this address, e.g.
+    /// 127.0.0.1:9101 (off when unset)
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -131,6 +135,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     if let Some(v) = args.shadow_file {
         cfg.shadow_file = v;
+    }
+    if args.metrics_listen.is_some() {
+        cfg.metrics_listen = args.metrics_listen;
+    }
+    if let Some(addr) = &cfg.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for metrics on {addr}"))?;
+        tracing::info!(metrics = %format!("http://{addr}/metrics"), "agent metrics serving");
+        tokio::spawn(keyplane_agent::metrics::serve(listener));
     }
     keyplane_agent::run::run(cfg).await?;
     Ok(std::process::ExitCode::SUCCESS)

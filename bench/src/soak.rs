@@ -125,6 +125,9 @@ pub async fn soak(bin: &str, minutes: usize, agents: usize, out: &str) -> anyhow
             sample.audit_rows,
             sample.agents
         );
+        if let Some(e) = &r.first_error {
+            println!("        first error of the minute: {e}");
+        }
         samples.push(sample);
     }
     pollers.abort_all();

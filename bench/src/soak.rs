@@ -86,6 +86,8 @@ pub async fn soak(bin: &str, minutes: usize, agents: usize, out: &str) -> anyhow
     println!("minute  calls/s  p99 ms  errors  RSS MiB  fds  DB MiB  audit rows  agents");
     for minute in 1..=minutes {
         let (s, groups) = (server.signer.clone(), groups.clone());
+        // A name per minute: a key pair imported as one minute ends is deleted in no other.
+        let prefix = format!("soak{minute}");
         // A steady load, well under the most the server takes: 8 workers at 25 calls/s.
         let pace = Some(Duration::from_millis(40));
         let r = run_paced(8, Duration::from_secs(60), pace, move |w, i| {
@@ -94,7 +96,7 @@ pub async fn soak(bin: &str, minutes: usize, agents: usize, out: &str) -> anyhow
                 1 => bind_call(&s, "AttachKeyPair", &groups, w + i),
                 2 => bind_call(&s, "DetachKeyPair", &groups, w + i),
                 // Every fourth call of a worker: an import, then the delete of what it imported.
-                _ => import_or_delete(&s, "soak", w, (w + i) / 4),
+                _ => import_or_delete(&s, &prefix, w, (w + i) / 4),
             }
         })
         .await;

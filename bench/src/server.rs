@@ -47,44 +47,28 @@ pub struct Probe {
 }
 
 impl Probe {
+    async fn text(&self) -> Option<String> {
+        self.client.get(&self.url).send().await.ok()?.text().await.ok()
+    }
+
     pub async fn value(&self, series: &str) -> Option<f64> {
-        let text = self
-            .client
-            .get(&self.url)
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        series_value(&self.text().await?, series)
     }
 
     /// Resident bytes and open descriptors.
     pub async fn sample(&self) -> Option<(f64, f64)> {
-        let text = self
-            .client
-            .get(&self.url)
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let value = |series: &str| {
-            text.lines().find_map(|l| {
-                l.strip_prefix(series)?
-                    .strip_prefix(' ')?
-                    .parse::<f64>()
-                    .ok()
-            })
-        };
+        let text = self.text().await?;
         Some((
-            value("process_resident_memory_bytes")?,
-            value("process_open_fds")?,
+            series_value(&text, "process_resident_memory_bytes")?,
+            series_value(&text, "process_open_fds")?,
         ))
     }
+}
+
+/// The value of `series` (its name and labels as the exposition spells them) in `text`.
+fn series_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 impl Drop for Server {

@@ -134,3 +134,91 @@ def test_a_full_disk_in_the_home_never_locks_the_host_out(server, host):
         agent.terminate()
         agent.wait(10)
         subprocess.run(["umount", host.home], capture_output=True)
+
+
+class CuttingProxy:
+    """A TCP proxy in front of the server; while `cut` is set, each answer is cut off after its
+    first bytes and the connection closed, as a network that fails mid-answer."""
+
+    def __init__(self, target_port):
+        import socket
+        import threading
+        self.target = target_port
+        self.cut = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            self.threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, src, dst, answers):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if answers and self.cut:
+                    dst.sendall(data[:40])
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        import socket
+        for s in (src, dst):
+            try:
+                # shutdown, not only close: the other direction's thread is blocked in recv on
+                # the same socket, and a close alone would neither wake it nor send the FIN.
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.listener.close()
+
+
+class Via:
+    """The server as the agent reaches it: through the proxy."""
+
+    def __init__(self, server, proxy):
+        self.url = server.url.rsplit(":", 1)[0] + f":{proxy.port}"
+
+
+def test_a_network_cut_mid_answer_changes_nothing_and_the_agent_applies_once_it_heals(server, host):
+    proxy = CuttingProxy(server.port)
+    token = admin(server, "registration-token", "create", "--region", R, "--name", "chaos-4")["Token"]
+    state_dir = tempfile.mkdtemp(prefix="kp-agent-")
+    agent = start_agent(Via(server, proxy), host, state_dir, token)
+    try:
+        for _ in range(100):
+            if os.path.exists(f"{state_dir}/instance-id"):
+                break
+            time.sleep(0.1)
+        iid = open(f"{state_dir}/instance-id").read().strip()
+        k1, _ = bind(server, iid, "before-cut")
+        wait_state(server, iid, "applied")
+        before = host.authorized_keys()
+        proxy.cut = True
+        k2, _ = bind(server, iid, "during-cut")
+        time.sleep(4)
+        assert agent.poll() is None, "the agent keeps running"
+        assert host.authorized_keys() == before, "a cut answer applies nothing"
+        assert host.key_logs_in(k1) and not host.key_logs_in(k2)
+        assert "the server is unreachable or answered badly" in agent_log(state_dir), agent_log(state_dir)
+        proxy.cut = False
+        wait_state(server, iid, "applied", timeout=45)
+        assert host.key_logs_in(k2) and not host.key_logs_in(k1)
+    finally:
+        agent.terminate()
+        agent.wait(10)
+        proxy.close()

@@ -48,7 +48,14 @@ pub struct Probe {
 
 impl Probe {
     async fn text(&self) -> Option<String> {
-        self.client.get(&self.url).send().await.ok()?.text().await.ok()
+        self.client
+            .get(&self.url)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
     }
 
     pub async fn value(&self, series: &str) -> Option<f64> {

@@ -97,13 +97,13 @@ def host():
     h.close()
 
 
-def start_agent(server, host, state_dir, token, *extra):
+def start_agent(server, host, state_dir, token, *extra, env=None):
     return subprocess.Popen(
         [BINARY, "agent", "--server", server.url, "--token", token, "--state-dir", state_dir,
          "--login-user", host.user, "--sshd-config", host.config, "--sshd-dropin-dir", host.dropins,
          "--sshd-bin", "/usr/sbin/sshd", "--reload-command", f"kill -HUP $(cat {host.dir}/sshd.pid)",
          "--check-interval", "1", *extra],
-        stdout=subprocess.PIPE, stderr=open(f"{state_dir}.log", "wb"), text=True)
+        stdout=subprocess.PIPE, stderr=open(f"{state_dir}.log", "wb"), text=True, env=env)
 
 
 def wait_state(server, instance_id, want, timeout=15):
@@ -201,10 +201,10 @@ def test_a_binding_becomes_true_on_a_real_sshd(server, host):
         agent.wait(10)
 
 
-def registered_agent(server, host, name, *extra):
+def registered_agent(server, host, name, *extra, env=None):
     token = admin(server, "registration-token", "create", "--region", R, "--name", name)["Token"]
     state_dir = tempfile.mkdtemp(prefix="kp-agent-")
-    agent = start_agent(server, host, state_dir, token, *extra)
+    agent = start_agent(server, host, state_dir, token, *extra, env=env)
     for _ in range(100):
         if os.path.exists(f"{state_dir}/instance-id"):
             break

@@ -1,6 +1,6 @@
 """The agent when things break (issue 16), against a real sshd: the server killed while the agent
 waits in a long poll, the agent killed after writing a key but before its report reached the
-server, and a home directory on a full disk. The host must never be locked out: the key logs in
+server, a network cut mid-answer, clock jumps, and a home directory on a full disk. The host must never be locked out: the key logs in
 or the password does."""
 
 import os
@@ -134,6 +134,61 @@ def test_a_full_disk_in_the_home_never_locks_the_host_out(server, host):
         agent.terminate()
         agent.wait(10)
         subprocess.run(["umount", host.home], capture_output=True)
+
+
+def libfaketime():
+    import glob
+    found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    return found[0] if found else None
+
+
+@pytest.mark.skipif(libfaketime() is None, reason="needs libfaketime (the test command installs faketime)")
+def test_clock_jumps_on_the_host_change_nothing(server, host):
+    """The host's wall clock jumps a day ahead, then a day back, while the agent runs (libfaketime
+    moves the agent's realtime clock; its monotonic clock, which times its polls and backoff, runs
+    on, as it does when an operator or NTP steps a real clock). Each jump is followed by a binding
+    that must apply as usual. (The jump back stops at the real time: over HTTPS the throwaway
+    certificate is not yet valid before it was made, and refusing it then would be right.)"""
+    offset = tempfile.NamedTemporaryFile("w", prefix="kp-clock-", delete=False)
+    offset.write("+0")
+    offset.close()
+    env = dict(os.environ, LD_PRELOAD=libfaketime(), FAKETIME_TIMESTAMP_FILE=offset.name,
+               FAKETIME_NO_CACHE="1", DONT_FAKE_MONOTONIC="1")
+    port = free_port()
+    agent, state_dir, iid = registered_agent(server, host, "chaos-clock", "--metrics-listen",
+                                             f"127.0.0.1:{port}", env=env)
+
+    def jump(spec):
+        with open(offset.name, "w") as f:
+            f.write(spec)
+
+    def applied_at():
+        return agent_metric(port, "keyplane_agent_last_apply_timestamp_seconds")
+
+    try:
+        k1, _ = bind(server, iid, "before-the-jump")
+        wait_state(server, iid, "applied")
+        assert abs(applied_at() - time.time()) < 60
+        time.sleep(0.5)  # in its long poll
+        jump("+1d")
+        k2, _ = bind(server, iid, "a-day-ahead")
+        wait_state(server, iid, "applied")
+        assert host.key_logs_in(k2) and not host.key_logs_in(k1)
+        # The agent did live a day ahead: its own clock says so.
+        assert abs(applied_at() - (time.time() + 86400)) < 60, applied_at()
+        time.sleep(0.5)
+        jump("+0")
+        k3, _ = bind(server, iid, "a-day-back")
+        wait_state(server, iid, "applied")
+        assert abs(applied_at() - time.time()) < 60, applied_at()
+        assert host.key_logs_in(k3) and not host.key_logs_in(k2)
+        assert not host.password_logs_in()
+        assert agent.poll() is None
+        assert agent_metric(port, 'keyplane_agent_applies_total{result="error"}') in (None, 0)
+    finally:
+        agent.terminate()
+        agent.wait(10)
+        os.unlink(offset.name)
 
 
 class CuttingProxy:

@@ -47,6 +47,10 @@ struct Args {
     /// Runs only the soak, this many minutes, with `--agents` agents (docs/RELIABILITY.md).
     #[arg(long)]
     soak_minutes: Option<usize>,
+    /// The soak server's `--audit-retention`: short enough that the purge runs within the soak
+    /// and the database size levels off (`0` keeps every record: it then grows linearly).
+    #[arg(long, default_value = "10m")]
+    soak_audit_retention: String,
     /// Where the soak writes its curves.
     #[arg(long, default_value = "docs/soak.svg")]
     soak_svg: String,
@@ -56,7 +60,14 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(minutes) = args.soak_minutes {
-        return soak::soak(&args.keyplane, minutes, args.agents, &args.soak_svg).await;
+        return soak::soak(
+            &args.keyplane,
+            minutes,
+            args.agents,
+            &args.soak_audit_retention,
+            &args.soak_svg,
+        )
+        .await;
     }
     if let Some(seconds) = args.overload_seconds {
         return overload::overload(&args.keyplane, seconds).await;

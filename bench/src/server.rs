@@ -103,6 +103,17 @@ pub async fn start_throttled(
     sync: &str,
     per_second: u32,
 ) -> anyhow::Result<Server> {
+    start_configured(bin, url, sync, per_second, &[]).await
+}
+
+/// [`start_throttled`] with `extra` flags for `keyplane serve`.
+pub async fn start_configured(
+    bin: &str,
+    url: &str,
+    sync: &str,
+    per_second: u32,
+    extra: &[String],
+) -> anyhow::Result<Server> {
     let port = free_port();
     let metrics_port = free_port();
     let data = std::env::temp_dir().join(format!("keyplane-bench-{port}"));
@@ -134,6 +145,7 @@ pub async fn start_throttled(
             "16000",
         ])
         .args(data_dir)
+        .args(extra)
         .env(
             "KEYPLANE_SERVER_KEY",
             "YmVuY2htYXJrLXNlcnZlci1rZXktMzItYnl0ZXMhISE=",

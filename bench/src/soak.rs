@@ -13,7 +13,7 @@ use keyplane_store::sqlite::SqliteStore;
 
 use crate::load::run_paced;
 use crate::scenarios::{bind_call, import_or_delete, p, seed, REGION};
-use crate::server::start;
+use crate::server::start_configured;
 
 /// One minute of the soak.
 struct Sample {
@@ -38,13 +38,21 @@ fn db_size(db: &str) -> f64 {
         / (1024.0 * 1024.0)
 }
 
-pub async fn soak(bin: &str, minutes: usize, agents: usize, out: &str) -> anyhow::Result<()> {
+/// `retention`: the server's `--audit-retention` (`0` keeps every record).
+pub async fn soak(
+    bin: &str,
+    minutes: usize,
+    agents: usize,
+    retention: &str,
+    out: &str,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("soak.db").to_string_lossy().into_owned();
     // The agents' registration tokens go in before the server opens the file.
     let store = SqliteStore::open(&db).await?;
     drop(store);
-    let server = start(bin, &db).await?;
+    let flags = ["--audit-retention".to_string(), retention.to_string()];
+    let server = start_configured(bin, &format!("sqlite://{db}"), "full", 0, &flags).await?;
     let groups = seed(&server.signer).await?;
     let account = SqliteStore::open(&db)
         .await?

@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// How long a write to a client may make no progress: a client that stops reading its
     /// answers (pipelining requests it never reads) would otherwise hold its connection forever.
     pub write_timeout: Duration,
+    /// How long audit records are kept; `None` keeps them forever (the default, as before the
+    /// setting existed).
+    pub audit_retention: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +60,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            audit_retention: None,
         }
     }
 }

@@ -373,9 +373,7 @@ fn spawn_background(
                 tracing::warn!(error = %e, "nonce flush failed; will retry");
             }
             if n.is_multiple_of(600) {
-                state.nonces.purge().await;
-                state.sign_in_guard.forget_idle();
-                state.throttle.forget_idle();
+                housekeeping(&state).await;
             }
             if !state.config.transition_delay.is_zero() {
                 if let Err(e) = state.store.complete_transitions(chrono::Utc::now()).await {
@@ -385,6 +383,49 @@ fn spawn_background(
         }
     });
     (stop, task)
+}
+
+/// Audit records deleted per transaction by the retention purge: small enough that a purge never
+/// holds the writer long, and at most this many times a minute, so a backlog (a retention just
+/// shortened) drains over some minutes instead of in one long stall.
+const AUDIT_PURGE_BATCH: u32 = 5_000;
+const AUDIT_PURGE_BATCHES: u32 = 20;
+
+/// The minute's chores: forgets what has outlived its window (signature nonces, ClientTokens
+/// after 24 hours, audit records past the retention) and idle in-memory state.
+pub async fn housekeeping(state: &AppState) {
+    state.nonces.purge().await;
+    state.sign_in_guard.forget_idle();
+    state.throttle.forget_idle();
+    let now = chrono::Utc::now();
+    let tokens_before = now - chrono::Duration::hours(idempotency::RETENTION_HOURS);
+    if let Err(e) = state.store.purge_tokens(tokens_before).await {
+        tracing::warn!(error = %e, "purging ClientTokens failed; will retry");
+    }
+    let Some(retention) = state.config.audit_retention else {
+        return;
+    };
+    let Ok(age) = chrono::Duration::from_std(retention) else {
+        return;
+    };
+    let mut purged = 0;
+    for _ in 0..AUDIT_PURGE_BATCHES {
+        match state.store.purge_audit(now - age, AUDIT_PURGE_BATCH).await {
+            Ok(n) => {
+                purged += n;
+                if n < u64::from(AUDIT_PURGE_BATCH) {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "purging old audit records failed; will retry");
+                break;
+            }
+        }
+    }
+    if purged > 0 {
+        tracing::info!(purged, "deleted audit records past the retention");
+    }
 }
 
 #[cfg(test)]

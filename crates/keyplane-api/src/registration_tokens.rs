@@ -26,25 +26,9 @@ const TTL_RULE: &str =
 
 /// `90s`, `15m`, `8h`, `30d` → seconds, within 1 minute .. 30 days.
 pub fn parse_ttl(text: &str) -> Result<i64, CoreError> {
-    let bad = || CoreError::invalid("Ttl", TTL_RULE);
-    let unit = text.chars().last().ok_or_else(bad)?;
-    let number = &text[..text.len() - unit.len_utf8()];
-    let unit_secs = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86400,
-        _ => return Err(bad()),
-    };
-    if number.is_empty() || number.len() > 9 || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let secs = number.parse::<i64>().map_err(|_| bad())? * unit_secs;
-    if (MIN_TTL_SECS..=MAX_TTL_SECS).contains(&secs) {
-        Ok(secs)
-    } else {
-        Err(bad())
-    }
+    keyplane_core::duration::parse_secs(text)
+        .filter(|secs| (MIN_TTL_SECS..=MAX_TTL_SECS).contains(secs))
+        .ok_or_else(|| CoreError::invalid("Ttl", TTL_RULE))
 }
 
 fn rfc3339(t: chrono::DateTime<Utc>) -> String {

@@ -1,5 +1,6 @@
 //! Issue 13: list caps are enforced before any per-item work, and NextTokens are opaque, bound to
-//! the caller, and refused when forged or moved to another account.
+//! the caller, and refused when forged or moved to another account. Issue 16: what the server
+//! keeps is bounded in time too (ClientTokens, the audit log's retention).
 
 mod common;
 
@@ -383,4 +384,94 @@ async fn an_overlong_name_filter_is_a_client_error_not_an_internal_one() {
             r.text
         );
     }
+}
+
+/// The minute's housekeeping forgets ClientTokens after 24 hours (a retry then runs again) and,
+/// with a retention set, audit records older than it; without one, every record is kept.
+#[tokio::test]
+async fn housekeeping_forgets_old_client_tokens_and_audit_records_past_the_retention() {
+    use keyplane_store::{AuditFilter, Page, StoredResponse, TokenClaim};
+    let app = spawn_app().await;
+    let r = app
+        .call("CreateKeyPair", &[R, ("KeyPairName", "kept-record")])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let now = chrono::Utc::now();
+    let day_old = now - chrono::Duration::hours(25);
+    let claim = |token: &'static str, at| {
+        let (store, account) = (app.store.clone(), app.account.clone());
+        async move {
+            store
+                .claim_token(&account, "RunInstances", token, "h", at, at)
+                .await
+                .unwrap()
+        }
+    };
+    for (token, at) in [("old", day_old), ("fresh", now)] {
+        assert!(matches!(claim(token, at).await, TokenClaim::Claimed));
+        let done = StoredResponse {
+            status: 200,
+            content_type: "application/json".into(),
+            body: b"{}".to_vec(),
+        };
+        app.store
+            .finish_token(&app.account, "RunInstances", token, &done)
+            .await
+            .unwrap();
+    }
+    let mut old = keyplane_store::AuditRecord {
+        at: now - chrono::Duration::days(2),
+        account_id: app.account.clone(),
+        action: "DeleteKeyPairs".into(),
+        request_id: "two-days-old".into(),
+        ..app
+            .store
+            .list_audit(&AuditFilter::default(), Page::After { seq: 0, limit: 1 })
+            .await
+            .unwrap()
+            .items[0]
+            .clone()
+    };
+    old.seq = 0;
+    app.store.append_audit(&old).await.unwrap();
+    let records = || async {
+        let filter = AuditFilter {
+            account_id: Some(app.account.clone()),
+            ..Default::default()
+        };
+        let page = Page::After { seq: 0, limit: 100 };
+        let listing = app.store.list_audit(&filter, page).await.unwrap();
+        listing
+            .items
+            .into_iter()
+            .map(|r| r.action)
+            .collect::<Vec<_>>()
+    };
+
+    // Without a retention: the tokens go, every record stays.
+    let keep =
+        keyplane_api::AppState::new(app.store.clone(), keyplane_api::ServerConfig::default())
+            .await
+            .unwrap();
+    keyplane_api::housekeeping(&keep).await;
+    assert_eq!(records().await, ["CreateKeyPair", "DeleteKeyPairs"]);
+    assert!(
+        matches!(claim("old", now).await, TokenClaim::Claimed),
+        "a day-old token is forgotten"
+    );
+    assert!(
+        matches!(claim("fresh", now).await, TokenClaim::Done(_)),
+        "a fresh one replays"
+    );
+
+    // A day's retention: the two-day-old record goes, the new one stays.
+    let config = keyplane_api::ServerConfig {
+        audit_retention: Some(std::time::Duration::from_secs(86_400)),
+        ..Default::default()
+    };
+    let purge = keyplane_api::AppState::new(app.store.clone(), config)
+        .await
+        .unwrap();
+    keyplane_api::housekeeping(&purge).await;
+    assert_eq!(records().await, ["CreateKeyPair"]);
 }

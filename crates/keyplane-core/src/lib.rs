@@ -8,6 +8,7 @@
 pub mod agent_wire;
 pub mod binding;
 pub mod catalog;
+pub mod duration;
 pub mod error;
 pub mod ids;
 pub mod instance_password;

@@ -275,6 +275,10 @@ pub trait Accounts: Send + Sync {
 pub trait AuditLog: Send + Sync {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
     async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<Listing<AuditRecord>>;
+    /// Deletes records older than `before`, oldest first, at most `limit` in one transaction; the
+    /// count deleted. The retention setting's only way in: every other delete or update of a
+    /// record is refused by the database itself.
+    async fn purge_audit(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
 }
 
 /// What keeps a request from running twice or too often: signature nonces, ClientTokens and

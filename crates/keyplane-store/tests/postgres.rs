@@ -69,6 +69,18 @@ async fn the_audit_log_refuses_updates_and_deletes() {
     ] {
         assert!(sqlx::query(sql).execute(&pool).await.is_err(), "{sql}");
     }
+    // A cutoff that does not cover a record does not let it go either.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(
+        "SELECT set_config('keyplane.audit_purge_before', '2000-01-01T00:00:00.000000Z', true)",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    assert!(sqlx::query("DELETE FROM audit")
+        .execute(&mut *tx)
+        .await
+        .is_err());
 }
 
 #[tokio::test]

@@ -53,6 +53,16 @@ async fn the_audit_log_refuses_updates_and_deletes() {
         .execute(&pool)
         .await
         .is_err());
+    // A cutoff that does not cover a record does not let it go either.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO audit_purge (before) VALUES ('2000-01-01T00:00:00.000000Z')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert!(sqlx::query("DELETE FROM audit")
+        .execute(&mut *tx)
+        .await
+        .is_err());
 }
 
 /// The plan SQLite picks for each hot statement, as the store builds it (`src/sqlite/`). A plan

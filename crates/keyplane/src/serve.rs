@@ -101,6 +101,29 @@ pub struct ServeArgs {
     /// when unset). Plain HTTP: bind it to a loopback or private address.
     #[arg(long, env = "KEYPLANE_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// How long audit records are kept, e.g. `90d` (Alibaba Cloud's ActionTrail keeps its event
+    /// history 90 days) or `12h`; older ones are deleted once a minute. `0`, the default, keeps
+    /// them forever.
+    #[arg(long, env = "KEYPLANE_AUDIT_RETENTION", default_value = "0", value_parser = parse_retention)]
+    audit_retention: Retention,
+}
+
+/// `--audit-retention`: forever, or an age of at least a minute.
+#[derive(Debug, Clone, Copy)]
+struct Retention(Option<Duration>);
+
+fn parse_retention(text: &str) -> Result<Retention, String> {
+    if text == "0" {
+        return Ok(Retention(None));
+    }
+    match keyplane_core::duration::parse_secs(text) {
+        Some(secs) if secs >= 60 => Ok(Retention(Some(Duration::from_secs(secs as u64)))),
+        _ => Err(
+            "0 (keep forever) or a number and a unit (s, m, h or d) of at least a minute, \
+                  e.g. 90d or 12h"
+                .into(),
+        ),
+    }
 }
 
 /// The directory `--data-dir` names, where it has a meaning: with SQLite the server's files live
@@ -376,6 +399,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         throttle_per_second: args.throttle_per_second,
         throttle_burst: args.throttle_burst,
         server_key,
+        audit_retention: args.audit_retention.0,
         ..ServerConfig::default()
     };
     keyplane_api::serve_with_metrics(store.clone(), config, listener, metrics, shutdown_signal())
@@ -541,8 +565,21 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::{same_dir, without_password};
+    use super::{parse_retention, same_dir, without_password};
     use std::path::Path;
+
+    #[test]
+    fn the_audit_retention_is_forever_or_at_least_a_minute() {
+        assert_eq!(parse_retention("0").unwrap().0, None);
+        assert_eq!(
+            parse_retention("90d").unwrap().0.unwrap().as_secs(),
+            90 * 86_400
+        );
+        assert_eq!(parse_retention("1m").unwrap().0.unwrap().as_secs(), 60);
+        for bad in ["59s", "", "forever", "-1d", "1.5d", "00"] {
+            assert!(parse_retention(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_directory_is_the_same_whatever_its_spelling() {

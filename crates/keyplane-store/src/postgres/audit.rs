@@ -1,6 +1,7 @@
 //! The append-only audit log, on PostgreSQL.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row};
 
 use super::store::*;
@@ -60,6 +61,29 @@ impl AuditLog for SqlStore {
         };
         self.list_page("audit", "*", filter, audit_from_row, page)
             .await
+    }
+
+    async fn purge_audit(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        // The transaction-local cutoff is what lets the trigger allow these deletes.
+        sqlx::query("SELECT set_config('keyplane.audit_purge_before', $1, true)")
+            .bind(ts(before))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        // The oldest `limit` by sequence, not a scan for old timestamps: the log is in time
+        // order, give or take the clocks of the servers that wrote it.
+        let n = sqlx::query(
+            "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit ORDER BY seq LIMIT $1) AND at < $2",
+        )
+        .bind(i64::from(limit))
+        .bind(ts(before))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        tx.commit().await.map_err(db)?;
+        Ok(n)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The append-only audit log, on SQLite (the same queries as `postgres/audit.rs`).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, Row};
 
 use super::common::list_page;
@@ -66,6 +67,25 @@ impl AuditLog for SqliteStore {
         };
         self.engine
             .read(|c| list_page(c, "audit", "*", filter, audit_from_row, page))
+    }
+
+    async fn purge_audit(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        let before = ts(before);
+        self.engine
+            .write(move |c| {
+                // The cutoff, named in audit_purge, is what lets the trigger allow these deletes.
+                execute(c, "INSERT INTO audit_purge (before) VALUES ($1)", params![before])?;
+                // The oldest `limit` by sequence, not a scan for old timestamps: the log is in
+                // time order, give or take the clocks of the servers that wrote it.
+                let n = execute(
+                    c,
+                    "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit ORDER BY seq LIMIT $1) AND at < $2",
+                    params![limit, before],
+                )?;
+                execute(c, "DELETE FROM audit_purge", params![])?;
+                Ok(n as u64)
+            })
+            .await
     }
 }
 

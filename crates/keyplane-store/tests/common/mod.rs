@@ -69,5 +69,11 @@ macro_rules! conformance_tests {
             let (_g, s) = $fresh().await;
             keyplane_store::conformance::audited_writes(&s).await;
         }
+
+        #[tokio::test]
+        async fn the_audit_retention_purge_deletes_only_what_is_older_than_its_cutoff() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::audit_retention(&s).await;
+        }
     };
 }

@@ -17,7 +17,7 @@ const DENIALS: &[&str] = &[
 ];
 
 /// The most resources one audit record names.
-const MAX_RESOURCES: usize = 200;
+pub const MAX_RESOURCES: usize = 200;
 
 /// The ARNs a call names: key pairs and instances, by every parameter spelling of both dialects.
 pub fn resources(params: &Params<'_>, region: Option<&str>, account: &str) -> Vec<String> {
@@ -76,6 +76,7 @@ pub fn build(ctx: &Ctx<'_>, result: &str, status: u16) -> AuditRecord {
         request_id: ctx.request_id.to_string(),
         client_token: ctx.p.get("ClientToken").unwrap_or_default().to_string(),
         instance_results: Vec::new(),
+        injected: ctx.injected(),
     }
 }
 

@@ -41,6 +41,9 @@ pub struct ServerConfig {
     /// How long audit records are kept; `None` keeps them forever (the default, as before the
     /// setting existed).
     pub audit_retention: Option<Duration>,
+    /// Emulator mode (SPEC section 14): fault injection, the clock, snapshots. Never on a
+    /// deployment with real hosts.
+    pub emulator: bool,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +64,7 @@ impl Default for ServerConfig {
             tls_handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             audit_retention: None,
+            emulator: false,
         }
     }
 }

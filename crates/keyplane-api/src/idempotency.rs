@@ -23,7 +23,7 @@ pub const MAX_TOKEN_LEN: usize = 64;
 /// How long a claim may stay processing before it is taken to be abandoned.
 pub const STALE_SECONDS: i64 = 60;
 /// How long tokens are kept.
-pub const RETENTION_HOURS: i64 = 24;
+pub const RETENTION_HOURS: i64 = keyplane_store::CLIENT_TOKEN_HOURS;
 
 /// Parameters that belong to the signature or the transport, not to what the request asks for.
 const NOT_HASHED: &[&str] = &[
@@ -103,7 +103,8 @@ pub async fn claim(
     token: &str,
     hash: &str,
 ) -> Claimed {
-    let now = chrono::Utc::now();
+    // The simulated clock: an emulator's `clock advance` expires tokens (SPEC section 14).
+    let now = state.clock.now();
     let stale = now - chrono::Duration::seconds(STALE_SECONDS);
     match state
         .store

@@ -13,9 +13,11 @@ pub mod aliyun;
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod cpu;
+pub mod emulator;
 pub mod idempotency;
 pub mod listener;
 pub mod metrics;
@@ -59,6 +61,10 @@ pub struct AppState {
     /// Password hashing and key generation, bounded (SPEC section 6).
     pub cpu: cpu::CpuQueue,
     pub metrics: metrics::Metrics,
+    /// The simulated clock of timed rules (real time unless an emulator moves it).
+    pub clock: clock::Clock,
+    /// The emulator's faults, when the server runs as one (`--emulator`).
+    pub emulator: Option<emulator::Emulator>,
 }
 
 impl AppState {
@@ -69,7 +75,6 @@ impl AppState {
             throttle::Throttle::new(config.throttle_per_second, config.throttle_burst, &store);
         Ok(Arc::new(AppState {
             store,
-            config,
             nonces,
             throttle,
             agents: agent_api::AgentHub::default(),
@@ -78,6 +83,9 @@ impl AppState {
             writes: WriteHealth::default(),
             cpu: cpu::CpuQueue::default(),
             metrics: metrics::Metrics::default(),
+            clock: clock::Clock::default(),
+            emulator: config.emulator.then(emulator::Emulator::default),
+            config,
         }))
     }
 }
@@ -186,7 +194,12 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .post(console::sign_in)
                 .delete(console::sign_out),
         )
-        .route("/api/v1/{*rest}", get(native::handle).post(native::handle))
+        .route(
+            "/api/v1/{*rest}",
+            get(native::handle)
+                .post(native::handle)
+                .delete(native::handle),
+        )
         .route(
             "/agent/v1/register",
             axum::routing::post(agent_api::register),
@@ -346,6 +359,9 @@ async fn healthz(State(state): State<Arc<AppState>>) -> (axum::http::StatusCode,
         }
         state.writes.observe(true, "OK");
     }
+    if state.emulator.is_some() {
+        return (axum::http::StatusCode::OK, "ok: emulator mode\n");
+    }
     (axum::http::StatusCode::OK, "ok\n")
 }
 
@@ -375,8 +391,11 @@ fn spawn_background(
             if n.is_multiple_of(600) {
                 housekeeping(&state).await;
             }
-            if !state.config.transition_delay.is_zero() {
-                if let Err(e) = state.store.complete_transitions(chrono::Utc::now()).await {
+            if n.is_multiple_of(10) {
+                purge_audit(&state).await;
+            }
+            if !state.config.transition_delay.is_zero() || state.emulator.is_some() {
+                if let Err(e) = state.store.complete_transitions(state.clock.now()).await {
                     tracing::warn!(error = %e, "completing transitions failed; will retry");
                 }
             }
@@ -385,46 +404,48 @@ fn spawn_background(
     (stop, task)
 }
 
-/// Audit records deleted per transaction by the retention purge: small enough that a purge never
-/// holds the writer long, and at most this many times a minute, so a backlog (a retention just
-/// shortened) drains over some minutes instead of in one long stall.
-const AUDIT_PURGE_BATCH: u32 = 5_000;
-const AUDIT_PURGE_BATCHES: u32 = 20;
+/// Audit records the retention purge deletes at a time, once a second: a short transaction
+/// (a few milliseconds) that never holds the writer long, and up to 60,000 records a minute,
+/// so a backlog (a retention just shortened) drains over some minutes instead of in one stall.
+const AUDIT_PURGE_BATCH: u32 = 1_000;
 
 /// The minute's chores: forgets what has outlived its window (signature nonces, ClientTokens
-/// after 24 hours, audit records past the retention) and idle in-memory state.
+/// after 24 hours on the simulated clock) and idle in-memory state.
 pub async fn housekeeping(state: &AppState) {
     state.nonces.purge().await;
     state.sign_in_guard.forget_idle();
     state.throttle.forget_idle();
-    let now = chrono::Utc::now();
-    let tokens_before = now - chrono::Duration::hours(idempotency::RETENTION_HOURS);
+    let tokens_before = state.clock.now() - chrono::Duration::hours(idempotency::RETENTION_HOURS);
     if let Err(e) = state.store.purge_tokens(tokens_before).await {
         tracing::warn!(error = %e, "purging ClientTokens failed; will retry");
     }
-    let Some(retention) = state.config.audit_retention else {
-        return;
+}
+
+/// With a retention set, deletes up to [`AUDIT_PURGE_BATCH`] audit records older than it; the
+/// count deleted. Runs once a second.
+pub async fn purge_audit(state: &AppState) -> u64 {
+    let Some(age) = state
+        .config
+        .audit_retention
+        .and_then(|r| chrono::Duration::from_std(r).ok())
+    else {
+        return 0;
     };
-    let Ok(age) = chrono::Duration::from_std(retention) else {
-        return;
-    };
-    let mut purged = 0;
-    for _ in 0..AUDIT_PURGE_BATCHES {
-        match state.store.purge_audit(now - age, AUDIT_PURGE_BATCH).await {
-            Ok(n) => {
-                purged += n;
-                if n < u64::from(AUDIT_PURGE_BATCH) {
-                    break;
-                }
+    match state
+        .store
+        .purge_audit(chrono::Utc::now() - age, AUDIT_PURGE_BATCH)
+        .await
+    {
+        Ok(n) => {
+            if n > 0 {
+                tracing::debug!(purged = n, "deleted audit records past the retention");
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "purging old audit records failed; will retry");
-                break;
-            }
+            n
         }
-    }
-    if purged > 0 {
-        tracing::info!(purged, "deleted audit records past the retention");
+        Err(e) => {
+            tracing::warn!(error = %e, "purging old audit records failed; will retry");
+            0
+        }
     }
 }
 

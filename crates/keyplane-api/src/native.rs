@@ -21,6 +21,7 @@
 //!   with the same RAM checks and audit as a signed call.
 //! - `GET /api/v1/instances?RegionId=&InstanceId=`: instances with their binding state
 //!   (`none`, `pending_restart`, `applied`, `failed` with the reason, `drifted`).
+//! - `/api/v1/emulator/…`: the emulator's controls (SPEC section 14), see [`crate::emulator`].
 
 use std::sync::Arc;
 
@@ -96,6 +97,9 @@ pub async fn handle(
         return crate::pipeline::run(&crate::aliyun::console(), &ctx, &meta).await;
     }
     let result = match (wire.method.as_str(), wire.path.as_str()) {
+        (method, path) if path.starts_with("/api/v1/emulator/") => {
+            crate::emulator::native::handle(&state, &caller, method, path, &p).await
+        }
         ("POST", "/api/v1/accounts") => create_account(&state, &caller, &p).await,
         ("GET", "/api/v1/accounts") => list_accounts(&state, &caller).await,
         ("GET", "/api/v1/audit") => audit(&state, &caller, &p).await,
@@ -278,6 +282,7 @@ async fn audit(
                 "RequestId": r.request_id,
                 "ClientToken": r.client_token,
                 "InstanceResults": r.instance_results,
+                "Injected": r.injected,
             })
         })
         .collect();

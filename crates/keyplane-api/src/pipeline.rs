@@ -6,6 +6,7 @@
 //! 3. throttle per AccessKey and action (unknown actions share one bucket);
 //! 4. refuse an action the dialect does not have;
 //! 5. the RAM gate: a write needs some Allow for its RAM action (every call, on the RAM API);
+//!    then, in emulator mode only, the faults injected into the call (latency, an error);
 //! 6. claim the ClientToken of a write, or answer a replay with the stored response;
 //! 7. run the handler of the action's row;
 //! 8. render the answer in the dialect's envelope, keep it for the ClientToken;
@@ -128,6 +129,8 @@ pub struct Ctx<'a> {
     scope_region: Option<&'static Region>,
     /// The call's audit record once a write has taken it to commit with its change.
     record: OnceLock<AuditRecord>,
+    /// What the emulator's faults decided for this call (none outside emulator mode).
+    faults: OnceLock<crate::emulator::CallFaults>,
 }
 
 impl<'a> Ctx<'a> {
@@ -148,6 +151,41 @@ impl<'a> Ctx<'a> {
             action: &meta.action,
             scope_region,
             record: OnceLock::new(),
+            faults: OnceLock::new(),
+        }
+    }
+
+    /// The emulator faults that fired in this call, for its audit record.
+    pub fn injected(&self) -> Vec<String> {
+        self.faults
+            .get()
+            .map(|f| f.fired.clone())
+            .unwrap_or_default()
+    }
+
+    /// The injected failure of instance `id` in this batch, if a fault fails it.
+    pub fn injected_failure(&self, id: &str) -> Option<keyplane_core::InstanceFailure> {
+        self.faults.get()?.instances.get(id).copied()
+    }
+
+    /// When a transition this call starts completes: after the configured delay on the
+    /// simulated clock, at once with none, or never while an emulator fault holds it (the
+    /// fault's ID is returned to note what it holds).
+    pub fn transition_done_at(&self) -> (Option<chrono::DateTime<chrono::Utc>>, Option<&str>) {
+        if let Some(fault) = self.faults.get().and_then(|f| f.hold.as_deref()) {
+            return (Some(keyplane_store::held_until()), Some(fault));
+        }
+        let delay = self.state.config.transition_delay;
+        let at = (!delay.is_zero()).then(|| {
+            self.state.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default()
+        });
+        (at, None)
+    }
+
+    /// Notes that the fault `fault` holds the transitions of `ids`.
+    pub fn hold(&self, fault: Option<&str>, ids: &[String]) {
+        if let (Some(fault), Some(emulator)) = (fault, &self.state.emulator) {
+            emulator.held(fault, ids);
         }
     }
 
@@ -293,7 +331,9 @@ pub async fn run<D: Dialect>(d: &D, ctx: &Ctx<'_>, meta: &Meta) -> Response {
     // A write that succeeded committed the record it took; anything else is recorded here.
     let committed = result == "OK" && ctx.record.get().is_some();
     if !committed {
-        audit::record(ctx, writes, &result, status).await;
+        // A call a fault touched is recorded whatever it was, marked as injected.
+        let injected = !ctx.injected().is_empty();
+        audit::record(ctx, writes || injected, &result, status).await;
     }
     response
 }
@@ -331,6 +371,15 @@ async fn answer<D: Dialect>(
             resource: "*".into(),
         };
         return fail(denied.into());
+    }
+    if let Some(emulator) = &ctx.state.emulator {
+        let faults = ctx.faults.get_or_init(|| emulator.for_call(ctx));
+        if !faults.latency.is_zero() {
+            tokio::time::sleep(faults.latency).await;
+        }
+        if let Some(e) = &faults.error {
+            return fail(e.clone().into());
+        }
     }
     let run = || async {
         match (row.handler)(ctx).await {

@@ -386,8 +386,8 @@ async fn an_overlong_name_filter_is_a_client_error_not_an_internal_one() {
     }
 }
 
-/// The minute's housekeeping forgets ClientTokens after 24 hours (a retry then runs again) and,
-/// with a retention set, audit records older than it; without one, every record is kept.
+/// The minute's housekeeping forgets ClientTokens after 24 hours (a retry then runs again); the
+/// second's audit purge, with a retention set, audit records older than it; without one, none.
 #[tokio::test]
 async fn housekeeping_forgets_old_client_tokens_and_audit_records_past_the_retention() {
     use keyplane_store::{AuditFilter, Page, StoredResponse, TokenClaim};
@@ -454,6 +454,7 @@ async fn housekeeping_forgets_old_client_tokens_and_audit_records_past_the_reten
             .await
             .unwrap();
     keyplane_api::housekeeping(&keep).await;
+    assert_eq!(keyplane_api::purge_audit(&keep).await, 0);
     assert_eq!(records().await, ["CreateKeyPair", "DeleteKeyPairs"]);
     assert!(
         matches!(claim("old", now).await, TokenClaim::Claimed),
@@ -472,6 +473,6 @@ async fn housekeeping_forgets_old_client_tokens_and_audit_records_past_the_reten
     let purge = keyplane_api::AppState::new(app.store.clone(), config)
         .await
         .unwrap();
-    keyplane_api::housekeeping(&purge).await;
+    assert_eq!(keyplane_api::purge_audit(&purge).await, 1);
     assert_eq!(records().await, ["CreateKeyPair"]);
 }

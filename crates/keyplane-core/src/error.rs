@@ -111,9 +111,71 @@ pub enum CoreError {
     Busy,
     #[error("internal error: {0}")]
     Internal(String),
+    /// An emulator control called on a server that does not run as an emulator (SPEC section 14).
+    #[error("emulator mode is off")]
+    EmulatorOff,
+    /// An error an emulator fault injects (SPEC section 14): the dialect answers `code` with its
+    /// own HTTP status for a code it knows, else `status`.
+    #[error("injected {code}: {message}")]
+    Injected {
+        code: &'static str,
+        message: String,
+        status: u16,
+    },
 }
 
 impl CoreError {
+    /// One error of each kind a dialect renders with its own code: a dialect learns the HTTP
+    /// status it gives a code from these (an injected fault of a known code answers with it).
+    /// `Internal` is left out: rendering one logs it as a bug.
+    pub fn examples() -> Vec<CoreError> {
+        let s = String::new;
+        vec![
+            Self::MissingParameter(s()),
+            Self::invalid("x", ""),
+            Self::RegionNotFound(s()),
+            Self::ZoneNotFound(s()),
+            Self::ImageNotFound(s()),
+            Self::InvalidKeyPairName(s()),
+            Self::InvalidDescription,
+            Self::InvalidPublicKey(s()),
+            Self::KeyPairAlreadyExists(s()),
+            Self::KeyPairNotFound(s()),
+            Self::KeyPairQuotaExceeded(0),
+            Self::KeyPairInUse(s()),
+            Self::InvalidInstanceIds,
+            Self::TooManyInstanceIds(0),
+            Self::InvalidKeyPairNames,
+            Self::TooManyKeyPairNames(0),
+            Self::InstanceNotFound(s()),
+            Self::IncorrectInstanceStatus,
+            Self::InvalidTag(s()),
+            Self::TooManyTags,
+            Self::InvalidStatus(s()),
+            Self::InvalidFilterKey(s()),
+            Self::InvalidNextToken,
+            Self::InvalidClientToken,
+            Self::IdempotentParameterMismatch,
+            Self::IdempotentProcessing,
+            Self::Throttled,
+            Self::Forbidden {
+                action: s(),
+                resource: s(),
+            },
+            Self::MalformedPolicy(s()),
+            Self::UserAlreadyExists(s()),
+            Self::UserNotFound(s()),
+            Self::AccessKeyNotFound(s()),
+            Self::PolicyNotFound(s()),
+            Self::InvalidPassword(s()),
+            Self::InvalidInstancePassword(s()),
+            Self::DryRunOperation,
+            Self::ServiceUnavailable,
+            Self::Busy,
+            Self::EmulatorOff,
+        ]
+    }
+
     pub fn missing(name: &str) -> Self {
         Self::MissingParameter(name.to_string())
     }
@@ -154,4 +216,9 @@ pub enum InstanceFailure {
     IncorrectStatus,
     /// The caller's policies do not allow this instance.
     Forbidden,
+    /// An emulator fault's code for this instance (SPEC section 14).
+    Injected {
+        code: &'static str,
+        message: &'static str,
+    },
 }

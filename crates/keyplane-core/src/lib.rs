@@ -12,6 +12,7 @@ pub mod duration;
 pub mod error;
 pub mod ids;
 pub mod instance_password;
+pub mod intern;
 pub mod json_list;
 pub mod model;
 pub mod names;

@@ -160,6 +160,14 @@ pub trait Instances: Send + Sync {
     ) -> Result<Instance>;
     /// Finishes every transition due by `now`; returns how many finished.
     async fn complete_transitions(&self, now: DateTime<Utc>) -> Result<u64>;
+    /// Moves the completion of the transitions of `ids` (instances in a transitional status) to
+    /// `at`; the count moved. An emulator's held transition is released this way.
+    async fn reschedule_transitions(
+        &self,
+        account: &str,
+        ids: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<u64>;
     /// Deletes an instance that is Stopped (or in any stable status with `force`).
     async fn delete_instance(
         &self,
@@ -184,6 +192,9 @@ pub trait Accounts: Send + Sync {
     async fn create_account(&self, name: &str, root_key: &AccessKeyRecord) -> Result<()>;
     /// `(id, name, created_at)` of every account, oldest first.
     async fn list_accounts(&self) -> Result<Vec<(String, String, DateTime<Utc>)>>;
+    /// Deletes an account and everything it holds (key pairs, instances, RAM users, policies,
+    /// AccessKeys, tokens) in one transaction, all but its audit records: the log is append-only.
+    async fn delete_account(&self, account: &str) -> Result<()>;
 
     async fn create_user(&self, user: &User, audit: Option<&AuditRecord>) -> Result<()>;
     async fn user(&self, account: &str, name: &str) -> Result<Option<User>>;
@@ -281,6 +292,10 @@ pub trait AuditLog: Send + Sync {
     async fn purge_audit(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
 }
 
+/// How long a ClientToken is remembered: Alibaba's and Volcengine's documents promise idempotence
+/// for at least this long.
+pub const CLIENT_TOKEN_HOURS: i64 = 24;
+
 /// What keeps a request from running twice or too often: signature nonces, ClientTokens and
 /// shared throttle buckets.
 #[async_trait]
@@ -305,7 +320,9 @@ pub trait Replay: Send + Sync {
     async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64>;
 
     /// Claims `(account, action, token)` for a request whose normalized form hashes to `hash`.
-    /// A claim still `processing` after `stale_before` is taken to be abandoned and is taken over.
+    /// A claim still `processing` after `stale_before` is taken to be abandoned and is taken over;
+    /// one made [`CLIENT_TOKEN_HOURS`] or more before `now` has expired and is claimed afresh,
+    /// whatever its parameters were.
     async fn claim_token(
         &self,
         account: &str,
@@ -392,9 +409,58 @@ pub trait Store:
     fn write_stats(&self) -> Option<WriteStats> {
         None
     }
+    /// Saves the whole store to a new file at `path`, consistently, while calls go on (an
+    /// emulator's snapshot, SPEC section 14).
+    /// Where an emulator keeps its snapshots, when this store can take them (SQLite: beside its
+    /// file).
+    fn snapshot_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+    async fn save_snapshot(&self, _path: &std::path::Path) -> Result<()> {
+        Err(snapshots_unsupported())
+    }
+    /// Replaces the store's state with the snapshot at `path`, atomically: every call sees the
+    /// state before or the state saved. The audit log, signature nonces and the schema's
+    /// bookkeeping are not replaced: the log is append-only, and nonces guard against replay now.
+    async fn load_snapshot(&self, _path: &std::path::Path) -> Result<()> {
+        Err(snapshots_unsupported())
+    }
     /// Closes the store, waiting until every connection has finished: SQLite checkpoints its WAL
     /// and removes the side files, so the data directory is complete and still once this returns.
     async fn close(&self);
+}
+
+fn snapshots_unsupported() -> CoreError {
+    CoreError::invalid(
+        "Snapshot",
+        "Snapshots need the embedded SQLite store; with PostgreSQL use pg_dump and pg_restore \
+         (docs/EMULATOR.md).",
+    )
+}
+
+/// What deleting an account deletes, children before parents; `$1` is the account's ID.
+pub const DELETE_ACCOUNT: &[&str] = &[
+    "DELETE FROM user_policies WHERE account_id = $1",
+    "DELETE FROM login_profiles WHERE account_id = $1",
+    "DELETE FROM access_keys WHERE account_id = $1",
+    "DELETE FROM users WHERE account_id = $1",
+    "DELETE FROM policies WHERE account_id = $1",
+    "DELETE FROM registration_tokens WHERE account_id = $1",
+    "DELETE FROM client_tokens WHERE account_id = $1",
+    "DELETE FROM instance_tags WHERE instance_id IN (SELECT id FROM instances WHERE account_id = $1)",
+    "DELETE FROM instances WHERE account_id = $1",
+    "DELETE FROM key_pair_tags WHERE key_pair_id IN (SELECT id FROM key_pairs WHERE account_id = $1)",
+    "DELETE FROM key_pairs WHERE account_id = $1",
+    "DELETE FROM accounts WHERE id = $1",
+];
+
+/// When a transition an emulator holds "completes": never in practice, and still a four-digit
+/// year, so its stored text sorts after every real time.
+pub fn held_until() -> DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0)
+        .single()
+        .expect("a valid date")
 }
 
 /// Fixed-width UTC timestamps, so text order is time order in every backend.

@@ -126,6 +126,9 @@ pub struct AuditRecord {
     /// Each instance's own result in a batch call (AttachKeyPair, DetachKeyPair), in the caller's
     /// order: a call can answer 200 while some of its instances were refused.
     pub instance_results: Vec<InstanceResult>,
+    /// The emulator faults that fired in this call (SPEC section 14): it was answered, in part or
+    /// in whole, by an injected fault.
+    pub injected: Vec<String>,
 }
 
 /// One instance's result inside a batch call's audit record.

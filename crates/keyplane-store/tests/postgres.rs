@@ -338,6 +338,7 @@ fn audit_record(account: &str, request_id: &str) -> AuditRecord {
         request_id: request_id.into(),
         client_token: String::new(),
         instance_results: Vec::new(),
+        injected: Vec::new(),
     }
 }
 
@@ -562,4 +563,22 @@ async fn seed(
         .collect();
     store.insert_instances(&made, None, None).await.unwrap();
     (kps, made.into_iter().map(|i| i.id).collect())
+}
+
+/// Snapshots are the embedded store's: PostgreSQL refuses them clearly and changes nothing.
+#[tokio::test]
+async fn snapshots_are_refused_with_a_clear_error() {
+    let url = fresh_database().await;
+    let s = PgStore::open(&url).await.unwrap();
+    let path = std::env::temp_dir().join("keyplane-pg-snapshot-refused.db");
+    for e in [
+        s.save_snapshot(&path).await.unwrap_err(),
+        s.load_snapshot(&path).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(&e, CoreError::InvalidParameter { reason, .. } if reason.contains("pg_dump")),
+            "{e:?}"
+        );
+    }
+    assert!(!path.exists());
 }

@@ -53,6 +53,15 @@ enum AdminCommand {
         #[arg(long)]
         next_token: Option<String>,
     },
+    /// Emulator faults (`--emulator` servers): `add`, `list`, `delete`, `clear`.
+    #[command(subcommand)]
+    Fault(crate::emulator::FaultCommand),
+    /// The emulator's simulated clock: `advance`, `set`, `show`.
+    #[command(subcommand)]
+    Clock(crate::emulator::ClockCommand),
+    /// Emulator snapshots of the whole store: `save`, `load`, `list`, `delete`.
+    #[command(subcommand)]
+    Snapshot(crate::emulator::SnapshotCommand),
 }
 
 #[derive(clap::Subcommand)]
@@ -91,6 +100,13 @@ enum AccountCommand {
     },
     /// Lists the accounts.
     List,
+    /// Deletes an account and everything it holds but its audit records (emulator mode; the
+    /// bootstrap root may delete any other account, an account's root its own). NAME is the
+    /// account's name or ID.
+    Delete {
+        /// The account's name or ID.
+        name: String,
+    },
 }
 
 /// `admin instances` lists one region, and has always listed this one when none is set.
@@ -200,6 +216,12 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
             client
                 .call("GET", "/api/v1/instances", "DescribeInstances", "v1", &q)
                 .await?
+        }
+        AdminCommand::Fault(c) => crate::emulator::fault(&client, c).await?,
+        AdminCommand::Clock(c) => crate::emulator::clock(&client, c).await?,
+        AdminCommand::Snapshot(c) => crate::emulator::snapshot(&client, c).await?,
+        AdminCommand::Account(AccountCommand::Delete { name }) => {
+            crate::emulator::delete_account(&client, &name).await?
         }
         AdminCommand::Account(AccountCommand::List) => {
             client

@@ -8,6 +8,7 @@ mod agent;
 mod client;
 mod ecs;
 mod ecs_params;
+mod emulator;
 mod logging;
 mod serve;
 

@@ -102,10 +102,15 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYPLANE_METRICS_LISTEN")]
     metrics_listen: Option<String>,
     /// How long audit records are kept, e.g. `90d` (Alibaba Cloud's ActionTrail keeps its event
-    /// history 90 days) or `12h`; older ones are deleted once a minute. `0`, the default, keeps
+    /// history 90 days) or `12h`; older ones are deleted, up to 1,000 a second. `0`, the default, keeps
     /// them forever.
     #[arg(long, env = "KEYPLANE_AUDIT_RETENTION", default_value = "0", value_parser = parse_retention)]
     audit_retention: Retention,
+    /// Emulator mode (SPEC section 14): fault injection, a controllable clock, snapshots and
+    /// account deletion through `keyplane admin`. For tests of cloud automation only: never on a
+    /// deployment with real hosts. The variable takes `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.
+    #[arg(long, env = "KEYPLANE_EMULATOR", value_parser = BoolishValueParser::new())]
+    emulator: bool,
 }
 
 /// `--audit-retention`: forever, or an age of at least a minute.
@@ -384,7 +389,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     raise_open_file_limit(args.max_connections as u64);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(listen = %listener.local_addr()?, %scheme, db = %shown, %account, "keyplane serving");
+    let mode = if args.emulator {
+        "emulator"
+    } else {
+        "standard"
+    };
+    tracing::info!(listen = %listener.local_addr()?, %scheme, db = %shown, %account, mode, "keyplane serving");
+    if args.emulator {
+        tracing::warn!("emulator mode: faults, the clock and snapshots can be controlled through the API; never use it with real hosts");
+    }
     if let Some(m) = &metrics {
         tracing::info!(metrics = %format!("http://{}/metrics", m.local_addr()?), "metrics serving");
     }
@@ -400,6 +413,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         throttle_burst: args.throttle_burst,
         server_key,
         audit_retention: args.audit_retention.0,
+        emulator: args.emulator,
         ..ServerConfig::default()
     };
     keyplane_api::serve_with_metrics(store.clone(), config, listener, metrics, shutdown_signal())

@@ -282,6 +282,17 @@ impl From<CoreError> for AliError {
                 "ServiceUnavailable",
                 "The server is busy with other requests; try again in a moment.",
             ),
+            CoreError::EmulatorOff => e(
+                403,
+                "OperationDenied.EmulatorOff",
+                "Emulator mode is off: the emulator controls need a server started with \
+                 `keyplane serve --emulator` (KEYPLANE_EMULATOR=1). Nothing was changed.",
+            ),
+            CoreError::Injected {
+                code,
+                message,
+                status,
+            } => e(known_status(code).unwrap_or(status), code, message),
             CoreError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 internal()
@@ -408,9 +419,22 @@ pub fn instance_failure(f: InstanceFailure) -> (&'static str, &'static str) {
             "IncorrectInstanceStatus",
             "The current status of the resource does not support this operation.",
         ),
+        InstanceFailure::Injected { code, message } => (code, message),
         InstanceFailure::Forbidden => (
             "Forbidden.RAM",
             "User not authorized to operate on the specified resource.",
         ),
     }
+}
+
+/// The HTTP status this dialect answers `code` with, if it is one of its own codes.
+pub fn known_status(code: &str) -> Option<u16> {
+    if code == "InternalError" {
+        return Some(500);
+    }
+    CoreError::examples()
+        .into_iter()
+        .map(AliError::from)
+        .find(|e| e.code == code)
+        .map(|e| e.status.as_u16())
 }

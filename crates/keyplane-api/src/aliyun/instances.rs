@@ -37,10 +37,6 @@ fn parse_status(raw: &str) -> Result<InstanceStatus, CoreError> {
     }
 }
 
-fn done_at(ctx: &Ctx<'_>) -> Option<chrono::DateTime<chrono::Utc>> {
-    instances::done_at(ctx.state.config.transition_delay)
-}
-
 pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     let region = ctx.region()?;
     let image_id = ctx.p.required("ImageId")?;
@@ -103,9 +99,14 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     })?;
     ctx.state
         .store
-        .insert_instances(&instances, done_at(ctx), Some(ctx.audit_in_write()))
+        .insert_instances(
+            &instances,
+            ctx.transition_done_at().0,
+            Some(ctx.audit_in_write()),
+        )
         .await?;
-    let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+    ctx.hold(ctx.transition_done_at().1, &ids);
     Ok(obj([("InstanceIdSets", json!({ "InstanceIdSet": ids }))]))
 }
 

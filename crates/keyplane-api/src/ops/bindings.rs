@@ -2,7 +2,7 @@
 //! transaction for the batch and its audit record, then the agents of the changed instances are
 //! woken.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use keyplane_core::model::KeyPair;
 use keyplane_core::InstanceFailure;
@@ -20,7 +20,7 @@ pub fn ram_action(op: BindOp) -> &'static str {
 }
 
 /// Binds or unbinds `key_pair` on `ids`. Instances the caller may not touch fail as `Forbidden`
-/// in the results and are left out of the batch; the rest go through in one transaction. The
+/// in the results and are left out of the batch, as are those an emulator fault fails; the rest go through in one transaction. The
 /// audit record, committed with the batch, names every instance's result in the calling dialect's
 /// codes (`failure_code`), refused ones included, so a search for a refusal finds a call that
 /// answered 200; a batch refused for every instance is recorded too.
@@ -33,13 +33,21 @@ pub async fn bind(
 ) -> Result<Vec<InstanceOutcome>, CoreError> {
     let (caller, region) = (ctx.caller, ctx.region()?.id);
     let action = ram_action(op);
-    let denied: HashSet<&String> = ids
+    // Instances refused before the store sees the batch: those the caller may not touch, and
+    // those an emulator fault fails.
+    let refused: HashMap<&String, InstanceFailure> = ids
         .iter()
-        .filter(|id| !caller.allowed(action, &caller.instance_arn(region, id)))
+        .filter_map(|id| {
+            if !caller.allowed(action, &caller.instance_arn(region, id)) {
+                Some((id, InstanceFailure::Forbidden))
+            } else {
+                ctx.injected_failure(id).map(|f| (id, f))
+            }
+        })
         .collect();
     let allowed: Vec<String> = ids
         .iter()
-        .filter(|id| !denied.contains(id))
+        .filter(|id| !refused.contains_key(id))
         .cloned()
         .collect();
     let mut record = ctx.audit_in_write().clone();
@@ -47,11 +55,10 @@ pub async fn bind(
         .iter()
         .map(|id| InstanceResult {
             instance_id: id.clone(),
-            result: if denied.contains(id) {
-                failure_code(InstanceFailure::Forbidden).to_string()
-            } else {
-                String::new()
-            },
+            result: refused
+                .get(id)
+                .map(|f| failure_code(*f).to_string())
+                .unwrap_or_default(),
         })
         .collect();
     let store = &ctx.state.store;
@@ -70,14 +77,14 @@ pub async fn bind(
             .await?
     };
     crate::agent_api::changed(ctx.state, &allowed).await;
-    if denied.is_empty() {
+    if refused.is_empty() {
         return Ok(done);
     }
     // Back into the caller's order.
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        if denied.contains(id) {
-            out.push((id.clone(), Err(InstanceFailure::Forbidden)));
+        if let Some(f) = refused.get(id) {
+            out.push((id.clone(), Err(*f)));
         } else if let Some(i) = done.iter().position(|(d, _)| d == id) {
             out.push(done.swap_remove(i));
         }

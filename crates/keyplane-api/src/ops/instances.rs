@@ -159,12 +159,6 @@ pub fn build(l: &Launch<'_>) -> Result<Vec<Instance>, CoreError> {
         .collect())
 }
 
-/// When a transition started now completes, or None for at once.
-pub fn done_at(delay: std::time::Duration) -> Option<chrono::DateTime<chrono::Utc>> {
-    (!delay.is_zero())
-        .then(|| chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default())
-}
-
 /// The RAM action of a power operation.
 pub fn power_action(op: Power) -> &'static str {
     match op {
@@ -204,11 +198,12 @@ pub async fn power(
     op: Power,
     audit: Option<&AuditRecord>,
 ) -> Result<(), CoreError> {
-    let done = done_at(ctx.state.config.transition_delay);
+    let (done, held_by) = ctx.transition_done_at();
     ctx.state
         .store
         .power(ctx.account(), &inst.id, op, done, audit)
         .await?;
+    ctx.hold(held_by, std::slice::from_ref(&inst.id));
     crate::agent_api::changed(ctx.state, std::slice::from_ref(&inst.id)).await;
     Ok(())
 }

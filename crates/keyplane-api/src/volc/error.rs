@@ -196,6 +196,17 @@ impl From<CoreError> for VolcError {
                 "ServiceUnavailable",
                 "The server is busy with other requests. Please try again later.",
             ),
+            CoreError::EmulatorOff => e(
+                403,
+                "OperationDenied.EmulatorOff",
+                "Emulator mode is off: the emulator controls need a server started with \
+                 `keyplane serve --emulator` (KEYPLANE_EMULATOR=1). Nothing was changed.",
+            ),
+            CoreError::Injected {
+                code,
+                message,
+                status,
+            } => e(known_status(code).unwrap_or(status), code, message),
             CoreError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 e(500, "InternalError", "An internal error has occurred.")
@@ -289,6 +300,7 @@ pub fn instance_failure(f: InstanceFailure) -> (&'static str, &'static str) {
             "InvalidInstanceStatus",
             "The status of the specified instance does not support this request.",
         ),
+        InstanceFailure::Injected { code, message } => (code, message),
         InstanceFailure::Forbidden => (
             "AccessDenied",
             "User is not authorized to perform this action on the specified instance.",
@@ -299,6 +311,18 @@ pub fn instance_failure(f: InstanceFailure) -> (&'static str, &'static str) {
             "The specified instance is not I/O optimized and does not support key pairs.",
         ),
     }
+}
+
+/// The HTTP status this dialect answers `code` with, if it is one of its own codes.
+pub fn known_status(code: &str) -> Option<u16> {
+    if code == "InternalError" {
+        return Some(500);
+    }
+    CoreError::examples()
+        .into_iter()
+        .map(VolcError::from)
+        .find(|e| e.code == code)
+        .map(|e| e.status.as_u16())
 }
 
 #[cfg(test)]

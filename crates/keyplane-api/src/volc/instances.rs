@@ -184,11 +184,12 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
         .store
         .insert_instances(
             &instances,
-            instances::done_at(ctx.state.config.transition_delay),
+            ctx.transition_done_at().0,
             Some(ctx.audit_in_write()),
         )
         .await?;
-    let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+    ctx.hold(ctx.transition_done_at().1, &ids);
     Ok(obj([("InstanceIds", json!(ids))]))
 }
 
@@ -200,6 +201,15 @@ async fn power_one(
     audit: Option<&AuditRecord>,
 ) -> Result<(), CoreError> {
     let inst = check_instance(ctx, instances::power_action(op), id).await?;
+    if let Some(keyplane_core::InstanceFailure::Injected { code, message }) =
+        ctx.injected_failure(id)
+    {
+        return Err(CoreError::Injected {
+            code,
+            message: message.to_string(),
+            status: 400,
+        });
+    }
     instances::power(ctx, &inst, op, audit).await
 }
 

@@ -410,6 +410,7 @@ pub async fn audit(store: &dyn Store) {
         request_id: format!("R{n}"),
         client_token: String::new(),
         instance_results: Vec::new(),
+        injected: Vec::new(),
     };
     for n in 0..15 {
         let action = if n < 10 {

@@ -4,11 +4,13 @@
 
 mod accounts;
 mod audit;
+mod emulator;
 mod resources;
 mod security;
 
 pub use accounts::*;
 pub use audit::*;
+pub use emulator::*;
 pub use resources::*;
 pub use security::*;
 
@@ -116,5 +118,6 @@ pub(crate) fn audit_record(account: &str, action: &str) -> AuditRecord {
         request_id: "R".into(),
         client_token: String::new(),
         instance_results: Vec::new(),
+        injected: Vec::new(),
     }
 }

@@ -137,6 +137,40 @@ pub async fn client_tokens(store: &dyn Store) {
         TokenClaim::Claimed,
         "purged after the retention time"
     );
+    // Expired at claim time too, without a purge (an emulator's clock moved on): a day later the
+    // token runs again, with other parameters if they changed, and is then remembered with those.
+    let resp = StoredResponse {
+        status: 200,
+        content_type: "application/json".into(),
+        body: b"{}".to_vec(),
+    };
+    store
+        .finish_token("acct", "aliyun:AttachKeyPair", "t1", &resp)
+        .await
+        .unwrap();
+    let day_later = now + chrono::Duration::hours(crate::CLIENT_TOKEN_HOURS);
+    let claim_at = |hash: &'static str, at: chrono::DateTime<Utc>| {
+        store.claim_token("acct", "aliyun:AttachKeyPair", "t1", hash, at, stale)
+    };
+    assert_eq!(
+        claim_at("h2", day_later - chrono::Duration::seconds(1))
+            .await
+            .unwrap(),
+        TokenClaim::Done(resp.clone()),
+        "remembered for a day"
+    );
+    assert_eq!(
+        claim_at("h3", day_later).await.unwrap(),
+        TokenClaim::Claimed
+    );
+    assert_eq!(
+        claim_at("h3", day_later).await.unwrap(),
+        TokenClaim::Processing
+    );
+    assert_eq!(
+        claim_at("h2", day_later).await.unwrap(),
+        TokenClaim::Mismatch
+    );
 }
 
 /// Registration tokens: listed without secrets per account, redeemed once, and refused alike

@@ -155,6 +155,20 @@ impl Accounts for SqlStore {
             .collect()
     }
 
+    async fn delete_account(&self, account: &str) -> Result<()> {
+        let mut tx = self.begin(Serial::Rows).await?;
+        for sql in crate::DELETE_ACCOUNT {
+            sqlx::query(sql)
+                .bind(account)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let committed = tx.commit().await.map_err(db);
+        self.keys.forget_all();
+        committed
+    }
+
     async fn create_user(&self, u: &User, audit: Option<&AuditRecord>) -> Result<()> {
         let mut tx = self.begin(Serial::Rows).await?;
         let r = sqlx::query(

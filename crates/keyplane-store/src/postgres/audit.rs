@@ -24,6 +24,7 @@ fn audit_from_row(r: &DbRow) -> Result<AuditRecord> {
         request_id: r.get("request_id"),
         client_token: r.get("client_token"),
         instance_results: serde_json::from_str(r.get("instance_results")).unwrap_or_default(),
+        injected: serde_json::from_str(r.get("injected")).unwrap_or_default(),
     })
 }
 
@@ -94,8 +95,8 @@ where
 {
     sqlx::query(
         "INSERT INTO audit (at, account_id, principal, access_key_id, source_ip, dialect, action, resources, \
-         result, status, request_id, client_token, instance_results) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         result, status, request_id, client_token, instance_results, injected) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(ts(a.at))
     .bind(&a.account_id)
@@ -110,6 +111,7 @@ where
     .bind(&a.request_id)
     .bind(&a.client_token)
     .bind(serde_json::to_string(&a.instance_results).unwrap_or_else(|_| "[]".into()))
+    .bind(serde_json::to_string(&a.injected).unwrap_or_else(|_| "[]".into()))
     .execute(executor)
     .await
     .map_err(db)?;

@@ -255,6 +255,25 @@ impl Instances for SqlStore {
         Ok(rows.len() as u64)
     }
 
+    async fn reschedule_transitions(
+        &self,
+        account: &str,
+        ids: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE instances SET transition_at = $1 \
+             WHERE account_id = $2 AND id = ANY($3) AND transition_at IS NOT NULL",
+        )
+        .bind(ts(at))
+        .bind(account)
+        .bind(ids)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected())
+    }
+
     async fn delete_instance(
         &self,
         account: &str,

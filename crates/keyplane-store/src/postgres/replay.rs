@@ -98,6 +98,8 @@ impl Replay for SqlStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
+        let expired = ts(now - chrono::Duration::hours(crate::CLIENT_TOKEN_HOURS));
+        let row = row.filter(|r| r.get::<String, _>(5) > expired);
         let claim = match row {
             Some(r) if r.get::<String, _>(0) != hash => TokenClaim::Mismatch,
             Some(r) if r.get::<String, _>(1) == "done" => TokenClaim::Done(StoredResponse {
@@ -117,7 +119,8 @@ impl Replay for SqlStore {
                 sqlx::query(
                     "INSERT INTO client_tokens (account_id, action, token, request_hash, state, created_at) \
                      VALUES ($1, $2, $3, $4, 'processing', $5) ON CONFLICT(account_id, action, token) \
-                     DO UPDATE SET state = 'processing', created_at = excluded.created_at",
+                     DO UPDATE SET request_hash = excluded.request_hash, state = 'processing', \
+                     created_at = excluded.created_at, status = NULL, content_type = NULL, body = NULL",
                 )
                 .bind(account)
                 .bind(action)

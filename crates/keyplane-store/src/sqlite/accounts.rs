@@ -176,6 +176,21 @@ impl Accounts for SqliteStore {
         })
     }
 
+    async fn delete_account(&self, account: &str) -> Result<()> {
+        let account = account.to_string();
+        let deleted = self
+            .engine
+            .write(move |c| {
+                for sql in crate::DELETE_ACCOUNT {
+                    execute(c, sql, params![account])?;
+                }
+                Ok(())
+            })
+            .await;
+        self.forget_access_keys();
+        deleted
+    }
+
     async fn create_user(&self, u: &User, audit: Option<&AuditRecord>) -> Result<()> {
         let u = u.clone();
         self.write_audited(audit, move |c| {

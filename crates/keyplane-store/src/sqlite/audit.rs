@@ -29,6 +29,7 @@ fn audit_from_row(r: &Row<'_>) -> Result<AuditRecord> {
         client_token: get(r, "client_token")?,
         instance_results: serde_json::from_str(&get::<String>(r, "instance_results")?)
             .unwrap_or_default(),
+        injected: serde_json::from_str(&get::<String>(r, "injected")?).unwrap_or_default(),
     })
 }
 
@@ -94,8 +95,8 @@ pub(crate) fn insert_audit(c: &Connection, a: &AuditRecord) -> Result<()> {
     execute(
         c,
         "INSERT INTO audit (at, account_id, principal, access_key_id, source_ip, dialect, action, resources, \
-         result, status, request_id, client_token, instance_results) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         result, status, request_id, client_token, instance_results, injected) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         params![
             ts(a.at),
             a.account_id,
@@ -110,6 +111,7 @@ pub(crate) fn insert_audit(c: &Connection, a: &AuditRecord) -> Result<()> {
             a.request_id,
             a.client_token,
             serde_json::to_string(&a.instance_results).unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string(&a.injected).unwrap_or_else(|_| "[]".into()),
         ],
     )?;
     Ok(())

@@ -132,6 +132,11 @@ impl Engine {
         })
     }
 
+    /// The database file.
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
     /// Runs `f` with a read-only connection, on this thread.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let pooled = lock(&self.readers).pop();

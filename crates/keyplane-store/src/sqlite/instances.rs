@@ -275,6 +275,29 @@ impl Instances for SqliteStore {
             .await
     }
 
+    async fn reschedule_transitions(
+        &self,
+        account: &str,
+        ids: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<u64> {
+        let (account, ids) = (account.to_string(), ids.to_vec());
+        self.engine
+            .write(move |c| {
+                let mut moved = 0;
+                for id in &ids {
+                    moved += execute(
+                        c,
+                        "UPDATE instances SET transition_at = $1 \
+                         WHERE account_id = $2 AND id = $3 AND transition_at IS NOT NULL",
+                        params![ts(at), account, id],
+                    )?;
+                }
+                Ok(moved as u64)
+            })
+            .await
+    }
+
     async fn delete_instance(
         &self,
         account: &str,

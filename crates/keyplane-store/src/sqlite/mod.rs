@@ -16,6 +16,7 @@ mod instances;
 mod key_pairs;
 mod replay;
 mod rows;
+mod snapshot;
 mod sql;
 
 use std::str::FromStr;
@@ -194,6 +195,26 @@ impl Store for SqliteStore {
             failed_commits: self.engine.groups.failures(),
             sizes,
         })
+    }
+
+    fn snapshot_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.dir.join("snapshots"))
+    }
+
+    async fn save_snapshot(&self, path: &std::path::Path) -> Result<()> {
+        let (src, dest) = (self.engine.path().to_string(), path.to_path_buf());
+        tokio::task::spawn_blocking(move || snapshot::save(&src, &dest))
+            .await
+            .map_err(|e| CoreError::Internal(format!("saving a snapshot: {e}")))?
+    }
+
+    async fn load_snapshot(&self, path: &std::path::Path) -> Result<()> {
+        let schema = self.engine.read(snapshot::schema)?;
+        let snap = snapshot::open(path, schema)?;
+        let loaded = self.engine.write(move |c| snapshot::load(c, &snap)).await;
+        // The AccessKeys may have changed, loaded or not (a failed commit).
+        self.forget_access_keys();
+        loaded
     }
 
     async fn close(&self) {

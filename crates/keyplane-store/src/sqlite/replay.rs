@@ -159,6 +159,8 @@ impl Replay for SqliteStore {
                         ))
                     },
                 )?;
+                let expired = ts(now - chrono::Duration::hours(crate::CLIENT_TOKEN_HOURS));
+                let stored = stored.filter(|s| s.5 > expired);
                 let claim = match stored {
                     Some((h, ..)) if h != hash => TokenClaim::Mismatch,
                     Some((_, state, status, content_type, body, _)) if state == "done" => {
@@ -181,7 +183,8 @@ impl Replay for SqliteStore {
                             c,
                             "INSERT INTO client_tokens (account_id, action, token, request_hash, state, created_at) \
                              VALUES ($1, $2, $3, $4, 'processing', $5) ON CONFLICT(account_id, action, token) \
-                             DO UPDATE SET state = 'processing', created_at = excluded.created_at",
+                             DO UPDATE SET request_hash = excluded.request_hash, state = 'processing', \
+                             created_at = excluded.created_at, status = NULL, content_type = NULL, body = NULL",
                             params![account, action, token, hash, ts(now)],
                         )?;
                         TokenClaim::Claimed

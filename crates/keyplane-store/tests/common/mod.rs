@@ -71,6 +71,18 @@ macro_rules! conformance_tests {
         }
 
         #[tokio::test]
+        async fn an_account_deleted_takes_everything_but_its_audit_records() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::account_deletion(&s).await;
+        }
+
+        #[tokio::test]
+        async fn a_held_transition_completes_once_rescheduled() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::held_transitions(&s).await;
+        }
+
+        #[tokio::test]
         async fn the_audit_retention_purge_deletes_only_what_is_older_than_its_cutoff() {
             let (_g, s) = $fresh().await;
             keyplane_store::conformance::audit_retention(&s).await;

@@ -109,12 +109,16 @@ def test_a_full_disk_in_the_home_never_locks_the_host_out(server, host):
         wait_state(server, iid, "applied")
         assert host.key_logs_in(k1) and not host.password_logs_in()
         # The home moves to a tiny file system, kept as it was, then filled to the last byte.
+        # The agent is paused meanwhile: its periodic check would otherwise see the home empty
+        # for a moment, rightly, as drift.
+        agent.send_signal(signal.SIGSTOP)
         saved = tempfile.mkdtemp(prefix="kp-home-")
         subprocess.run(["cp", "-a", f"{host.home}/.", saved], check=True)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", host.home], check=True)
         subprocess.run(["cp", "-a", f"{saved}/.", host.home], check=True)
         uid = int(subprocess.check_output(["id", "-u", host.user]))
         os.chown(host.home, uid, uid)
+        agent.send_signal(signal.SIGCONT)
         filler = f"{host.home}/filler"
         subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1k"], capture_output=True)
         before = host.authorized_keys()

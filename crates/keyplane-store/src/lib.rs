@@ -99,14 +99,38 @@ pub trait KeyPairs: Send + Sync {
         audit: Option<&AuditRecord>,
     ) -> Result<()>;
 
-    /// Sets a key pair's description (and its update time).
-    async fn set_key_pair_description(
+    /// Sets a key pair's description or resource group (and its update time).
+    async fn set_key_pair_attribute(
         &self,
         account: &str,
         id: &str,
-        description: &str,
+        attribute: KeyPairAttribute,
+        value: &str,
         audit: Option<&AuditRecord>,
     ) -> Result<()>;
+}
+
+/// The attributes of a key pair that change after creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPairAttribute {
+    /// Volcengine's ModifyKeyPairAttribute.
+    Description,
+    /// Alibaba's JoinResourceGroup.
+    ResourceGroup,
+}
+
+impl KeyPairAttribute {
+    /// The UPDATE statement that sets it: `$1` value, `$2` update time, `$3` account, `$4` ID.
+    pub fn update(self) -> &'static str {
+        match self {
+            Self::Description => {
+                "UPDATE key_pairs SET description = $1, updated_at = $2 WHERE account_id = $3 AND id = $4"
+            }
+            Self::ResourceGroup => {
+                "UPDATE key_pairs SET resource_group_id = $1, updated_at = $2 WHERE account_id = $3 AND id = $4"
+            }
+        }
+    }
 }
 
 /// Instances, their power state and their key pair bindings.

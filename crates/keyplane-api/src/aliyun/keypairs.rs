@@ -22,8 +22,12 @@ pub const MAX_PAGE_SIZE: i64 = 50;
 
 /// What a new key pair has besides its name and key, in this dialect's parameters.
 fn extras(ctx: &Ctx<'_>) -> Result<Extras, CoreError> {
+    let group = ctx.p.opt("ResourceGroupId").unwrap_or_default();
+    if !group.is_empty() {
+        super::tags::check_resource_group_id(group)?;
+    }
     Ok(Extras {
-        resource_group_id: ctx.p.opt("ResourceGroupId").unwrap_or_default().to_string(),
+        resource_group_id: group.to_string(),
         description: String::new(),
         tags: ctx.p.tags()?,
     })

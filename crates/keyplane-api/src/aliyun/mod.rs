@@ -56,6 +56,7 @@ pub static ACTIONS: &[Action<Handler>] = &[
     action!("DetachKeyPair", WRITES, keypairs::detach),
     action!("TagResources", WRITES, tags::tag),
     action!("UntagResources", WRITES, tags::untag),
+    action!("JoinResourceGroup", WRITES, tags::join_resource_group),
     action!("RunInstances", WRITES, instances::run),
     action!("DescribeInstances", READS, instances::describe),
     action!("DescribeInstanceStatus", READS, instances::describe_status),

@@ -217,9 +217,10 @@ pub async fn modify(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     let kp = resolve(ctx, "ecs:ModifyKeyPairAttribute").await?;
     ctx.state
         .store
-        .set_key_pair_description(
+        .set_key_pair_attribute(
             ctx.account(),
             &kp.id,
+            keyplane_store::KeyPairAttribute::Description,
             &description,
             Some(ctx.audit_in_write()),
         )

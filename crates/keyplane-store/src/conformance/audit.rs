@@ -141,18 +141,20 @@ async fn every_other_write_commits_its_record<F, Fut>(
         .is_err());
     assert_eq!(actions("UntagResources").await, ["U1"]);
     store
-        .set_key_pair_description(
+        .set_key_pair_attribute(
             account,
             &kp.id,
+            crate::KeyPairAttribute::Description,
             "d",
             r("ModifyKeyPairAttribute", "M1").as_ref(),
         )
         .await
         .unwrap();
     assert!(store
-        .set_key_pair_description(
+        .set_key_pair_attribute(
             account,
             "kp-missing",
+            crate::KeyPairAttribute::Description,
             "d",
             r("ModifyKeyPairAttribute", "M2").as_ref(),
         )

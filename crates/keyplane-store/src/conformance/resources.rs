@@ -533,7 +533,13 @@ pub async fn descriptions(store: &dyn Store) {
     let kp = key_pair(&account, "described", "x");
     store.create_key_pair(&kp, 500, None).await.unwrap();
     store
-        .set_key_pair_description(&account, &kp.id, "web servers", None)
+        .set_key_pair_attribute(
+            &account,
+            &kp.id,
+            crate::KeyPairAttribute::Description,
+            "web servers",
+            None,
+        )
         .await
         .unwrap();
     let got = store
@@ -545,7 +551,13 @@ pub async fn descriptions(store: &dyn Store) {
     assert!(got.updated_at.is_some());
     assert_eq!(
         store
-            .set_key_pair_description("0000000000000000", &kp.id, "x", None)
+            .set_key_pair_attribute(
+                "0000000000000000",
+                &kp.id,
+                crate::KeyPairAttribute::Description,
+                "x",
+                None
+            )
             .await,
         Err(CoreError::KeyPairNotFound(kp.id.clone()))
     );

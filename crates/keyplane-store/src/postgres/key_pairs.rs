@@ -246,24 +246,23 @@ impl KeyPairs for SqlStore {
         commit(tx, audit).await
     }
 
-    async fn set_key_pair_description(
+    async fn set_key_pair_attribute(
         &self,
         account: &str,
         id: &str,
-        description: &str,
+        attribute: KeyPairAttribute,
+        value: &str,
         audit: Option<&AuditRecord>,
     ) -> Result<()> {
         let mut tx = self.begin(Serial::Rows).await?;
-        let r = sqlx::query(
-            "UPDATE key_pairs SET description = $1, updated_at = $2 WHERE account_id = $3 AND id = $4",
-        )
-        .bind(description)
-        .bind(ts(Utc::now()))
-        .bind(account)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        let r = sqlx::query(attribute.update())
+            .bind(value)
+            .bind(ts(Utc::now()))
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         if r.rows_affected() == 0 {
             return Err(CoreError::KeyPairNotFound(id.to_string()));
         }

@@ -240,26 +240,26 @@ impl KeyPairs for SqliteStore {
         .await
     }
 
-    async fn set_key_pair_description(
+    async fn set_key_pair_attribute(
         &self,
         account: &str,
         id: &str,
-        description: &str,
+        attribute: crate::KeyPairAttribute,
+        value: &str,
         audit: Option<&AuditRecord>,
     ) -> Result<()> {
-        let (account, id, description) =
-            (account.to_string(), id.to_string(), description.to_string());
+        let (account, id, value) = (account.to_string(), id.to_string(), value.to_string());
         self.write_audited(audit, move |c| {
-                let changed = execute(
-                    c,
-                    "UPDATE key_pairs SET description = $1, updated_at = $2 WHERE account_id = $3 AND id = $4",
-                    params![description, ts(Utc::now()), account, id],
-                )?;
-                if changed == 0 {
-                    return Err(CoreError::KeyPairNotFound(id));
-                }
-                Ok(())
-            })
-            .await
+            let changed = execute(
+                c,
+                attribute.update(),
+                params![value, ts(Utc::now()), account, id],
+            )?;
+            if changed == 0 {
+                return Err(CoreError::KeyPairNotFound(id));
+            }
+            Ok(())
+        })
+        .await
     }
 }

@@ -12,7 +12,7 @@ import pytest
 from alibabacloud_ecs20140526 import models as m
 
 import volcenginesdkecs as vm
-from conftest import LINUX, REGION, Server, tea_client
+from conftest import LINUX, POSTGRES, REGION, Server, tea_client
 from helpers import admin, ids_json, ssh_keygen
 from volc_helpers import raw, volc
 
@@ -212,6 +212,14 @@ def test_a_seeded_probability_fires_the_same_way_every_run(emu):
     assert a == b and 0 < sum(a) < 24, a
 
 
+def test_on_postgresql_snapshots_are_refused_clearly(emu):
+    if not POSTGRES:
+        pytest.skip("the store is SQLite")
+    out = admin(emu, "snapshot", "save", "fixture")
+    assert out.returncode != 0 and "pg_dump" in out.stderr, out.stderr
+
+
+@pytest.mark.skipif(bool(POSTGRES), reason="snapshots need the SQLite store")
 def test_a_snapshot_loaded_after_changes_brings_back_exactly_the_saved_state(emu):
     tea, api = tea_client(emu), volc(emu, region="cn-beijing")
     ids = run(tea, 3)

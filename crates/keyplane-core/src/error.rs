@@ -111,6 +111,12 @@ pub enum CoreError {
     Busy,
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("grant {0} not found")]
+    GrantNotFound(String),
+    /// The key pair was revoked (`keyplane access revoke-key`): it cannot be bound or granted
+    /// until it is unrevoked.
+    #[error("key pair {0} is revoked")]
+    KeyPairRevoked(String),
     /// An emulator control called on a server that does not run as an emulator (SPEC section 14).
     #[error("emulator mode is off")]
     EmulatorOff,
@@ -173,6 +179,8 @@ impl CoreError {
             Self::ServiceUnavailable,
             Self::Busy,
             Self::EmulatorOff,
+            Self::GrantNotFound(s()),
+            Self::KeyPairRevoked(s()),
         ]
     }
 

@@ -10,6 +10,7 @@ pub mod binding;
 pub mod catalog;
 pub mod duration;
 pub mod error;
+pub mod grant;
 pub mod ids;
 pub mod instance_password;
 pub mod intern;

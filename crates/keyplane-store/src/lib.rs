@@ -34,6 +34,7 @@ pub(crate) enum Serial<'a> {
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keyplane_core::binding::Power;
+use keyplane_core::grant::{Grant, InstanceNow};
 use keyplane_core::model::{Instance, KeyPair, Tag};
 use keyplane_core::CoreError;
 
@@ -305,6 +306,68 @@ pub trait Accounts: Send + Sync {
     ) -> Result<Vec<(PolicyRecord, DateTime<Utc>)>>;
 }
 
+/// Which grants a listing returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantFilter {
+    pub account_id: String,
+    pub region_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub key_pair_id: Option<String>,
+}
+
+/// The most grants one listing returns.
+pub const MAX_GRANTS_LISTED: u32 = 1000;
+
+/// The columns a grant is read with: the grant, its key pair's name and key, its instance's now.
+pub const GRANT_SELECT: &str = "SELECT g.id, g.account_id, g.region_id, g.instance_id, g.key_pair_id, \
+     k.name AS key_pair_name, k.public_key, g.os_user, g.expires_at, g.immediate, g.apply_seq, \
+     g.created_at, g.revoked_at, g.result, g.error, i.apply_seq AS instance_seq, \
+     i.provider AS instance_provider, i.started_at AS instance_started_at \
+     FROM grants g JOIN key_pairs k ON k.id = g.key_pair_id JOIN instances i ON i.id = g.instance_id";
+
+/// Grants and revoked key pairs (SPEC section 15).
+#[async_trait]
+pub trait Grants: Send + Sync {
+    /// Inserts `grants` in one transaction with the call's record; refused with `KeyPairRevoked`
+    /// if their key pair is revoked.
+    async fn create_grants(&self, grants: &[Grant], audit: Option<&AuditRecord>) -> Result<()>;
+    /// The grants `filter` names, newest first, at most [`MAX_GRANTS_LISTED`], each with its
+    /// instance's now.
+    async fn list_grants(&self, filter: &GrantFilter) -> Result<Vec<(Grant, InstanceNow)>>;
+    /// Ends grant `id` at `at`; the instance it was on.
+    async fn revoke_grant(
+        &self,
+        account: &str,
+        id: &str,
+        at: DateTime<Utc>,
+        audit: Option<&AuditRecord>,
+    ) -> Result<String>;
+    /// Records `key_pair` revoked in its account and ends its grants there; the instances they
+    /// were on. (The vendor bindings are ended by the caller, with the dialects' bind.)
+    async fn revoke_key_pair(
+        &self,
+        key_pair: &KeyPair,
+        at: DateTime<Utc>,
+        audit: Option<&AuditRecord>,
+    ) -> Result<Vec<String>>;
+    /// Lifts a revocation; false if the key pair was not revoked.
+    async fn unrevoke_key_pair(
+        &self,
+        account: &str,
+        key_pair_id: &str,
+        audit: Option<&AuditRecord>,
+    ) -> Result<bool>;
+    async fn key_pair_revoked(&self, account: &str, key_pair_id: &str) -> Result<bool>;
+    /// The public keys revoked in the account of instance `instance_id`.
+    async fn revoked_keys(&self, account: &str) -> Result<Vec<String>>;
+    /// The agent's report of each grant it applied (`None`) or could not (why).
+    async fn record_grant_results(
+        &self,
+        instance_id: &str,
+        results: &[(String, Option<String>)],
+    ) -> Result<()>;
+}
+
 /// The append-only audit log.
 #[async_trait]
 pub trait AuditLog: Send + Sync {
@@ -419,7 +482,7 @@ pub trait Agents: Send + Sync {
 /// methods into scope.
 #[async_trait]
 pub trait Store:
-    KeyPairs + Instances + Accounts + AuditLog + Replay + Agents + Send + Sync + 'static
+    KeyPairs + Instances + Accounts + AuditLog + Replay + Agents + Grants + Send + Sync + 'static
 {
     /// Whether several servers may share this store (PostgreSQL): then nonces and throttles are
     /// checked in the store on every call, and agent wake-ups go through it.
@@ -464,6 +527,8 @@ fn snapshots_unsupported() -> CoreError {
 
 /// What deleting an account deletes, children before parents; `$1` is the account's ID.
 pub const DELETE_ACCOUNT: &[&str] = &[
+    "DELETE FROM grants WHERE account_id = $1",
+    "DELETE FROM revoked_key_pairs WHERE account_id = $1",
     "DELETE FROM user_policies WHERE account_id = $1",
     "DELETE FROM login_profiles WHERE account_id = $1",
     "DELETE FROM access_keys WHERE account_id = $1",

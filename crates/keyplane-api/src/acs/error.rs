@@ -282,6 +282,16 @@ impl From<CoreError> for AliError {
                 "ServiceUnavailable",
                 "The server is busy with other requests; try again in a moment.",
             ),
+            CoreError::GrantNotFound(id) => e(
+                404,
+                "InvalidGrantId.NotFound",
+                format!("The grant {id} does not exist in this account."),
+            ),
+            CoreError::KeyPairRevoked(name) => e(
+                403,
+                "KeyPairRevoked",
+                format!("The key pair {name} is revoked: it cannot be bound or granted until `keyplane access unrevoke-key`."),
+            ),
             CoreError::EmulatorOff => e(
                 403,
                 "OperationDenied.EmulatorOff",

@@ -196,6 +196,16 @@ impl From<CoreError> for VolcError {
                 "ServiceUnavailable",
                 "The server is busy with other requests. Please try again later.",
             ),
+            CoreError::GrantNotFound(id) => e(
+                404,
+                "InvalidGrantId.NotFound",
+                format!("The grant {id} does not exist in this account."),
+            ),
+            CoreError::KeyPairRevoked(name) => e(
+                403,
+                "KeyPairRevoked",
+                format!("The key pair {name} is revoked: it cannot be bound or granted until it is unrevoked."),
+            ),
             CoreError::EmulatorOff => e(
                 403,
                 "OperationDenied.EmulatorOff",

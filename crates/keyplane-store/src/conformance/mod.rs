@@ -5,12 +5,14 @@
 mod accounts;
 mod audit;
 mod emulator;
+mod grants;
 mod resources;
 mod security;
 
 pub use accounts::*;
 pub use audit::*;
 pub use emulator::*;
+pub use grants::*;
 pub use resources::*;
 pub use security::*;
 

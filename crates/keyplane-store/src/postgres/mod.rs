@@ -14,6 +14,7 @@
 mod accounts;
 mod agents;
 mod audit;
+mod grants;
 mod instances;
 mod key_pairs;
 mod replay;

@@ -12,6 +12,7 @@ mod agents;
 mod audit;
 mod common;
 mod engine;
+mod grants;
 mod instances;
 mod key_pairs;
 mod replay;

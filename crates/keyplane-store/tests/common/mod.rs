@@ -77,6 +77,12 @@ macro_rules! conformance_tests {
         }
 
         #[tokio::test]
+        async fn grants_and_revoked_key_pairs_behave_as_the_conformance_story_says() {
+            let (_g, s) = $fresh().await;
+            keyplane_store::conformance::grants(&s).await;
+        }
+
+        #[tokio::test]
         async fn a_held_transition_completes_once_rescheduled() {
             let (_g, s) = $fresh().await;
             keyplane_store::conformance::held_transitions(&s).await;

@@ -1,7 +1,7 @@
 //! Grants and revoked key pairs (SPEC section 15).
 
 use super::*;
-use crate::{GrantFilter, Grants};
+use crate::GrantFilter;
 use keyplane_core::grant::{Grant, GrantState};
 
 fn grant(account: &str, inst: &Instance, kp: &KeyPair, user: &str, immediate: bool) -> Grant {

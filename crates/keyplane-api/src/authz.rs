@@ -28,6 +28,28 @@ impl Caller {
         Context {
             source_ip: self.source_ip,
             now: chrono::Utc::now(),
+            os_user: None,
+        }
+    }
+
+    /// [`Caller::check`] for a grant call: the `keyplane:OsUser` condition key is `os_user`.
+    pub fn check_for_user(
+        &self,
+        action: &str,
+        resource: &str,
+        os_user: &str,
+    ) -> Result<(), CoreError> {
+        let ctx = Context {
+            os_user: Some(os_user.to_string()),
+            ..self.context()
+        };
+        if self.is_root() || ram::evaluate(self.policies(), action, resource, &ctx).allowed() {
+            Ok(())
+        } else {
+            Err(CoreError::Forbidden {
+                action: action.into(),
+                resource: resource.into(),
+            })
         }
     }
 

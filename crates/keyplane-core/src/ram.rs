@@ -29,6 +29,11 @@ enum Operator {
     IpAddress,
     NotIpAddress,
     Date(std::cmp::Ordering, bool),
+    /// StringEquals/StringNotEquals (`like` false) and StringLike/StringNotLike (`*`, `?`).
+    String {
+        like: bool,
+        negate: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +77,8 @@ impl Cidr {
 enum Condition {
     SourceIp(Operator, Vec<Cidr>),
     CurrentTime(Operator, Vec<DateTime<Utc>>),
+    /// `keyplane:OsUser` (SPEC section 15): the OS user a grant is for.
+    OsUser(Operator, Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,6 +210,22 @@ fn parse_statement(raw: RawStatement) -> Result<Statement, CoreError> {
             "DateLessThanEquals" => Operator::Date(std::cmp::Ordering::Less, true),
             "DateGreaterThan" => Operator::Date(std::cmp::Ordering::Greater, false),
             "DateGreaterThanEquals" => Operator::Date(std::cmp::Ordering::Greater, true),
+            "StringEquals" => Operator::String {
+                like: false,
+                negate: false,
+            },
+            "StringNotEquals" => Operator::String {
+                like: false,
+                negate: true,
+            },
+            "StringLike" => Operator::String {
+                like: true,
+                negate: false,
+            },
+            "StringNotLike" => Operator::String {
+                like: true,
+                negate: true,
+            },
             other => {
                 return Err(malformed(format!(
                     "condition operator {other} is not supported"
@@ -250,7 +273,10 @@ fn parse_statement(raw: RawStatement) -> Result<Statement, CoreError> {
                         })
                         .collect::<Result<_, _>>()?,
                 ),
-                ("acs:sourceip" | "acs:currenttime", _) => {
+                ("keyplane:osuser", Operator::String { .. }) => {
+                    Condition::OsUser(op.clone(), values.clone())
+                }
+                ("acs:sourceip" | "acs:currenttime" | "keyplane:osuser", _) => {
                     return Err(malformed(format!("{op_name} does not apply to {key}")))
                 }
                 _ => return Err(malformed(format!("condition key {key} is not supported"))),
@@ -303,6 +329,9 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 pub struct Context {
     pub source_ip: Option<IpAddr>,
     pub now: DateTime<Utc>,
+    /// The OS user of a grant call (`keyplane:OsUser`); `None` elsewhere, where a condition on
+    /// it never holds.
+    pub os_user: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +368,16 @@ fn holds(c: &Condition, ctx: &Context) -> bool {
             }
         }),
         Condition::CurrentTime(..) => false,
+        Condition::OsUser(Operator::String { like, negate }, values) => {
+            let Some(user) = &ctx.os_user else {
+                return false;
+            };
+            let hit = values
+                .iter()
+                .any(|v| if *like { glob(v, user) } else { v == user });
+            hit != *negate
+        }
+        Condition::OsUser(..) => false,
     }
 }
 
@@ -410,7 +449,44 @@ mod tests {
         Context {
             source_ip: Some(ip.parse().unwrap()),
             now: "2026-06-01T00:00:00Z".parse().unwrap(),
+            os_user: None,
         }
+    }
+
+    #[test]
+    fn the_os_user_condition_allows_deploy_but_not_root() {
+        let p = policy(
+            r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"keyplane:GrantAccess","Resource":"*","Condition":{"StringEquals":{"keyplane:OsUser":"deploy"}}}]}"#,
+        );
+        let as_user = |u: Option<&str>| Context {
+            os_user: u.map(str::to_string),
+            ..ctx("10.0.0.1")
+        };
+        let grant = |u| {
+            evaluate(
+                std::slice::from_ref(&p),
+                "keyplane:GrantAccess",
+                "acs:ecs:r:a:instance/i",
+                &as_user(u),
+            )
+        };
+        assert!(grant(Some("deploy")).allowed());
+        assert!(!grant(Some("root")).allowed());
+        assert!(
+            !grant(None).allowed(),
+            "no OS user: the condition does not hold"
+        );
+        let like = policy(
+            r#"{"Version":"1","Statement":[{"Effect":"Deny","Action":"keyplane:*","Resource":"*","Condition":{"StringLike":{"keyplane:OsUser":"ro*"}}}]}"#,
+        );
+        assert_eq!(
+            evaluate(&[like], "keyplane:GrantAccess", "*", &as_user(Some("root"))),
+            Decision::ExplicitDeny
+        );
+        assert!(Policy::parse(
+            r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"*","Resource":"*","Condition":{"IpAddress":{"keyplane:OsUser":"x"}}}]}"#
+        )
+        .is_err());
     }
 
     fn policy(doc: &str) -> Policy {
@@ -563,7 +639,7 @@ mod tests {
             ),
             (
                 r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*","Condition":{"StringEquals":{"acs:UserAgent":"x"}}}]}"#,
-                "operator",
+                "condition key acs:UserAgent is not supported",
             ),
             (
                 r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*","Condition":{"IpAddress":{"acs:Colour":"x"}}}]}"#,

@@ -184,6 +184,7 @@ pub fn ram_policy(data: &[u8]) {
     let ctx = Context {
         source_ip: "192.0.2.1".parse().ok(),
         now: chrono::DateTime::UNIX_EPOCH,
+        os_user: Some("deploy".into()),
     };
     let policies = [policy];
     for (action, resource) in [

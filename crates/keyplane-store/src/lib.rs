@@ -325,6 +325,10 @@ pub const GRANT_SELECT: &str = "SELECT g.id, g.account_id, g.region_id, g.instan
      i.provider AS instance_provider, i.started_at AS instance_started_at \
      FROM grants g JOIN key_pairs k ON k.id = g.key_pair_id JOIN instances i ON i.id = g.instance_id";
 
+/// The condition of grants past their deadline (`$1`) not yet marked expired.
+pub const EXPIRED: &str = "WHERE g.expires_at IS NOT NULL AND g.expires_at <= $1 \
+     AND g.revoked_at IS NULL AND g.result <> 'expired' ORDER BY g.id LIMIT 1000";
+
 /// Grants and revoked key pairs (SPEC section 15).
 #[async_trait]
 pub trait Grants: Send + Sync {
@@ -360,6 +364,9 @@ pub trait Grants: Send + Sync {
     async fn key_pair_revoked(&self, account: &str, key_pair_id: &str) -> Result<bool>;
     /// The public keys revoked in the account of instance `instance_id`.
     async fn revoked_keys(&self, account: &str) -> Result<Vec<String>>;
+    /// Marks the grants whose deadline has passed by `now` as expired, once; those it marked (for
+    /// the audit log).
+    async fn expire_grants(&self, now: DateTime<Utc>) -> Result<Vec<Grant>>;
     /// The agent's report of each grant it applied (`None`) or could not (why).
     async fn record_grant_results(
         &self,

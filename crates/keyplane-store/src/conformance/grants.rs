@@ -137,4 +137,25 @@ pub async fn grants(store: &dyn Store) {
         .create_grants(&[grant(&account, &host, &kp, "deploy", true)], None)
         .await
         .unwrap();
+    // A deadline passed is marked once, for the audit log.
+    let mut short = grant(&account, &host, &kp, "deploy", true);
+    short.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
+    store
+        .create_grants(std::slice::from_ref(&short), None)
+        .await
+        .unwrap();
+    let expired = store.expire_grants(Utc::now()).await.unwrap();
+    assert_eq!(
+        expired.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
+        [short.id.as_str()]
+    );
+    assert!(store.expire_grants(Utc::now()).await.unwrap().is_empty());
+    store
+        .record_grant_results(&host.id, &[(short.id.clone(), None)])
+        .await
+        .unwrap();
+    assert!(
+        store.expire_grants(Utc::now()).await.unwrap().is_empty(),
+        "a late report does not undo it"
+    );
 }

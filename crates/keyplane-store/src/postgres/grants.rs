@@ -197,6 +197,30 @@ impl Grants for SqlStore {
         .map_err(db)
     }
 
+    async fn expire_grants(&self, now: DateTime<Utc>) -> Result<Vec<Grant>> {
+        let mut tx = self.begin(Serial::Rows).await?;
+        let rows = sqlx::query(&format!(
+            "{GRANT_SELECT} {EXPIRED} FOR UPDATE OF g SKIP LOCKED"
+        ))
+        .bind(ts(now))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let due: Vec<Grant> = rows
+            .iter()
+            .map(|r| grant_from_row(r).map(|(g, _)| g))
+            .collect::<Result<_>>()?;
+        for g in &due {
+            sqlx::query("UPDATE grants SET result = 'expired' WHERE id = $1")
+                .bind(&g.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(due)
+    }
+
     async fn record_grant_results(
         &self,
         instance_id: &str,
@@ -206,7 +230,7 @@ impl Grants for SqlStore {
         for (id, error) in results {
             let result = if error.is_some() { "failed" } else { "applied" };
             sqlx::query(
-                "UPDATE grants SET result = $1, error = $2 WHERE id = $3 AND instance_id = $4",
+                "UPDATE grants SET result = $1, error = $2 WHERE id = $3 AND instance_id = $4 AND result <> 'expired'",
             )
             .bind(result)
             .bind(error)

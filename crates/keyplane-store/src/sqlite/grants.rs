@@ -10,7 +10,8 @@ use rusqlite::{params, Connection, Row};
 use super::sql::{execute, get, rows, scalar, Sql};
 use super::SqliteStore;
 use crate::{
-    parse_ts, ts, AuditRecord, GrantFilter, Grants, Result, GRANT_SELECT, MAX_GRANTS_LISTED,
+    parse_ts, ts, AuditRecord, GrantFilter, Grants, Result, EXPIRED, GRANT_SELECT,
+    MAX_GRANTS_LISTED,
 };
 
 fn opt_ts(v: Option<String>) -> Result<Option<DateTime<Utc>>> {
@@ -195,6 +196,27 @@ impl Grants for SqliteStore {
         })
     }
 
+    async fn expire_grants(&self, now: DateTime<Utc>) -> Result<Vec<Grant>> {
+        self.engine
+            .write(move |c| {
+                let due = rows(
+                    c,
+                    &format!("{GRANT_SELECT} {EXPIRED}"),
+                    params![ts(now)],
+                    grant_from_row,
+                )?;
+                for (g, _) in &due {
+                    execute(
+                        c,
+                        "UPDATE grants SET result = 'expired' WHERE id = $1",
+                        params![g.id],
+                    )?;
+                }
+                Ok(due.into_iter().map(|(g, _)| g).collect())
+            })
+            .await
+    }
+
     async fn record_grant_results(
         &self,
         instance_id: &str,
@@ -207,7 +229,7 @@ impl Grants for SqliteStore {
                     let result = if error.is_some() { "failed" } else { "applied" };
                     execute(
                         c,
-                        "UPDATE grants SET result = $1, error = $2 WHERE id = $3 AND instance_id = $4",
+                        "UPDATE grants SET result = $1, error = $2 WHERE id = $3 AND instance_id = $4 AND result <> 'expired'",
                         params![result, error, id, instance],
                     )?;
                 }

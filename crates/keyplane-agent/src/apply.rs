@@ -32,6 +32,8 @@ pub struct Observed {
     pub password_version: Option<i64>,
     /// false in keys-only mode: `password_login` was not read from sshd but is the binding's.
     pub password_login_managed: bool,
+    /// How each grant went, after the grants were applied (empty otherwise).
+    pub grants: Vec<keyplane_core::agent_wire::GrantReport>,
 }
 
 fn user_for(cfg: &AgentConfig, desired_user: &str) -> Result<UserEntry, HostError> {
@@ -63,6 +65,7 @@ pub fn observe(
         password_login,
         password_version: None,
         password_login_managed: cfg.manage_sshd,
+        grants: Vec::new(),
     })
 }
 
@@ -113,9 +116,12 @@ pub fn apply(cfg: &AgentConfig, desired: &Desired) -> Result<Observed, HostError
         _ => None,
     };
     if cfg.manage_sshd {
-        // Never lock the host out: without a key sshd accepts, password login stays (or goes) on.
-        let password_login = desired.password_login || key_problem.is_some();
-        if let Err(e) = set_password_login(cfg, password_login) {
+        // Never lock the host out: without a key sshd accepts, password login stays (or goes) on;
+        // a vendor key that is revoked is no key sshd accepts.
+        let revoked = crate::grants::vendor_key_revoked(desired);
+        let password_login = desired.password_login || key_problem.is_some() || revoked;
+        let revoked_file = crate::grants::write_revoked_keys(cfg, &desired.revoked_keys)?;
+        if let Err(e) = set_sshd(cfg, password_login, revoked_file.as_deref()) {
             return Err(match key_problem {
                 Some(k) => k.and(e),
                 None => e,
@@ -165,18 +171,23 @@ fn put_key(user: &UserEntry, key: Option<&PublicKey>) -> Result<(), HostError> {
     }
 }
 
-/// Writes the drop-in (or the managed block of sshd_config), tests it, reloads; restores the last
-/// good file when sshd refuses it.
-fn set_password_login(cfg: &AgentConfig, password_login: bool) -> Result<(), HostError> {
+/// Writes the drop-in (or the managed block of sshd_config) with password login and, when keys are
+/// revoked, the `RevokedKeys` file (already written), tests it, reloads; restores the last good
+/// file when sshd refuses it.
+pub fn set_sshd(
+    cfg: &AgentConfig,
+    password_login: bool,
+    revoked_keys: Option<&str>,
+) -> Result<(), HostError> {
     let config = std::fs::read_to_string(&cfg.sshd_config)
         .map_err(|e| HostError::Io(format!("cannot read {}: {e}", cfg.sshd_config.display())))?;
     let (path, new) = if transform::includes_dir(&config, &cfg.sshd_dropin_dir.to_string_lossy()) {
         std::fs::create_dir_all(&cfg.sshd_dropin_dir).map_err(HostError::io)?;
-        (cfg.dropin_path(), transform::dropin(password_login))
+        (cfg.dropin_path(), transform::dropin(password_login, revoked_keys))
     } else {
         (
             cfg.sshd_config.clone(),
-            transform::sshd_config_block(&config, password_login),
+            transform::sshd_config_block(&config, password_login, revoked_keys),
         )
     };
     let old = match std::fs::read(&path) {

@@ -187,6 +187,7 @@ impl ControlPlane for Client {
             password_version: observed.and_then(|o| o.password_version),
             password_login_managed: observed.is_none_or(|o| o.password_login_managed),
             error: error.map(String::from),
+            grants: observed.map(|o| o.grants.clone()).unwrap_or_default(),
         };
         let mut req = self
             .http

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod files;
+pub mod grants;
 pub mod metrics;
 pub mod password;
 pub mod run;

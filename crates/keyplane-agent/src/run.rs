@@ -127,6 +127,11 @@ pub async fn reconcile(cfg: &AgentConfig, client: &impl ControlPlane) -> anyhow:
     let mut applied_password_login = true;
     let mut backoff = Duration::from_secs(1);
     let mut last_check = Instant::now();
+    // What the grants were last applied from (SPEC section 15); nothing to do at start unless an
+    // earlier run left grants sections behind.
+    let mut applied_grants = crate::grants::nothing_left(cfg).then(|| {
+        crate::grants::fingerprint(&Desired::default(), chrono::Utc::now())
+    });
     let metrics = &crate::metrics::METRICS;
     loop {
         let polled = client.desired(etag.as_deref(), wait).await;
@@ -159,6 +164,26 @@ pub async fn reconcile(cfg: &AgentConfig, client: &impl ControlPlane) -> anyhow:
                 tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
+            }
+        }
+        // Grants apply as soon as they change, and again when one's deadline passes.
+        if let Some(d) = &current {
+            let now = chrono::Utc::now();
+            let wanted = crate::grants::fingerprint(d, now);
+            if applied_grants.as_ref() != Some(&wanted) {
+                let results = crate::grants::apply(cfg, d, applied_password_login, now);
+                crate::metrics::METRICS.applied(results.iter().all(|r| r.error.is_none()));
+                let observed = apply::observe(cfg, &d.login_user, applied_password_login);
+                match observed {
+                    Ok(mut o) => {
+                        o.grants = results;
+                        if let Err(e) = client.report(None, Some(&o), None).await {
+                            tracing::warn!(error = %e, "reporting the grants failed");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "checking the host failed"),
+                }
+                applied_grants = Some(wanted);
             }
         }
         if let Some(d) = &current {

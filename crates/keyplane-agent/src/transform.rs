@@ -7,6 +7,9 @@ use keyplane_core::pubkey::PublicKey;
 
 pub const BEGIN: &str = "# BEGIN keyplane managed key (do not edit: changes are reported as drift)";
 pub const END: &str = "# END keyplane managed key";
+pub const GRANTS_BEGIN: &str =
+    "# BEGIN keyplane grants (do not edit: changes are undone at the next apply)";
+pub const GRANTS_END: &str = "# END keyplane grants";
 pub const SSHD_BEGIN: &str = "# BEGIN keyplane managed block (password login)";
 pub const SSHD_END: &str = "# END keyplane managed block";
 
@@ -62,6 +65,36 @@ pub fn authorized_keys(old: &str, key: Option<&str>) -> String {
     lines.join("\n") + "\n"
 }
 
+/// authorized_keys with `lines` (granted keys, options included) as the grants section, or no
+/// section when there are none; the vendor's managed key and every hand-written line are kept.
+pub fn grants_section(old: &str, lines: &[String]) -> String {
+    let (mut kept, _) = split(old, GRANTS_BEGIN, GRANTS_END);
+    while kept.last().is_some_and(|l| l.trim().is_empty()) {
+        kept.pop();
+    }
+    if !lines.is_empty() {
+        kept.push(GRANTS_BEGIN.to_string());
+        kept.extend(lines.iter().cloned());
+        kept.push(GRANTS_END.to_string());
+    }
+    if kept.is_empty() {
+        return String::new();
+    }
+    kept.join("\n") + "\n"
+}
+
+/// The grant IDs of the lines in the grants section (their comment names them).
+pub fn granted_ids(text: &str) -> Vec<String> {
+    let (_, inside) = split(text, GRANTS_BEGIN, GRANTS_END);
+    inside
+        .iter()
+        .filter_map(|l| l.rsplit_once(GRANT_TAG).map(|(_, id)| id.trim().to_string()))
+        .collect()
+}
+
+/// The comment that ends a granted line: `keyplane-grant:<GrantId>`.
+pub const GRANT_TAG: &str = "keyplane-grant:";
+
 /// SHA-256 fingerprints of the keys inside the managed sections (lines that do not parse count as
 /// `invalid`, so an edit by hand is seen).
 pub fn managed_fingerprints(text: &str) -> Vec<String> {
@@ -82,20 +115,28 @@ fn password_lines(password_login: bool) -> String {
     format!("PasswordAuthentication {v}\nKbdInteractiveAuthentication {v}\n")
 }
 
+/// `RevokedKeys FILE` when keys are revoked (SPEC section 15); nothing otherwise, so a host that
+/// never had a key revoked keeps the drop-in every earlier release wrote.
+fn revoked_line(revoked_keys: Option<&str>) -> String {
+    revoked_keys.map_or(String::new(), |f| format!("RevokedKeys {f}\n"))
+}
+
 /// The drop-in that sorts first in `sshd_config.d` (sshd keeps the first value it reads).
-pub fn dropin(password_login: bool) -> String {
+pub fn dropin(password_login: bool, revoked_keys: Option<&str>) -> String {
     format!(
-        "# Managed by keyplane: password login for SSH.\n{}",
-        password_lines(password_login)
+        "# Managed by keyplane: password login for SSH.\n{}{}",
+        password_lines(password_login),
+        revoked_line(revoked_keys)
     )
 }
 
 /// For an sshd_config without an Include: the managed block at the very top, before any Match.
-pub fn sshd_config_block(old: &str, password_login: bool) -> String {
+pub fn sshd_config_block(old: &str, password_login: bool, revoked_keys: Option<&str>) -> String {
     let (lines, _) = split(old, SSHD_BEGIN, SSHD_END);
     let mut out = format!(
-        "{SSHD_BEGIN}\n{}{SSHD_END}\n",
-        password_lines(password_login)
+        "{SSHD_BEGIN}\n{}{}{SSHD_END}\n",
+        password_lines(password_login),
+        revoked_line(revoked_keys)
     );
     if !lines.is_empty() {
         out.push_str(&(lines.join("\n") + "\n"));
@@ -213,12 +254,12 @@ mod tests {
 
     #[test]
     fn sshd_transforms() {
-        assert_eq!(dropin(false), "# Managed by keyplane: password login for SSH.\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n");
+        assert_eq!(dropin(false, None), "# Managed by keyplane: password login for SSH.\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n");
         let cfg = "Port 22\nMatch User x\n  PasswordAuthentication yes\n";
-        let once = sshd_config_block(cfg, false);
+        let once = sshd_config_block(cfg, false, None);
         assert!(once.starts_with(SSHD_BEGIN) && once.ends_with(cfg));
-        assert_eq!(sshd_config_block(&once, false), once, "idempotent");
-        assert!(sshd_config_block(&once, true)
+        assert_eq!(sshd_config_block(&once, false, None), once, "idempotent");
+        assert!(sshd_config_block(&once, true, None)
             .contains("PasswordAuthentication yes\nKbdInteractiveAuthentication yes\n# END"));
         assert!(includes_dir(
             "Include /etc/ssh/sshd_config.d/*.conf\n",

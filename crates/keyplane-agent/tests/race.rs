@@ -117,6 +117,8 @@ fn binding(user: &str) -> Desired {
         apply_seq: 1,
         password_hash: None,
         password_version: 0,
+        grants: Vec::new(),
+        revoked_keys: Vec::new(),
     }
 }
 

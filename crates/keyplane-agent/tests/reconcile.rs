@@ -102,6 +102,8 @@ fn state(key: &str, apply_seq: i64) -> Desired {
         apply_seq,
         password_hash: None,
         password_version: 0,
+        grants: Vec::new(),
+        revoked_keys: Vec::new(),
     }
 }
 

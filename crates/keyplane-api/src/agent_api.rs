@@ -25,7 +25,9 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keyplane_core::agent_wire::{DesiredState, Registered, Registration, Report, ReportAnswer};
+use keyplane_core::agent_wire::{
+    DesiredGrant, DesiredState, Registered, Registration, Report, ReportAnswer,
+};
 use keyplane_core::binding::Binding;
 use keyplane_core::ids;
 use keyplane_core::model::{Instance, InstanceStatus, OsType, Provider};
@@ -414,7 +416,20 @@ pub async fn desired(State(state): State<Arc<AppState>>, req: axum::extract::Req
                 );
             }
         };
+        let (grants, revoked_keys) = match host_grants(&state, &id).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the grants failed");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "Try again.",
+                );
+            }
+        };
         let body = DesiredState {
+            grants,
+            revoked_keys,
             instance_id: d.instance_id,
             login_user: d.login_user,
             public_key: d.public_key,
@@ -434,6 +449,41 @@ pub async fn desired(State(state): State<Arc<AppState>>, req: axum::extract::Req
             return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
         }
     }
+}
+
+/// The grants in effect on host `id` (in grant-ID order, so the text and its ETag change only
+/// when they do) and the public keys revoked in its account.
+async fn host_grants(
+    state: &AppState,
+    id: &str,
+) -> Result<(Vec<DesiredGrant>, Vec<String>), keyplane_core::CoreError> {
+    let Some((account, _)) = state.store.agent_credential(id).await? else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let now = state.clock.now();
+    let filter = keyplane_store::GrantFilter {
+        account_id: account.clone(),
+        instance_id: Some(id.to_string()),
+        ..Default::default()
+    };
+    let mut grants: Vec<DesiredGrant> = state
+        .store
+        .list_grants(&filter)
+        .await?
+        .into_iter()
+        .filter(|(g, inst)| g.in_effect(inst, now))
+        .map(|(g, _)| DesiredGrant {
+            grant_id: g.id,
+            os_user: g.os_user,
+            public_key: g.public_key,
+            expires_at: g
+                .expires_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        })
+        .collect();
+    grants.sort_by(|a, b| a.grant_id.cmp(&b.grant_id));
+    let revoked = state.store.revoked_keys(&account).await?;
+    Ok((grants, revoked))
 }
 
 pub async fn report(
@@ -457,6 +507,30 @@ pub async fn report(
     }
     if r.error.as_ref().is_some_and(|e| e.len() > MAX_ERROR_LEN) {
         return invalid("Error is at most 4096 bytes.");
+    }
+    if r.grants.len() > MAX_FINGERPRINTS * 10
+        || r.grants.iter().any(|g| {
+            g.grant_id.len() > 64 || g.error.as_ref().is_some_and(|e| e.len() > MAX_ERROR_LEN)
+        })
+    {
+        return invalid(
+            "Grants holds at most 1000 results, each an ID and an error of at most 4096 bytes.",
+        );
+    }
+    if !r.grants.is_empty() {
+        let results: Vec<(String, Option<String>)> = r
+            .grants
+            .iter()
+            .map(|g| (g.grant_id.clone(), g.error.clone().map(display_safe)))
+            .collect();
+        if let Err(e) = state.store.record_grant_results(&id, &results).await {
+            tracing::error!(error = %e, "recording grant results failed");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "Try again.",
+            );
+        }
     }
     let report = AgentReport {
         applied_seq: r.applied_seq,

@@ -18,6 +18,7 @@ pub mod config;
 pub mod console;
 pub mod cpu;
 pub mod emulator;
+pub mod grants;
 pub mod idempotency;
 pub mod listener;
 pub mod metrics;
@@ -393,6 +394,7 @@ fn spawn_background(
             }
             if n.is_multiple_of(10) {
                 purge_audit(&state).await;
+                grants::expire(&state).await;
             }
             if !state.config.transition_delay.is_zero() || state.emulator.is_some() {
                 if let Err(e) = state.store.complete_transitions(state.clock.now()).await {

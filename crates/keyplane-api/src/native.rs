@@ -21,6 +21,8 @@
 //!   with the same RAM checks and audit as a signed call.
 //! - `GET /api/v1/instances?RegionId=&InstanceId=`: instances with their binding state
 //!   (`none`, `pending_restart`, `applied`, `failed` with the reason, `drifted`).
+//! - `/api/v1/grants`, `/api/v1/revoked-keys`: grants and revocation (SPEC section 15), see
+//!   [`crate::grants`].
 //! - `/api/v1/emulator/…`: the emulator's controls (SPEC section 14), see [`crate::emulator`].
 
 use std::sync::Arc;
@@ -97,6 +99,18 @@ pub async fn handle(
         return crate::pipeline::run(&crate::aliyun::console(), &ctx, &meta).await;
     }
     let result = match (wire.method.as_str(), wire.path.as_str()) {
+        ("POST", "/api/v1/grants") => crate::grants::create(&state, &caller, &p, &request_id).await,
+        ("GET", "/api/v1/grants") => crate::grants::list(&state, &caller, &p).await,
+        ("POST", path) if revoked_grant_id(path).is_some() => {
+            let id = revoked_grant_id(path).unwrap_or_default();
+            crate::grants::revoke(&state, &caller, id, &request_id).await
+        }
+        ("POST", "/api/v1/revoked-keys") => {
+            crate::grants::revoke_key(&state, &caller, &p, &request_id).await
+        }
+        ("DELETE", "/api/v1/revoked-keys") => {
+            crate::grants::unrevoke_key(&state, &caller, &p, &request_id).await
+        }
         (method, path) if path.starts_with("/api/v1/emulator/") => {
             crate::emulator::native::handle(&state, &caller, method, path, &p).await
         }
@@ -123,6 +137,15 @@ pub async fn handle(
         Ok(body) => render::success("Native", &request_id, body, Format::Json),
         Err(e) => render::error(&AliError::from(e), &request_id, host, Format::Json),
     }
+}
+
+/// `G` of `/api/v1/grants/{G}/revoke`, if it has a grant ID's characters.
+fn revoked_grant_id(path: &str) -> Option<&str> {
+    let id = path
+        .strip_prefix("/api/v1/grants/")?
+        .strip_suffix("/revoke")?;
+    (!id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .then_some(id)
 }
 
 fn session_headers(wire: &WireRequest) -> axum::http::HeaderMap {

@@ -33,7 +33,7 @@ pub struct Registered {
 
 /// `GET /agent/v1/desired`: what the host must have. Its ETag is a digest of this JSON text, so
 /// the field order is part of the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DesiredState {
     #[serde(default)]
@@ -52,6 +52,35 @@ pub struct DesiredState {
     pub password_hash: Option<String>,
     #[serde(default)]
     pub password_version: i64,
+    /// The grants in effect on this host (SPEC section 15), applied as soon as they change,
+    /// without a restart. Left out of the text when empty, so the text of a host without grants
+    /// (and its ETag) is what every earlier release sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<DesiredGrant>,
+    /// Public keys (OpenSSH lines) revoked in the account: sshd refuses them for every user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_keys: Vec<String>,
+}
+
+/// One grant a host must have: `public_key` in `os_user`'s authorized_keys until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DesiredGrant {
+    pub grant_id: String,
+    pub os_user: String,
+    pub public_key: String,
+    /// RFC 3339, UTC; `None`: no deadline.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+/// How one grant went on the host: `error` is `None` when it is in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GrantReport {
+    pub grant_id: String,
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// `POST /agent/v1/report`: what is in effect on the host, after an apply (`applied_seq`) or a
@@ -71,6 +100,9 @@ pub struct Report {
     pub password_login_managed: bool,
     #[serde(default)]
     pub error: Option<String>,
+    /// The grants the agent applied or could not, after it changed them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<GrantReport>,
 }
 
 fn managed() -> bool {
@@ -103,6 +135,8 @@ mod tests {
             apply_seq: 3,
             password_hash: None,
             password_version: 0,
+            grants: Vec::new(),
+            revoked_keys: Vec::new(),
         };
         assert_eq!(
             serde_json::to_string(&d).unwrap(),

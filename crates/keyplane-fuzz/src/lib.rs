@@ -247,10 +247,10 @@ pub fn sshd_config(data: &[u8]) {
     use keyplane_agent::transform::sshd_config_block;
     let old = text(data);
     for on in [true, false] {
-        let once = sshd_config_block(&old, on);
-        assert_eq!(sshd_config_block(&once, on), once, "idempotent");
+        let once = sshd_config_block(&old, on, None);
+        assert_eq!(sshd_config_block(&once, on, None), once, "idempotent");
         assert_eq!(
-            sshd_config_block(&sshd_config_block(&once, !on), on),
+            sshd_config_block(&sshd_config_block(&once, !on, None), on, None),
             once,
             "switching back restores the file"
         );

@@ -202,6 +202,19 @@ impl Client {
     }
 }
 
+/// The answer with only `fields` on success (a contract's shape), else as the server said.
+pub fn only(mut answer: Answer, fields: &[&str]) -> Answer {
+    if answer.status.is_success() {
+        let body = &answer.body;
+        let kept: serde_json::Map<String, serde_json::Value> = fields
+            .iter()
+            .map(|f| (f.to_string(), body[*f].clone()))
+            .collect();
+        answer.body = serde_json::Value::Object(kept);
+    }
+    answer
+}
+
 /// Prints a success as pretty JSON on stdout, or the vendor error on stderr with exit code 1.
 pub fn print(answer: Answer) -> anyhow::Result<std::process::ExitCode> {
     print_with_hint(answer, None)

@@ -2,7 +2,7 @@
 //! native API. Each prints the JSON the contract names on stdout and exits 0, or the server's
 //! error on stderr and exits 1 (on a server without `--emulator`: emulator mode is off).
 
-use crate::client::{Answer, Client};
+use crate::client::{only, Answer, Client};
 
 #[derive(clap::Subcommand)]
 pub enum FaultCommand {
@@ -112,19 +112,6 @@ async fn call(
     client
         .call(method, &format!("{BASE}{path}"), action, "v1", q)
         .await
-}
-
-/// The answer with only `fields` on success (the contract's shape), else as the server said.
-fn only(mut answer: Answer, fields: &[&str]) -> Answer {
-    if answer.status.is_success() {
-        let body = &answer.body;
-        let kept: serde_json::Map<String, serde_json::Value> = fields
-            .iter()
-            .map(|f| (f.to_string(), body[*f].clone()))
-            .collect();
-        answer.body = serde_json::Value::Object(kept);
-    }
-    answer
 }
 
 pub async fn fault(client: &Client, command: FaultCommand) -> anyhow::Result<Answer> {

@@ -3,6 +3,7 @@
 //! `agent` runs on a real host.
 //! Thin by design: it parses arguments and calls into the crates.
 
+mod access;
 mod admin;
 mod agent;
 mod client;
@@ -41,6 +42,8 @@ enum Command {
     Admin(admin::AdminArgs),
     /// The guest agent of a real Linux host.
     Agent(agent::AgentArgs),
+    /// Grants of key pairs to named OS users, and revocation of a key pair everywhere.
+    Access(access::AccessArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
             Command::Ecs(args) => ecs::run(args).await,
             Command::Admin(args) => admin::run(args).await,
             Command::Agent(args) => agent::run(args).await,
+            Command::Access(args) => access::run(args).await,
         }
     });
     match result {

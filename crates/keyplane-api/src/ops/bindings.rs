@@ -33,6 +33,16 @@ pub async fn bind(
 ) -> Result<Vec<InstanceOutcome>, CoreError> {
     let (caller, region) = (ctx.caller, ctx.region()?.id);
     let action = ram_action(op);
+    // A revoked key pair (SPEC section 15) is bound nowhere until it is unrevoked.
+    if op == BindOp::Attach
+        && ctx
+            .state
+            .store
+            .key_pair_revoked(ctx.account(), &key_pair.id)
+            .await?
+    {
+        return Err(CoreError::KeyPairRevoked(key_pair.name.clone()));
+    }
     // Instances refused before the store sees the batch: those the caller may not touch, and
     // those an emulator fault fails.
     let refused: HashMap<&String, InstanceFailure> = ids

@@ -56,9 +56,9 @@ async function ecs(action, params = {}) {
   }));
 }
 
-async function native(path, params = {}) {
+async function native(path, params = {}, method = 'GET') {
   const q = new URLSearchParams(params);
-  return json(await fetch(`/api/v1/${path}?${q}`, { headers: { 'x-csrf-token': state.csrf } }));
+  return json(await fetch(`/api/v1/${path}?${q}`, { method, headers: { 'x-csrf-token': state.csrf } }));
 }
 
 /** Every key pair of the region, newest first (the API lists them in creation order). */
@@ -298,6 +298,7 @@ async function loadKeyPairs() {
         cell('Actions', { class: 'actions' },
           el('button', { type: 'button', class: 'link', 'data-focus-key': `kp:${name}:bind`, onclick: () => bindDialog(name, 'bind') }, 'Bind'),
           el('button', { type: 'button', class: 'link', 'data-focus-key': `kp:${name}:unbind`, onclick: () => bindDialog(name, 'unbind') }, 'Unbind'),
+          el('button', { type: 'button', class: 'link', 'data-focus-key': `kp:${name}:revoke`, onclick: () => revokeKeyPair(name) }, 'Revoke'),
           el('button', { type: 'button', class: 'link', 'data-focus-key': `kp:${name}:delete`, onclick: () => deleteKeyPair(name) }, 'Delete')));
     });
     if (!rows.length) {
@@ -364,6 +365,24 @@ async function deleteKeyPair(name) {
     $('kp-search').focus();
     loadKeyPairs();
   }
+}
+
+// Revocation (SPEC section 15): every binding and grant of the key pair ends, and every host refuses
+// the key from now on, copies added by hand included.
+async function revokeKeyPair(name) {
+  const body = el('p', {}, `Revoke ${name} everywhere? Every binding and grant of it in this account ends now, and every host refuses its key, also where someone added it by hand. It cannot be bound or granted again until it is unrevoked (keyplane access unrevoke-key).`);
+  const ok = await openDialog('Revoke SSH Key Pair', body, 'Revoke',
+    () => native('revoked-keys', { Region: state.region, KeyPairName: name }, 'POST'), { focus: 'cancel', danger: true });
+  if (ok) {
+    say($('kp-message'), `Revoked ${name}: no host accepts its key any more.`, 'success');
+    loadKeyPairs();
+  }
+}
+
+/** A grant as the Instances page shows it: the user, until when, and how it stands. */
+function grantText(g) {
+  const until = g.ExpiresAt ? ` until ${g.ExpiresAt.replace('T', ' ').replace('Z', ' UTC')}` : '';
+  return `${g.OsUser} (${g.KeyPairName}${until}, ${g.State})`;
 }
 
 function instanceLabel(i) {
@@ -583,13 +602,15 @@ function powerButtons(i) {
   return out;
 }
 
-function instanceRow(i) {
+function instanceRow(i, grants) {
+  const live = grants.filter((g) => g.State !== 'revoked' && g.State !== 'expired');
   return el('tr', { 'data-id': i.InstanceId },
     cell('Instance', { class: 'name' }, `${i.InstanceName} `, el('span', { class: 'mono id' }, i.InstanceId)),
     cell('Status', { class: 'status' }, i.Status),
     cell('OS', {}, i.OsName || i.OsType),
     cell('Key pair', { class: 'name' }, i.KeyPairName || '—'),
     cell('Binding state', {}, el('span', { class: `state ${i.BindingState}` }, i.BindingState), i.BindingError ? ` ${i.BindingError}` : ''),
+    cell('Grants', { class: 'grants' }, ...(live.length ? live.map((g) => el('div', {}, grantText(g))) : ['—'])),
     cell('Actions', { class: 'actions' }, ...powerButtons(i)));
 }
 
@@ -600,20 +621,26 @@ async function loadInstances() {
   const session = state.session;
   const msg = $('in-message');
   try {
-    const r = await native('instances', { RegionId: state.region });
+    const [r, granted] = await Promise.all([
+      native('instances', { RegionId: state.region }),
+      native('grants', { Region: state.region }).catch(() => ({ Grants: [] })),
+    ]);
     if (load !== state.loads.instances || session !== state.session) return;
+    const grantsOf = new Map();
+    for (const g of granted.Grants) grantsOf.set(g.InstanceId, [...(grantsOf.get(g.InstanceId) || []), g]);
     const tbody = $('in-rows');
     const old = new Map([...tbody.querySelectorAll('tr[data-id]')].map((tr) => [tr.dataset.id, tr]));
     const focusKey = document.activeElement && tbody.contains(document.activeElement) ? document.activeElement.dataset.focusKey : '';
     const rows = r.Instances.map((i) => {
-      const sig = JSON.stringify([i.InstanceName, i.Status, i.OsName, i.OsType, i.KeyPairName, i.BindingState, i.BindingError]);
+      const grants = grantsOf.get(i.InstanceId) || [];
+      const sig = JSON.stringify([i.InstanceName, i.Status, i.OsName, i.OsType, i.KeyPairName, i.BindingState, i.BindingError, grants.map(grantText)]);
       const prev = old.get(i.InstanceId);
       if (prev && prev.dataset.sig === sig) return prev;
-      const tr = instanceRow(i);
+      const tr = instanceRow(i, grants);
       tr.dataset.sig = sig;
       return tr;
     });
-    if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'No instances in this region.')));
+    if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 7, class: 'empty' }, 'No instances in this region.')));
     const current = [...tbody.children];
     if (current.length === rows.length && current.every((tr, k) => tr.dataset.id && tr.dataset.id === rows[k].dataset.id)) {
       current.forEach((tr, k) => { if (tr !== rows[k]) tr.replaceWith(rows[k]); });

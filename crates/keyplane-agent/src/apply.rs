@@ -183,7 +183,10 @@ pub fn set_sshd(
         .map_err(|e| HostError::Io(format!("cannot read {}: {e}", cfg.sshd_config.display())))?;
     let (path, new) = if transform::includes_dir(&config, &cfg.sshd_dropin_dir.to_string_lossy()) {
         std::fs::create_dir_all(&cfg.sshd_dropin_dir).map_err(HostError::io)?;
-        (cfg.dropin_path(), transform::dropin(password_login, revoked_keys))
+        (
+            cfg.dropin_path(),
+            transform::dropin(password_login, revoked_keys),
+        )
     } else {
         (
             cfg.sshd_config.clone(),

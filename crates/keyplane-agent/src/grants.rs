@@ -54,7 +54,11 @@ pub fn write_revoked_keys(cfg: &AgentConfig, keys: &[String]) -> Result<Option<S
 /// Whether the vendor-bound key of the login user is among the revoked ones: sshd then refuses it,
 /// so password login must not be off on its account.
 pub fn vendor_key_revoked(desired: &Desired) -> bool {
-    let Some(key) = desired.public_key.as_deref().and_then(|k| PublicKey::parse(k).ok()) else {
+    let Some(key) = desired
+        .public_key
+        .as_deref()
+        .and_then(|k| PublicKey::parse(k).ok())
+    else {
         return false;
     };
     let fp = key.sha256_fingerprint();
@@ -87,7 +91,12 @@ fn line(g: &DesiredGrant) -> Result<String, HostError> {
     if let Some(o) = &option {
         parts.insert(0, o);
     }
-    Ok(format!("{} {}{}", parts.join(" "), transform::GRANT_TAG, g.grant_id))
+    Ok(format!(
+        "{} {}{}",
+        parts.join(" "),
+        transform::GRANT_TAG,
+        g.grant_id
+    ))
 }
 
 fn remembered_users(cfg: &AgentConfig) -> BTreeSet<String> {
@@ -120,10 +129,16 @@ pub fn apply(
             tracing::warn!(error = %e, "the revoked keys could not be put in place");
         }
     } else if !desired.revoked_keys.is_empty() {
-        tracing::warn!("keys only: revoked keys are not enforced, sshd is not the agent's to change");
+        tracing::warn!(
+            "keys only: revoked keys are not enforced, sshd is not the agent's to change"
+        );
     }
     let mut by_user: BTreeMap<String, Vec<&DesiredGrant>> = BTreeMap::new();
-    for g in desired.grants.iter().filter(|g| deadline(g).is_none_or(|t| t > now)) {
+    for g in desired
+        .grants
+        .iter()
+        .filter(|g| deadline(g).is_none_or(|t| t > now))
+    {
         by_user.entry(g.os_user.clone()).or_default().push(g);
     }
     let mut users = remembered_users(cfg);
@@ -162,7 +177,11 @@ pub fn apply(
 /// when none is revoked). Password login stays as sshd has it now (`password_login`, the setting
 /// last applied, or on if sshd has it on), and goes on if the login user's own key is revoked:
 /// this pass never turns it off.
-fn put_revoked(cfg: &AgentConfig, desired: &Desired, password_login: bool) -> Result<(), HostError> {
+fn put_revoked(
+    cfg: &AgentConfig,
+    desired: &Desired,
+    password_login: bool,
+) -> Result<(), HostError> {
     let file = write_revoked_keys(cfg, &desired.revoked_keys)?;
     let user = cfg.login_user.as_deref().unwrap_or(&desired.login_user);
     let on_now = crate::sshd::password_login(&cfg.sshd_bin, &cfg.sshd_config, user).unwrap_or(true);
@@ -181,7 +200,10 @@ fn put_user(cfg: &AgentConfig, user: &str, grants: &[&DesiredGrant]) -> Result<(
         }
         Err(e) => return Err(e),
     };
-    let lines = grants.iter().map(|g| line(g)).collect::<Result<Vec<_>, _>>()?;
+    let lines = grants
+        .iter()
+        .map(|g| line(g))
+        .collect::<Result<Vec<_>, _>>()?;
     let Some(ssh) = SshDir::open(&entry, !lines.is_empty())? else {
         return Ok(());
     };
@@ -195,10 +217,14 @@ fn put_user(cfg: &AgentConfig, user: &str, grants: &[&DesiredGrant]) -> Result<(
     }
     let written = transform::granted_ids(&ssh.read(KEYS)?);
     if grants.iter().any(|g| !written.contains(&g.grant_id)) {
-        return Err(HostError::Io("a granted key is not in authorized_keys after the write".into()));
+        return Err(HostError::Io(
+            "a granted key is not in authorized_keys after the write".into(),
+        ));
     }
     match ssh.strict_modes_problem(KEYS)? {
-        Some(why) => Err(HostError::Refused(format!("sshd would refuse the key: {why}"))),
+        Some(why) => Err(HostError::Refused(format!(
+            "sshd would refuse the key: {why}"
+        ))),
         None => Ok(()),
     }
 }
@@ -211,7 +237,10 @@ pub fn nothing_left(cfg: &AgentConfig) -> bool {
 
 /// What a pass of [`apply`] depends on: the grants and revoked keys sent, and which of the
 /// grants' deadlines have passed.
-pub fn fingerprint(desired: &Desired, now: DateTime<Utc>) -> (Vec<DesiredGrant>, Vec<String>, usize) {
+pub fn fingerprint(
+    desired: &Desired,
+    now: DateTime<Utc>,
+) -> (Vec<DesiredGrant>, Vec<String>, usize) {
     let passed = desired
         .grants
         .iter()
@@ -246,6 +275,10 @@ mod tests {
         let text = transform::grants_section("hand@key\n", &[line(&forever).unwrap()]);
         assert_eq!(transform::granted_ids(&text), ["gr-1"]);
         assert!(text.starts_with("hand@key\n"));
-        assert_eq!(transform::grants_section(&text, &[]), "hand@key\n", "removed, the rest kept");
+        assert_eq!(
+            transform::grants_section(&text, &[]),
+            "hand@key\n",
+            "removed, the rest kept"
+        );
     }
 }

@@ -129,9 +129,8 @@ pub async fn reconcile(cfg: &AgentConfig, client: &impl ControlPlane) -> anyhow:
     let mut last_check = Instant::now();
     // What the grants were last applied from (SPEC section 15); nothing to do at start unless an
     // earlier run left grants sections behind.
-    let mut applied_grants = crate::grants::nothing_left(cfg).then(|| {
-        crate::grants::fingerprint(&Desired::default(), chrono::Utc::now())
-    });
+    let mut applied_grants = crate::grants::nothing_left(cfg)
+        .then(|| crate::grants::fingerprint(&Desired::default(), chrono::Utc::now()));
     let metrics = &crate::metrics::METRICS;
     loop {
         let polled = client.desired(etag.as_deref(), wait).await;

@@ -88,7 +88,10 @@ pub fn granted_ids(text: &str) -> Vec<String> {
     let (_, inside) = split(text, GRANTS_BEGIN, GRANTS_END);
     inside
         .iter()
-        .filter_map(|l| l.rsplit_once(GRANT_TAG).map(|(_, id)| id.trim().to_string()))
+        .filter_map(|l| {
+            l.rsplit_once(GRANT_TAG)
+                .map(|(_, id)| id.trim().to_string())
+        })
         .collect()
 }
 

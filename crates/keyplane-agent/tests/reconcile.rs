@@ -26,7 +26,7 @@ enum Poll {
     /// 304: nothing changed since the ETag the agent sent.
     Unchanged,
     /// 200 with this state and ETag.
-    State(Desired, &'static str),
+    State(Box<Desired>, &'static str),
 }
 
 /// One report: the ApplySeq it answers, the fingerprints in effect, the error if any.
@@ -71,7 +71,7 @@ impl ControlPlane for Fake {
             Some(Poll::Down) => anyhow::bail!("connection refused"),
             Some(Poll::Malformed) => anyhow::bail!("the desired state is malformed; ignored"),
             Some(Poll::Unchanged) => Ok(None),
-            Some(Poll::State(d, tag)) => Ok(Some((d, tag.to_string()))),
+            Some(Poll::State(d, tag)) => Ok(Some((*d, tag.to_string()))),
             // The script is played: the poll waits for ever, and the test's timeout ends the loop.
             None => std::future::pending().await,
         }
@@ -151,7 +151,7 @@ async fn the_first_state_is_applied_and_outages_leave_the_host_as_it_is() {
     let (dir, cfg) = host();
     let fake = Fake::new(vec![
         Poll::Down,
-        Poll::State(state(KEY_A, 1), "\"e1\""),
+        Poll::State(Box::new(state(KEY_A, 1)), "\"e1\""),
         Poll::Down,
         Poll::Malformed,
         Poll::Down,
@@ -172,7 +172,7 @@ async fn the_first_state_is_applied_and_outages_leave_the_host_as_it_is() {
 async fn an_unchanged_state_is_not_applied_again_and_each_poll_carries_the_etag() {
     let (_dir, cfg) = host();
     let fake = Fake::new(vec![
-        Poll::State(state(KEY_A, 1), "\"e1\""),
+        Poll::State(Box::new(state(KEY_A, 1)), "\"e1\""),
         Poll::Unchanged,
         Poll::Unchanged,
     ]);
@@ -187,9 +187,9 @@ async fn an_unchanged_state_is_not_applied_again_and_each_poll_carries_the_etag(
 async fn a_new_binding_waits_for_the_next_reboot_generation() {
     let (dir, cfg) = host();
     let fake = Fake::new(vec![
-        Poll::State(state(KEY_A, 1), "\"e1\""),
+        Poll::State(Box::new(state(KEY_A, 1)), "\"e1\""),
         // Rebound while the instance runs: the cloud applies it at the next start or reboot.
-        Poll::State(state(KEY_B, 1), "\"e2\""),
+        Poll::State(Box::new(state(KEY_B, 1)), "\"e2\""),
         Poll::Unchanged,
     ]);
     play(&cfg, &fake).await;
@@ -199,9 +199,9 @@ async fn a_new_binding_waits_for_the_next_reboot_generation() {
 
     // The reboot: a newer ApplySeq.
     let fake = Fake::new(vec![
-        Poll::State(state(KEY_A, 1), "\"e1\""),
-        Poll::State(state(KEY_B, 1), "\"e2\""),
-        Poll::State(state(KEY_B, 2), "\"e3\""),
+        Poll::State(Box::new(state(KEY_A, 1)), "\"e1\""),
+        Poll::State(Box::new(state(KEY_B, 1)), "\"e2\""),
+        Poll::State(Box::new(state(KEY_B, 2)), "\"e3\""),
     ]);
     play(&cfg, &fake).await;
     let keys = authorized_keys(&dir);
@@ -215,8 +215,8 @@ async fn with_apply_online_a_new_binding_is_applied_at_once() {
     let (dir, mut cfg) = host();
     cfg.apply_online = true;
     let fake = Fake::new(vec![
-        Poll::State(state(KEY_A, 1), "\"e1\""),
-        Poll::State(state(KEY_B, 1), "\"e2\""),
+        Poll::State(Box::new(state(KEY_A, 1)), "\"e1\""),
+        Poll::State(Box::new(state(KEY_B, 1)), "\"e2\""),
     ]);
     play(&cfg, &fake).await;
     assert!(authorized_keys(&dir).contains(KEY_B));

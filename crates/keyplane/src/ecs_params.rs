@@ -44,6 +44,7 @@ fn action_params(action: &str) -> Option<(&'static [&'static str], bool)> {
         "AttachKeyPair" | "DetachKeyPair" => (&["KeyPairName", "InstanceIds"], false),
         "TagResources" => (&["ResourceType", "ResourceId.N"], with_tags),
         "UntagResources" => (&["ResourceType", "ResourceId.N", "TagKey.N", "All"], false),
+        "JoinResourceGroup" => (&["ResourceType", "ResourceId", "ResourceGroupId"], false),
         "RunInstances" => (
             &[
                 "ImageId",

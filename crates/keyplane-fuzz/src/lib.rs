@@ -238,6 +238,26 @@ pub fn authorized_keys(data: &[u8]) {
             assert!(transform::managed_fingerprints(&once).is_empty());
         }
     }
+    // The grants section (SPEC section 15) beside it: idempotent, the vendor's section and a
+    // person's lines untouched, and removable without a trace.
+    let granted: Vec<String> = line
+        .iter()
+        .map(|l| format!("{l} {}gr-1", transform::GRANT_TAG))
+        .collect();
+    let with = transform::grants_section(&once, &granted);
+    assert_eq!(
+        transform::grants_section(&with, &granted),
+        with,
+        "idempotent"
+    );
+    assert_eq!(
+        transform::managed_fingerprints(&with),
+        transform::managed_fingerprints(&once),
+        "the vendor's key is untouched"
+    );
+    let without = transform::grants_section(&with, &[]);
+    assert_eq!(transform::grants_section(&without, &[]), without);
+    assert!(is_subsequence(&without, &once) || without == once);
 }
 
 /// sshd_config with the managed block at the top. Properties: applying twice is applying once,

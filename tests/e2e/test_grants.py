@@ -224,6 +224,14 @@ def test_grants_on_simulated_instances_follow_now_and_restarts(server):
     tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
     states = {g["OsUser"]: g["State"] for g in ok(access(server, "list"))["Grants"]}
     assert states == {"deploy": "applied", "ops": "applied"}
+    # A revoked key pair is bound nowhere: not by AttachKeyPair, not at RunInstances either.
+    ok(access(server, "revoke-key", "--key-pair", "sim-key"))
+    assert sdk_error(lambda: tea.run_instances(m.RunInstancesRequest(
+        region_id=R, image_id=LINUX, instance_type="t", amount=1, key_pair_name="sim-key"))) == (403, "KeyPairRevoked")
+    assert {g["State"] for g in ok(access(server, "list"))["Grants"]} == {"revoked"}
+    ok(access(server, "unrevoke-key", "--key-pair", "sim-key"))
+    tea.run_instances(m.RunInstancesRequest(region_id=R, image_id=LINUX, instance_type="t", amount=1,
+                                            key_pair_name="sim-key"))
     for bad in (["--os-user", "Root"], ["--os-user", "x", "--ttl", "30s"], ["--os-user", "x", "--ttl", "91d"]):
         out = access(server, "grant", "--key-pair", "sim-key", "--instance-id", iid, *bad)
         assert out.returncode != 0 and "InvalidParameter" in out.stderr, out.stderr

@@ -64,13 +64,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Body200, CoreError> {
     }
     let key_pair = match ctx.p.opt("KeyPairName") {
         None => None,
-        Some(name) => Some(
-            ctx.state
-                .store
-                .key_pair_by_name(ctx.account(), region.id, name)
-                .await?
-                .ok_or_else(|| CoreError::KeyPairNotFound(name.into()))?,
-        ),
+        Some(name) => Some(crate::ops::keypairs::for_launch(ctx, region.id, name).await?),
     };
     let password_hash = instances::password_hash(
         &ctx.state.cpu,

@@ -124,3 +124,23 @@ pub async fn delete(ctx: &Ctx<'_>, names: &[String]) -> Result<(), CoreError> {
         .delete_key_pairs(ctx.account(), region, names, Some(ctx.audit_in_write()))
         .await
 }
+
+/// The key pair `name` a RunInstances binds at creation: it must exist, and not be revoked
+/// (SPEC section 15: a revoked key pair is bound nowhere until it is unrevoked).
+pub async fn for_launch(ctx: &Ctx<'_>, region: &str, name: &str) -> Result<KeyPair, CoreError> {
+    let kp = ctx
+        .state
+        .store
+        .key_pair_by_name(ctx.account(), region, name)
+        .await?
+        .ok_or_else(|| CoreError::KeyPairNotFound(name.into()))?;
+    if ctx
+        .state
+        .store
+        .key_pair_revoked(ctx.account(), &kp.id)
+        .await?
+    {
+        return Err(CoreError::KeyPairRevoked(kp.name));
+    }
+    Ok(kp)
+}

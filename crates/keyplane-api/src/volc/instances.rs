@@ -146,13 +146,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<Output, CoreError> {
     }
     let key_pair = match ctx.p.opt("KeyPairName") {
         None => None,
-        Some(name) => Some(
-            ctx.state
-                .store
-                .key_pair_by_name(ctx.account(), ctx.region()?.id, name)
-                .await?
-                .ok_or_else(|| CoreError::KeyPairNotFound(name.into()))?,
-        ),
+        Some(name) => Some(crate::ops::keypairs::for_launch(ctx, ctx.region()?.id, name).await?),
     };
     let tags = ctx.p.tags_named("Tags")?;
     let password_hash = instances::password_hash(

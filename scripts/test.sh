@@ -7,7 +7,8 @@
 # with the official SDKs against the real binary (over HTTP, and once more over HTTPS with a
 # throwaway CA), and the shared contract check. The storage tests,
 # the API integration tests and the end-to-end tests run twice: on SQLite and on PostgreSQL (a
-# throwaway cluster on a loopback port, in a temporary directory, as a non-root user).
+# throwaway cluster on a loopback port, in a temporary directory, as a non-root user). Last, the
+# Debian package is built with scripts/package.sh and installed, upgraded and purged here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -83,6 +84,19 @@ KEYPLANE_E2E_POSTGRES="$pg_url" .venv/bin/python -m pytest -q tests/e2e
 
 step "end-to-end: official Node SDK, and the console in headless Chromium, on PostgreSQL"
 (cd tests/node && KEYPLANE_E2E_POSTGRES="$pg_url" node --test)
+
+step "Debian package (SPEC section 16): build, inspect, install, upgrade, remove, purge"
+# The release package, and an earlier build (the debug binary, at a lower package version) for the
+# upgrade; the test installs and purges the package on this machine as root.
+pkg_dir=$(mktemp -d /tmp/keyplane-pkg.XXXXXX)
+trap 'scripts/postgres.sh stop "$pg_dir"; rm -rf "$pg_dir" "$tls_dir" "$pkg_dir"' EXIT
+new_deb=$(./scripts/package.sh | tail -n 1)
+cp "$new_deb" "$pkg_dir/"
+new_version=$(dpkg-deb -f "$new_deb" Version)
+old_deb=$(./scripts/package.sh --profile dev --deb-version "${new_version%-*}-0" | tail -n 1)
+cp "$old_deb" "$pkg_dir/"
+KEYPLANE_PACKAGE_DEB="$pkg_dir/$(basename "$new_deb")" KEYPLANE_PACKAGE_OLD_DEB="$pkg_dir/$(basename "$old_deb")" \
+  .venv/bin/python -m pytest -q tests/e2e/test_package.py
 
 step "contract check (SPEC section 11)"
 if [ -x ../shared/tools/contract-check ]; then

@@ -201,6 +201,60 @@ def test_keyplane_log_json_refuses_a_word_it_does_not_know(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+def serving(port, *args, env_extra=None):
+    """Starts `keyplane serve ARGS`, answers the first lines of its log once /healthz on `port`
+    answers, and stops it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEYPLANE_", "ALIBABA_CLOUD_"))}
+    env.update(env_extra or {})
+    proc = subprocess.Popen([BINARY, "serve", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                time.sleep(0.05)
+        else:
+            raise AssertionError(f"nothing answers on {port}")
+    finally:
+        proc.terminate()
+    return proc.communicate(timeout=15)[1]
+
+
+def test_serve_config_file_stands_behind_the_flags_and_the_environment(tmp_path):
+    """`serve --config FILE` (/etc/keyplane/server.toml in the package): keys are the flags with
+    underscores; a flag wins over the environment, which wins over the file."""
+    file_port, env_port, flag_port = free_port(), free_port(), free_port()
+    config = tmp_path / "server.toml"
+    config.write_text(f'listen = "127.0.0.1:{file_port}"\ndb = "sqlite://{tmp_path}/data/keyplane.db"\n'
+                      "log_json = true\nthrottle_per_second = 50\n")
+    log = serving(file_port, "--config", str(config))
+    assert json.loads(log.splitlines()[0])["level"] == "INFO", "log_json = true from the file"
+    assert (tmp_path / "data" / "keyplane.db").exists()
+    serving(env_port, "--config", str(config), env_extra={"KEYPLANE_LISTEN": f"127.0.0.1:{env_port}"})
+    serving(flag_port, "--config", str(config), "--listen", f"127.0.0.1:{flag_port}",
+            env_extra={"KEYPLANE_LISTEN": f"127.0.0.1:{env_port}"})
+    # KEYPLANE_CONFIG names the file too.
+    serving(file_port, env_extra={"KEYPLANE_CONFIG": str(config)})
+
+    bad = tmp_path / "bad.toml"
+    for text, code, said in [
+        (f'lsten = "127.0.0.1:{free_port()}"\ndb = "sqlite://{tmp_path}/bad/k.db"', 1, "unknown key `lsten`"),
+        (f'db = "sqlite://{tmp_path}/bad/k.db"\nsqlite_synchronous = "sometimes"', 2, "sometimes"),
+        (f'db = "sqlite://{tmp_path}/bad/k.db"\ndb = "sqlite://{tmp_path}/bad/j.db"', 1, "duplicate key"),
+        (f'db = "sqlite://{tmp_path}/bad/k.db"\nmax_connections = [1]', 1, "must be a string, an integer or a boolean"),
+    ]:
+        bad.write_text(text)
+        out = run("serve", "--config", str(bad))
+        assert out.returncode == code and said in out.stderr, (text, out.stderr)
+        assert not (tmp_path / "bad").exists(), "nothing is made before the refusal"
+    out = run("serve", "--config", str(tmp_path / "missing.toml"))
+    assert out.returncode == 1 and "missing.toml" in out.stderr and "No such file" in out.stderr
+
+
 def test_data_dir_with_sqlite_is_refused_unless_it_is_the_databases_directory(tmp_path):
     db_dir, other = tmp_path / "db", tmp_path / "elsewhere"
     out = run("serve", "--listen", f"127.0.0.1:{free_port()}", "--db", f"sqlite://{db_dir}/keyplane.db",

@@ -32,6 +32,10 @@ docs/CONFIGURATION.md has the whole reference.";
 #[derive(clap::Args)]
 #[command(after_help = ENVIRONMENT_HELP)]
 pub struct ServeArgs {
+    /// A TOML file of these settings, e.g. /etc/keyplane/server.toml: each key is a flag below
+    /// with underscores for dashes; a flag or its environment variable wins over the file.
+    #[arg(long, env = "KEYPLANE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "KEYPLANE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,

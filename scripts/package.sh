@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds the Debian package of SPEC section 16: target/debian/keyplane_<version>_<arch>.deb, with
+# the binary, both systemd units, both configuration files (conffiles), the man pages and the
+# bash, zsh and fish completions generated from the CLI's definition. Works on a fresh Debian 12
+# with the Rust toolchain: it installs what it needs (dpkg-dev, whose dpkg-shlibdeps computes
+# Depends from the binary; cargo-deb, pinned, under target/tools).
+#
+#   ./scripts/package.sh                    the release build (what to ship)
+#   ./scripts/package.sh --profile dev      the debug build the tests already made
+#   ./scripts/package.sh --deb-version V    another package version (e.g. for an upgrade test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+CARGO_DEB_VERSION=3.8.0
+profile=release
+deb_version=()
+while (($#)); do
+  case "$1" in
+    --profile) profile=$2; shift 2 ;;
+    --deb-version) deb_version=(--deb-version "$2"); shift 2 ;;
+    *) echo "usage: $0 [--profile release|dev] [--deb-version VERSION]" >&2; exit 2 ;;
+  esac
+done
+case "$profile" in
+  release) bin_dir=target/release ;;
+  dev) bin_dir=target/debug ;;
+  *) echo "--profile is release or dev" >&2; exit 2 ;;
+esac
+
+if ! command -v dpkg-shlibdeps >/dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q dpkg-dev
+fi
+cargo_deb=$root/target/tools/bin/cargo-deb
+if ! "$cargo_deb" --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+  cargo install --quiet --locked --root "$root/target/tools" --version "$CARGO_DEB_VERSION" cargo-deb
+fi
+
+cargo build --locked --profile "$profile" -p keyplane
+bin=$root/$bin_dir/keyplane
+
+# Generated from the binary that ships, so they describe exactly its flags.
+assets=$root/$bin_dir/package-assets
+rm -rf "$assets"
+mkdir -p "$assets/completions"
+"$bin" completions bash >"$assets/completions/keyplane"
+"$bin" completions zsh >"$assets/completions/_keyplane"
+"$bin" completions fish >"$assets/completions/keyplane.fish"
+"$bin" man "$assets/man"
+gzip -9n "$assets"/man/*.1
+
+"$cargo_deb" -p keyplane --no-build --locked --profile "$profile" "${deb_version[@]}" \
+  --output "$root/target/debian/"

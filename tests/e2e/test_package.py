@@ -1,0 +1,303 @@
+"""The Debian package of SPEC section 16, installed on this machine as root: its contents, then a
+server and an agent run from it (as the units run them: /usr/bin/keyplane with the files in
+/etc/keyplane, the server as the `keyplane` user) with a key bound on a real sshd, an upgrade over
+that earlier build, remove and purge.
+
+Runs only when KEYPLANE_PACKAGE_DEB names the package to test and KEYPLANE_PACKAGE_OLD_DEB an
+earlier build of it (scripts/test.sh builds both with scripts/package.sh: the release build, and
+the debug build at a lower package version). It installs and purges the package: it is for a test
+machine, never a host that has keyplane installed for real."""
+
+import grp
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+from alibabacloud_ecs20140526 import models as m
+
+from conftest import AK, SK, TLS, Server, free_port, tea_client
+from helpers import ids_json, ssh_keygen
+from test_agent import Host, admin, wait_state
+
+NEW = os.environ.get("KEYPLANE_PACKAGE_DEB")
+OLD = os.environ.get("KEYPLANE_PACKAGE_OLD_DEB")
+R = "cn-hangzhou"
+
+pytestmark = pytest.mark.skipif(
+    not (NEW and OLD) or os.geteuid() != 0 or TLS or not shutil.which("dpkg"),
+    reason="KEYPLANE_PACKAGE_DEB and KEYPLANE_PACKAGE_OLD_DEB (scripts/test.sh), root and dpkg")
+
+CONFFILES = ["/etc/keyplane/server.toml", "/etc/keyplane/agent.toml"]
+UNITS = ["/lib/systemd/system/keyplane.service", "/lib/systemd/system/keyplane-agent.service"]
+STATE = "/var/lib/keyplane-agent"
+
+
+def run(*cmd, check=True):
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    assert not check or out.returncode == 0, f"{cmd}: {out.stdout}\n{out.stderr}"
+    return out
+
+
+def apt(*args):
+    # stdin closed: a conffile question would fail the step instead of waiting for an answer.
+    return run("apt-get", "-q", "-y", *args)
+
+
+def contents(deb):
+    """{path: (mode string, owner)} of the package's files."""
+    files = {}
+    for line in run("dpkg-deb", "-c", deb).stdout.splitlines():
+        mode, owner, _size, _date, _time, path = line.split(None, 5)
+        files[path.removeprefix(".").split(" -> ")[0]] = (mode, owner)
+    return files
+
+
+def test_the_package_holds_what_spec_16_names():
+    files = contents(NEW)
+    expect = {
+        "/usr/bin/keyplane": "-rwxr-xr-x",
+        "/lib/systemd/system/keyplane.service": "-rw-r--r--",
+        "/lib/systemd/system/keyplane-agent.service": "-rw-r--r--",
+        "/etc/keyplane/server.toml": "-rw-r-----",
+        "/etc/keyplane/agent.toml": "-rw-------",
+        "/usr/share/bash-completion/completions/keyplane": "-rw-r--r--",
+        "/usr/share/zsh/vendor-completions/_keyplane": "-rw-r--r--",
+        "/usr/share/fish/vendor_completions.d/keyplane.fish": "-rw-r--r--",
+        "/usr/share/man/man1/keyplane.1.gz": "-rw-r--r--",
+        "/usr/share/man/man1/keyplane-serve.1.gz": "-rw-r--r--",
+        "/usr/share/man/man1/keyplane-agent.1.gz": "-rw-r--r--",
+        "/usr/share/doc/keyplane/INSTALL.md": "-rw-r--r--",
+    }
+    for path, mode in expect.items():
+        assert path in files, f"{path} is missing from {sorted(files)}"
+        assert files[path] == (mode, "0/0"), (path, files[path])
+    assert all(owner == "0/0" for _, owner in files.values())
+    assert not any(p.startswith(("/var/", "/etc/systemd/")) for p in files), \
+        "data directories are made by postinst, and no unit is enabled by a symlink in the package"
+
+    info = run("dpkg-deb", "-I", NEW).stdout
+    fields = dict(line.strip().split(": ", 1) for line in info.splitlines() if line.startswith(" ") and ": " in line)
+    assert fields["Package"] == "keyplane"
+    depends = [d.strip().split()[0] for d in fields["Depends"].split(",")]
+    assert "libc6" in depends and "adduser" in depends, fields["Depends"]
+    # Depends comes from the binary: the package of every shared library it links is named there.
+    with tempfile.TemporaryDirectory() as d:
+        run("dpkg-deb", "-x", NEW, d)
+        needed = [line.split()[1] for line in run("objdump", "-p", f"{d}/usr/bin/keyplane").stdout.splitlines()
+                  if line.strip().startswith("NEEDED")]
+    assert "libc.so.6" in needed, needed
+    cache = run("ldconfig", "-p").stdout
+    for lib in needed:
+        path = next(line.split(" => ")[1] for line in cache.splitlines() if line.strip().startswith(lib + " "))
+        found = run("dpkg", "-S", path, check=False)
+        if found.returncode != 0:  # merged /usr: dpkg may know the library by its other name
+            found = run("dpkg", "-S", os.path.realpath(path))
+        owner = found.stdout.split(":")[0]
+        # cargo-deb leaves out libgcc-s1, which libc6 itself depends on: named, or pulled by one named.
+        pulled = [d.strip().split()[0] for dep in depends
+                  for d in run("dpkg-query", "-W", "-f", "${Depends}", dep).stdout.split(",") if d.strip()]
+        assert owner in depends + pulled, f"{lib} ({owner}) is not in Depends: {fields['Depends']}"
+    assert run("dpkg", "--compare-versions", version(NEW), "gt", version(OLD), check=False).returncode == 0
+    with tempfile.TemporaryDirectory() as d:
+        run("dpkg-deb", "-e", NEW, d)
+        with open(f"{d}/conffiles") as f:
+            assert sorted(f.read().split()) == sorted(CONFFILES)
+        for script in ("postinst", "prerm", "postrm"):
+            assert os.stat(f"{d}/{script}").st_mode & 0o111, f"{script} is executable"
+        with open(f"{d}/postinst") as f:
+            postinst = f.read()
+        assert "systemctl enable" not in postinst and "systemctl start" not in postinst, \
+            "installing enables and starts nothing"
+
+
+class PackagedServer(Server):
+    """`keyplane serve --config /etc/keyplane/server.toml` from /usr/bin as the `keyplane` user:
+    what keyplane.service runs (without systemd's confinement: systemd is not PID 1 here)."""
+
+    def __init__(self, port):
+        self.port_ = port
+        super().__init__(db="sqlite:///var/lib/keyplane/keyplane.db")
+
+    def start(self):
+        self.port = self.port_
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYPLANE_")}
+        env.update(KEYPLANE_ROOT_ACCESS_KEY_ID=AK, KEYPLANE_ROOT_ACCESS_KEY_SECRET=SK)
+        log = open(os.path.join(self.dir, "server.log"), "ab")
+        self.proc = subprocess.Popen(
+            ["setpriv", "--reuid=keyplane", "--regid=keyplane", "--clear-groups",
+             "/usr/bin/keyplane", "serve", "--config", "/etc/keyplane/server.toml"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd="/")
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"keyplane exited {self.proc.returncode}: {self.log()}")
+                time.sleep(0.05)
+        raise RuntimeError("the packaged server did not become healthy")
+
+
+def start_agent():
+    """`keyplane agent --config /etc/keyplane/agent.toml` from /usr/bin: what keyplane-agent.service runs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYPLANE_")}
+    log = open(f"{tempfile.mkdtemp(prefix='kp-pkg-agent-')}/agent.log", "wb")
+    return subprocess.Popen(["/usr/bin/keyplane", "agent", "--config", "/etc/keyplane/agent.toml"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd="/")
+
+
+def stop(proc):
+    proc.terminate()
+    proc.wait(15)
+
+
+def read(path, mode="r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+def edit(path, text):
+    """Replaces a file's contents in place, as an operator's editor would (mode and owner kept)."""
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def version(deb):
+    return run("dpkg-deb", "-f", deb, "Version").stdout.strip()
+
+
+def installed_version():
+    out = run("dpkg-query", "-W", "-f", "${Status} ${Version}", "keyplane", check=False)
+    return out.stdout if out.returncode == 0 else ""
+
+
+def purge_leftovers():
+    if "installed" in installed_version() or "config-files" in installed_version():
+        apt("purge", "keyplane")
+    for d in ("/etc/keyplane", "/var/lib/keyplane", STATE):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_install_run_upgrade_remove_purge(tmp_path):
+    purge_leftovers()
+    host = Host()
+    server = agent = None
+    try:
+        # 1. The earlier build: installs, creates the user and the data directory, starts nothing.
+        apt("install", OLD)
+        assert installed_version() == f"install ok installed {version(OLD)}"
+        user = pwd.getpwnam("keyplane")
+        assert user.pw_uid < 1000 and user.pw_shell == "/usr/sbin/nologin", "a system user"
+        st = os.stat("/var/lib/keyplane")
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o700, user.pw_uid, grp.getgrnam("keyplane").gr_gid)
+        st = os.stat("/etc/keyplane/server.toml")
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o640, 0, grp.getgrnam("keyplane").gr_gid)
+        assert stat.S_IMODE(os.stat("/etc/keyplane/agent.toml").st_mode) == 0o600
+        assert run("pgrep", "-f", "/usr/bin/keyplane", check=False).returncode == 1, "nothing started"
+        assert not [p for p in _wants() if "keyplane" in p], "nothing enabled"
+        assert run("keyplane", "--version").stdout.startswith("keyplane ")
+        assert "complete -F _keyplane" in run("keyplane", "completions", "bash").stdout
+        loaded = run("bash", "-c", "source /usr/share/bash-completion/completions/keyplane && complete -p keyplane")
+        assert "_keyplane" in loaded.stdout, loaded.stdout
+        if shutil.which("man"):
+            assert run("man", "-w", "keyplane-agent").stdout.strip() == "/usr/share/man/man1/keyplane-agent.1.gz"
+        if shutil.which("systemd-analyze"):
+            for unit in UNITS:
+                run("systemd-analyze", "verify", unit)
+
+        # 2. The operator's configuration, edited in place, and the server and the agent run as
+        # the units run them. A key bound with the official SDK logs in; the password does not.
+        port = free_port()
+        server_toml = read("/etc/keyplane/server.toml").replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{port}"')
+        edit("/etc/keyplane/server.toml", server_toml)
+        server = PackagedServer(port)
+        token = admin(server, "registration-token", "create", "--region", R, "--name", "pkg-host")["Token"]
+        agent_toml = (f'server = "{server.url}"\ntoken = "{token}"\nlogin_user = "{host.user}"\n'
+                      f'sshd_config = "{host.config}"\nsshd_dropin_dir = "{host.dropins}"\n'
+                      f'reload_command = "kill -HUP $(cat {host.dir}/sshd.pid)"\n'
+                      "apply_online = true\ncheck_interval_secs = 1\n")
+        edit("/etc/keyplane/agent.toml", agent_toml)
+        agent = start_agent()
+        iid = _wait_file(f"{STATE}/instance-id").strip()
+        credential = read(f"{STATE}/credential", "rb")
+        tea = tea_client(server)
+        k1, line1 = ssh_keygen()
+        tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name="before-upgrade", public_key_body=line1))
+        tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="before-upgrade", instance_ids=ids_json([iid])))
+        wait_state(server, iid, "applied")
+        assert host.key_logs_in(k1) and not host.password_logs_in()
+        stop(agent), stop(server.proc)
+
+        # 3. The upgrade: no question about the edited conffiles, which are kept with their modes.
+        apt("install", NEW)
+        assert installed_version() == f"install ok installed {version(NEW)}"
+        assert read("/etc/keyplane/server.toml") == server_toml
+        assert read("/etc/keyplane/agent.toml") == agent_toml
+        st = os.stat("/etc/keyplane/server.toml")
+        assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, grp.getgrnam("keyplane").gr_gid)
+        assert read(f"{STATE}/instance-id").strip() == iid
+        assert read(f"{STATE}/credential", "rb") == credential
+        assert host.key_logs_in(k1), "the key logs in across the upgrade"
+
+        # 4. The new build starts on the same data and state: the same instance, the key still
+        # applied, and a new binding applies with the kept credential.
+        server.start()
+        agent = start_agent()
+        pairs = tea.describe_key_pairs(m.DescribeKeyPairsRequest(region_id=R)).body.key_pairs.key_pair
+        assert [p.key_pair_name for p in pairs] == ["before-upgrade"], "the server's data is kept"
+        wait_state(server, iid, "applied")
+        k2, line2 = ssh_keygen()
+        tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name="after-upgrade", public_key_body=line2))
+        tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="after-upgrade", instance_ids=ids_json([iid])))
+        for _ in range(100):
+            if host.key_logs_in(k2):
+                break
+            time.sleep(0.2)
+        wait_state(server, iid, "applied")
+        assert host.key_logs_in(k2) and not host.key_logs_in(k1) and not host.password_logs_in()
+        assert read(f"{STATE}/instance-id").strip() == iid
+        assert agent.poll() is None
+        stop(agent), stop(server.proc)
+        agent = server = None
+
+        # 5. Remove keeps data and configuration; what the agent made true on the host stays.
+        apt("remove", "keyplane")
+        assert not os.path.exists("/usr/bin/keyplane")
+        assert not any(os.path.exists(u) for u in UNITS)
+        assert read("/etc/keyplane/server.toml") == server_toml and read("/etc/keyplane/agent.toml") == agent_toml
+        assert os.path.exists("/var/lib/keyplane/keyplane.db") and read(f"{STATE}/instance-id").strip() == iid
+        assert host.key_logs_in(k2) and not host.password_logs_in()
+
+        # 6. Purge deletes them, and still leaves the host as the agent made it.
+        apt("purge", "keyplane")
+        assert installed_version() == "" or "not-installed" in installed_version()
+        for gone in ("/etc/keyplane", "/var/lib/keyplane", STATE):
+            assert not os.path.exists(gone), gone
+        assert host.key_logs_in(k2) and not host.password_logs_in(), "purging never locks anyone out"
+    finally:
+        for proc in (agent, server.proc if server else None):
+            if proc and proc.poll() is None:
+                stop(proc)
+        host.close()
+        purge_leftovers()
+
+
+def _wants():
+    base = "/etc/systemd/system"
+    return [os.path.join(d, f) for d, _, fs in os.walk(base) for f in fs] if os.path.isdir(base) else []
+
+
+def _wait_file(path, timeout=20):
+    for _ in range(int(timeout / 0.1)):
+        if os.path.exists(path):
+            return read(path)
+        time.sleep(0.1)
+    raise AssertionError(f"{path} did not appear")

@@ -3,7 +3,8 @@
 # the binary, both systemd units, both configuration files (conffiles), the man pages and the
 # bash, zsh and fish completions generated from the CLI's definition. Works on a fresh Debian 12
 # with the Rust toolchain: it installs what it needs (dpkg-dev, whose dpkg-shlibdeps computes
-# Depends from the binary; cargo-deb, pinned, under target/tools).
+# Depends from the binary; a C compiler and binutils; cargo-deb, pinned, under target/tools).
+# The last line of its output is the package's path.
 #
 #   ./scripts/package.sh                    the release build (what to ship)
 #   ./scripts/package.sh --profile dev      the debug build the tests already made
@@ -28,10 +29,13 @@ case "$profile" in
   *) echo "--profile is release or dev" >&2; exit 2 ;;
 esac
 
-if ! command -v dpkg-shlibdeps >/dev/null; then
+need=()
+command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)
+command -v cc >/dev/null && command -v strip >/dev/null || need+=(build-essential)
+if ((${#need[@]})); then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q dpkg-dev
+  $sudo apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}" >&2
 fi
 cargo_deb=$root/target/tools/bin/cargo-deb
 if ! "$cargo_deb" --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then

@@ -104,6 +104,9 @@ class Server:
             [BINARY, "serve", "--listen", self.endpoint, "--db", self.db, *data_dir,
              *(["--tls-cert", CERT, "--tls-key", KEY] if TLS else [])],
             env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.wait_healthy()
+
+    def wait_healthy(self):
         for _ in range(200):
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:

@@ -16,7 +16,6 @@ import stat
 import subprocess
 import tempfile
 import time
-import urllib.request
 
 import pytest
 from alibabacloud_ecs20140526 import models as m
@@ -39,7 +38,7 @@ STATE = "/var/lib/keyplane-agent"
 
 
 def run(*cmd, check=True):
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     assert not check or out.returncode == 0, f"{cmd}: {out.stdout}\n{out.stderr}"
     return out
@@ -134,16 +133,7 @@ class PackagedServer(Server):
             ["setpriv", "--reuid=keyplane", "--regid=keyplane", "--clear-groups",
              "/usr/bin/keyplane", "serve", "--config", "/etc/keyplane/server.toml"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd="/")
-        for _ in range(200):
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"keyplane exited {self.proc.returncode}: {self.log()}")
-                time.sleep(0.05)
-        raise RuntimeError("the packaged server did not become healthy")
+        self.wait_healthy()
 
 
 def start_agent():

@@ -12,6 +12,7 @@ import grp
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -20,6 +21,7 @@ import time
 import pytest
 from alibabacloud_ecs20140526 import models as m
 
+from confinement import STRACE, Trace, group, outside
 from conftest import AK, SK, TLS, Server, free_port, tea_client
 from helpers import ids_json, ssh_keygen
 from test_agent import Host, admin, wait_state
@@ -118,7 +120,8 @@ def test_the_package_holds_what_spec_16_names():
 
 class PackagedServer(Server):
     """`keyplane serve --config /etc/keyplane/server.toml` from /usr/bin as the `keyplane` user:
-    what keyplane.service runs (without systemd's confinement: systemd is not PID 1 here)."""
+    what keyplane.service runs. systemd is not PID 1 here, so instead of its sandbox the server
+    runs under strace, and the test checks what it did against the unit (confinement.py)."""
 
     def __init__(self, port):
         self.port_ = port
@@ -129,24 +132,52 @@ class PackagedServer(Server):
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYPLANE_")}
         env.update(KEYPLANE_ROOT_ACCESS_KEY_ID=AK, KEYPLANE_ROOT_ACCESS_KEY_SECRET=SK)
         log = open(os.path.join(self.dir, "server.log"), "ab")
+        os.chmod(self.dir, 0o711)
+        os.makedirs(f"{self.dir}/trace", exist_ok=True)
+        os.chown(f"{self.dir}/trace", pwd.getpwnam("keyplane").pw_uid, -1)
         self.proc = subprocess.Popen(
             ["setpriv", "--reuid=keyplane", "--regid=keyplane", "--clear-groups",
+             *STRACE, f"{self.dir}/trace/server",
              "/usr/bin/keyplane", "serve", "--config", "/etc/keyplane/server.toml"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd="/")
         self.wait_healthy()
 
 
-def start_agent():
-    """`keyplane agent --config /etc/keyplane/agent.toml` from /usr/bin: what keyplane-agent.service runs."""
+def start_agent(trace):
+    """`keyplane agent --config /etc/keyplane/agent.toml` from /usr/bin: what keyplane-agent.service
+    runs, under strace (`trace` is the logs' prefix)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYPLANE_")}
-    log = open(f"{tempfile.mkdtemp(prefix='kp-pkg-agent-')}/agent.log", "wb")
-    return subprocess.Popen(["/usr/bin/keyplane", "agent", "--config", "/etc/keyplane/agent.toml"],
+    log = open(f"{trace}.log", "ab")
+    return subprocess.Popen([*STRACE, trace, "/usr/bin/keyplane", "agent", "--config", "/etc/keyplane/agent.toml"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd="/")
 
 
 def stop(proc):
-    proc.terminate()
+    """SIGTERM to the traced keyplane process (strace itself would only detach), then strace ends."""
+    with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+        children = [int(pid) for pid in f.read().split()]
+    for pid in children or [proc.pid]:
+        os.kill(pid, signal.SIGTERM)
     proc.wait(15)
+
+
+def check_confinement(server_trace, agent_trace):
+    """What the server and the agent did stays inside what their units allow."""
+    server = Trace(server_trace)
+    allowed = group("@system-service") - group("@privileged")
+    assert server.syscalls() <= allowed, f"SystemCallFilter= would kill the server: {sorted(server.syscalls() - allowed)}"
+    assert server.socket_families() <= {"AF_INET", "AF_INET6", "AF_UNIX"}, server.socket_families()
+    assert not server.write_and_execute_mappings(), server.write_and_execute_mappings()
+    assert not outside(server.written_paths(), ["/var/lib/keyplane"]), outside(server.written_paths(), ["/var/lib/keyplane"])
+
+    agent = Trace(agent_trace)
+    assert agent.socket_families() <= {"AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"}, agent.socket_families()
+    # ReadWritePaths=/etc -/home -/root /var/lib/keyplane-agent; PrivateTmp= and PrivateDevices=
+    # give a writable /tmp (where this test's sshd keeps its configuration) and /dev/null.
+    writable = ["/etc", "/home", "/root", STATE, "/tmp", "/dev/null"]
+    written = agent.written_paths()
+    assert not outside(written, writable), outside(written, writable)
+    assert any(p.startswith("/home/") and p.endswith("authorized_keys") for p in written), sorted(written)
 
 
 def read(path, mode="r"):
@@ -179,7 +210,7 @@ def purge_leftovers():
 def test_install_run_upgrade_remove_purge(tmp_path):
     purge_leftovers()
     host = Host()
-    server = agent = None
+    server_proc = agent = None
     try:
         # 1. The earlier build: installs, creates the user and the data directory, starts nothing.
         apt("install", OLD)
@@ -209,13 +240,15 @@ def test_install_run_upgrade_remove_purge(tmp_path):
         server_toml = read("/etc/keyplane/server.toml").replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{port}"')
         edit("/etc/keyplane/server.toml", server_toml)
         server = PackagedServer(port)
+        server_proc = server.proc
         token = admin(server, "registration-token", "create", "--region", R, "--name", "pkg-host")["Token"]
         agent_toml = (f'server = "{server.url}"\ntoken = "{token}"\nlogin_user = "{host.user}"\n'
                       f'sshd_config = "{host.config}"\nsshd_dropin_dir = "{host.dropins}"\n'
                       f'reload_command = "kill -HUP $(cat {host.dir}/sshd.pid)"\n'
                       "apply_online = true\ncheck_interval_secs = 1\n")
         edit("/etc/keyplane/agent.toml", agent_toml)
-        agent = start_agent()
+        agent_trace = f"{tmp_path}/agent"
+        agent = start_agent(agent_trace)
         iid = _wait_file(f"{STATE}/instance-id").strip()
         credential = read(f"{STATE}/credential", "rb")
         tea = tea_client(server)
@@ -240,7 +273,8 @@ def test_install_run_upgrade_remove_purge(tmp_path):
         # 4. The new build starts on the same data and state: the same instance, the key still
         # applied, and a new binding applies with the kept credential.
         server.start()
-        agent = start_agent()
+        server_proc = server.proc
+        agent = start_agent(agent_trace)
         pairs = tea.describe_key_pairs(m.DescribeKeyPairsRequest(region_id=R)).body.key_pairs.key_pair
         assert [p.key_pair_name for p in pairs] == ["before-upgrade"], "the server's data is kept"
         wait_state(server, iid, "applied")
@@ -256,7 +290,8 @@ def test_install_run_upgrade_remove_purge(tmp_path):
         assert read(f"{STATE}/instance-id").strip() == iid
         assert agent.poll() is None
         stop(agent), stop(server.proc)
-        agent = server = None
+        agent = server_proc = None
+        check_confinement(f"{server.dir}/trace/server", agent_trace)
 
         # 5. Remove keeps data and configuration; what the agent made true on the host stays.
         apt("remove", "keyplane")
@@ -273,7 +308,7 @@ def test_install_run_upgrade_remove_purge(tmp_path):
             assert not os.path.exists(gone), gone
         assert host.key_logs_in(k2) and not host.password_logs_in(), "purging never locks anyone out"
     finally:
-        for proc in (agent, server.proc if server else None):
+        for proc in (agent, server_proc):
             if proc and proc.poll() is None:
                 stop(proc)
         host.close()

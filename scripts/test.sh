@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a Debian machine, installing what the tests need first:
 # Debian packages (OpenSSH client and server, sshpass, Chromium, PostgreSQL, Python venv, Node,
-# libfaketime for the agent's clock-jump test, strace for the package's confinement check), the
+# libfaketime for the agent's clock-jump test, strace, systemd-analyze and man for the package's checks), the
 # official SDKs in ./.venv and ./tests/node,
 # then format and lint checks, the Rust tests (unit, conformance, integration), the end-to-end tests
 # with the official SDKs against the real binary (over HTTP, and once more over HTTPS with a
@@ -30,6 +30,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v pg_dump >/dev/null || need+=(postgresql-client)
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(faketime)
 command -v strace >/dev/null || need+=(strace)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v man >/dev/null || need+=(man-db)
 if ((${#need[@]})); then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -q

@@ -9,6 +9,7 @@ import os
 import pty
 import re
 import select
+import signal
 import socket
 import subprocess
 import tempfile
@@ -332,3 +333,19 @@ def test_serve_help_and_configuration_md_list_the_same_settings():
 def test_agent_help_and_agent_md_list_the_same_flags():
     # (That each flag has a description and the real default: crates/keyplane/src/agent.rs.)
     assert help_flags("agent") == doc_table_flags("docs/AGENT.md", "## Configuration", 1)
+
+
+def test_sighup_never_stops_the_server(server):
+    """`systemctl reload keyplane` sends SIGHUP: with TLS it reloads the certificate, without it
+    there is nothing to reload, and in neither case may the server stop (SIGHUP's default)."""
+    said = "reloaded the TLS certificate" if server.url.startswith("https") else "no TLS certificate to reload"
+    for n in (1, 2):
+        server.proc.send_signal(signal.SIGHUP)
+        for _ in range(100):
+            if server.log().count(said) == n or server.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert server.proc.poll() is None, server.log()
+        assert server.log().count(said) == n, server.log()
+    with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as r:
+        assert r.status == 200

@@ -57,6 +57,10 @@ fn settings<'a>(text: &str, serve: &'a clap::Command) -> anyhow::Result<Vec<(&'a
                 other.type_str()
             ),
         };
+        // An environment variable cannot hold a NUL byte (setting one would panic).
+        if value.contains('\0') {
+            bail!("`{key}` holds a NUL character");
+        }
         out.push((*env, value));
     }
     Ok(out)
@@ -116,9 +120,12 @@ mod tests {
             "[db]\nurl = \"x\"",
             "listen = 1.5",
             "listen = ",
+            "listen = \"127.0.0.1:80\\u0000\"",
         ] {
             assert!(settings(bad, &cmd).is_err(), "{bad}");
         }
+        let err = settings("db = \"x\\u0000\"", &cmd).unwrap_err().to_string();
+        assert!(err.contains("NUL"), "{err}");
         let err = settings("lsten = \"x\"", &cmd).unwrap_err().to_string();
         assert!(
             err.contains("unknown key `lsten`") && err.contains("tls_cert"),

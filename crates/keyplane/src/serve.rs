@@ -308,12 +308,18 @@ fn load_tls(args: &ServeArgs) -> anyhow::Result<Option<TlsCerts>> {
     }
 }
 
-/// Reloads the certificate on every SIGHUP; a reload that fails keeps the one in use.
-fn reload_on_sighup(certs: TlsCerts) -> anyhow::Result<()> {
+/// Reloads the certificate on every SIGHUP; a reload that fails keeps the one in use. Listened
+/// for from the start and without TLS too: SIGHUP's default action ends the process, and a
+/// `systemctl reload keyplane` (the unit's ExecReload) must never stop a server.
+fn reload_on_sighup(certs: Option<TlsCerts>) -> anyhow::Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("listening for SIGHUP")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            let Some(certs) = &certs else {
+                tracing::info!("SIGHUP: no TLS certificate to reload (--tls-cert is unset)");
+                continue;
+            };
             match certs.reload() {
                 Ok(()) => tracing::info!("reloaded the TLS certificate"),
                 Err(e) => tracing::error!(
@@ -358,6 +364,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     crate::logging::init(args.log_json);
     check_data_dir(&args)?;
     let tls = load_tls(&args)?;
+    reload_on_sighup(tls.clone())?;
     // The port first: a server that cannot listen must not leave a fresh database and keys behind.
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -388,9 +395,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .purge_nonces(chrono::DateTime::UNIX_EPOCH)
         .await
         .map_err(|e| anyhow::anyhow!("the store {shown} cannot be written: {e}"))?;
-    if let Some(certs) = &tls {
-        reload_on_sighup(certs.clone())?;
-    }
     raise_open_file_limit(args.max_connections as u64);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mode = if args.emulator {

@@ -11,6 +11,7 @@ machine, never a host that has keyplane installed for real."""
 import grp
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import stat
@@ -202,6 +203,7 @@ def check_confinement(server_trace, agent_trace):
     written = agent.written_paths()
     assert not outside(written, writable), outside(written, writable)
     assert any(p.startswith("/home/") and p.endswith("authorized_keys") for p in written), sorted(written)
+    assert any(p.startswith("/etc/shadow") for p in written), f"chpasswd ran under the trace: {sorted(written)}"
 
 
 def read(path, mode="r"):
@@ -313,6 +315,20 @@ def test_install_run_upgrade_remove_purge(tmp_path):
         wait_state(server, iid, "applied")
         assert host.key_logs_in(k2) and not host.key_logs_in(k1) and not host.password_logs_in()
         assert read(f"{STATE}/instance-id").strip() == iid
+        # A password reset: chpasswd, run by the agent, writes /etc/shadow (its unit lets it).
+        first_password, new_password = host.password, "Kp-Pkg-" + secrets.token_hex(5)
+        host.password = new_password
+        tea.modify_instance_attribute(m.ModifyInstanceAttributeRequest(instance_id=iid, password=new_password))
+        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        for _ in range(100):
+            if host.password_logs_in():
+                break
+            time.sleep(0.2)
+        wait_state(server, iid, "applied")
+        assert host.password_logs_in() and host.key_logs_in(k2), "the key and the new password"
+        host.password = first_password
+        assert not host.password_logs_in(), "the old password is gone"
+        host.password = new_password
         assert agent.poll() is None
         stop(agent), stop(server.proc)
         agent = server_proc = None
@@ -325,14 +341,14 @@ def test_install_run_upgrade_remove_purge(tmp_path):
         assert not any(os.path.exists(u) for u in UNITS)
         assert read("/etc/keyplane/server.toml") == server_toml and read("/etc/keyplane/agent.toml") == agent_toml
         assert os.path.exists("/var/lib/keyplane/keyplane.db") and read(f"{STATE}/instance-id").strip() == iid
-        assert host.key_logs_in(k2) and not host.password_logs_in()
+        assert host.key_logs_in(k2) and host.password_logs_in()
 
         # 6. Purge deletes them, and still leaves the host as the agent made it.
         assert systemd.apt("purge", "keyplane") == ["--system daemon-reload"]
         assert installed_version() == "" or "not-installed" in installed_version()
         for gone in ("/etc/keyplane", "/var/lib/keyplane", STATE):
             assert not os.path.exists(gone), gone
-        assert host.key_logs_in(k2) and not host.password_logs_in(), "purging never locks anyone out"
+        assert host.key_logs_in(k2) and host.password_logs_in(), "purging never locks anyone out"
     finally:
         for proc in (agent, server_proc):
             if proc and proc.poll() is None:

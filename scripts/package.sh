@@ -7,27 +7,23 @@
 # The last line of its output is the package's path.
 #
 #   ./scripts/package.sh                    the release build (what to ship)
-#   ./scripts/package.sh --profile dev      the debug build the tests already made
-#   ./scripts/package.sh --deb-version V    another package version (e.g. for an upgrade test)
+#   ./scripts/package.sh --binary PATH      a keyplane binary built before, e.g. an earlier build
+#                                           for an upgrade test (scripts/test.sh)
+#   ./scripts/package.sh --deb-version V    another package version
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 CARGO_DEB_VERSION=3.8.0
-profile=release
+binary=""
 deb_version=()
 while (($#)); do
   case "$1" in
-    --profile) profile=$2; shift 2 ;;
+    --binary) binary=$(realpath "$2"); shift 2 ;;
     --deb-version) deb_version=(--deb-version "$2"); shift 2 ;;
-    *) echo "usage: $0 [--profile release|dev] [--deb-version VERSION]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--binary PATH] [--deb-version VERSION]" >&2; exit 2 ;;
   esac
 done
-case "$profile" in
-  release) bin_dir=target/release ;;
-  dev) bin_dir=target/debug ;;
-  *) echo "--profile is release or dev" >&2; exit 2 ;;
-esac
 
 need=()
 command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)
@@ -42,11 +38,20 @@ if ! "$cargo_deb" --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
   cargo install --quiet --locked --root "$root/target/tools" --version "$CARGO_DEB_VERSION" cargo-deb
 fi
 
-cargo build --locked --profile "$profile" -p keyplane
-bin=$root/$bin_dir/keyplane
+if [ -n "$binary" ]; then
+  # cargo-deb takes the binary from <target dir>/release: a target dir of its own holds this one.
+  export CARGO_TARGET_DIR=$root/target/package-staging
+  rm -rf "$CARGO_TARGET_DIR"
+  mkdir -p "$CARGO_TARGET_DIR/release"
+  cp "$binary" "$CARGO_TARGET_DIR/release/keyplane"
+  bin=$CARGO_TARGET_DIR/release/keyplane
+else
+  cargo build --locked --release -p keyplane
+  bin=$root/target/release/keyplane
+fi
 
 # Generated from the binary that ships, so they describe exactly its flags.
-assets=$root/$bin_dir/package-assets
+assets=$(dirname "$bin")/package-assets
 rm -rf "$assets"
 mkdir -p "$assets/completions"
 "$bin" completions bash >"$assets/completions/keyplane"
@@ -55,5 +60,5 @@ mkdir -p "$assets/completions"
 "$bin" man "$assets/man"
 gzip -9n "$assets"/man/*.1
 
-"$cargo_deb" -p keyplane --no-build --locked --profile "$profile" "${deb_version[@]}" \
+"$cargo_deb" -p keyplane --no-build --locked "${deb_version[@]}" \
   --output "$root/target/debian/"

@@ -227,8 +227,9 @@ def installed_version():
 
 
 def purge_leftovers():
-    if "installed" in installed_version() or "config-files" in installed_version():
-        apt("purge", "keyplane")
+    """Whatever an earlier, interrupted run left: the package in any state, its directories."""
+    if installed_version() and "not-installed" not in installed_version():
+        run("dpkg", "--purge", "--force-remove-reinstreq", "keyplane")
     for d in ("/etc/keyplane", "/var/lib/keyplane", STATE):
         shutil.rmtree(d, ignore_errors=True)
 

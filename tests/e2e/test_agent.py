@@ -217,6 +217,46 @@ def agent_log(state_dir):
         return f.read()
 
 
+def test_a_restart_of_the_agent_is_not_a_boot_a_pending_change_keeps_waiting(server, host):
+    """An agent restarted in the same boot (a package upgrade, a crash, `systemctl restart`) leaves
+    a detach that waits for the instance's restart waiting: the working key keeps logging in. A
+    boot of the host (another kernel boot ID) applies it."""
+    agent, state_dir, iid = registered_agent(server, host, "restart-1")
+    try:
+        tea = tea_client(server)
+        k1, line1 = ssh_keygen()
+        tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name="rs-key", public_key_body=line1))
+        tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="rs-key", instance_ids=ids_json([iid])))
+        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        wait_state(server, iid, "applied")
+        assert host.key_logs_in(k1) and not host.password_logs_in()
+        tea.detach_key_pair(m.DetachKeyPairRequest(region_id=R, key_pair_name="rs-key", instance_ids=ids_json([iid])))
+        wait_state(server, iid, "pending_restart")
+        agent.terminate()
+        agent.wait(10)
+        agent = start_agent(server, host, state_dir, "unused-after-registration")
+        time.sleep(3)  # its first poll and a few checks
+        wait_state(server, iid, "pending_restart", timeout=0.4)
+        assert host.key_logs_in(k1) and not host.password_logs_in(), "nothing changed on the host"
+        assert "resumed: this boot already applied this state" in agent_log(state_dir)
+        assert agent.poll() is None
+        # The host boots: the kernel's boot ID changes, which the test can only write in the record.
+        agent.terminate()
+        agent.wait(10)
+        with open(f"{state_dir}/applied") as f:
+            boot, rest = f.read().split(" ", 1)
+        with open(f"{state_dir}/applied", "w") as f:
+            f.write(f"00000000-0000-0000-0000-000000000000 {rest}")
+        agent = start_agent(server, host, state_dir, "unused-after-registration")
+        wait_state(server, iid, "none")
+        assert not host.key_logs_in(k1) and host.password_logs_in()
+        with open(f"{state_dir}/applied") as f:
+            assert f.read().startswith(boot + " "), "the new boot's apply is remembered"
+    finally:
+        agent.terminate()
+        agent.wait(10)
+
+
 def test_keys_only_applies_the_key_leaves_sshd_alone_and_says_so(server, host):
     """--keys-only: `applied` means the key is in place where sshd accepts it; password login is not
     the agent's to change, the log says how sshd has it, and checks do not call that drift."""

@@ -1,6 +1,11 @@
-//! The reconcile loop: register once, then long-poll; apply at start (boot) and when the server
+//! The reconcile loop: register once, then long-poll; apply at the host's boot and when the server
 //! signals a start or reboot (or at once with `apply_online`); check periodically; keep going
 //! through any server outage with backoff and jitter, keeping the host as it is meanwhile.
+//!
+//! A start of the agent is not a boot of the host: an agent restarted by a package upgrade, a
+//! crash or an operator resumes from the last apply the server acknowledged in this boot (the
+//! `applied` file in the state directory, keyed by the kernel's boot ID), so a change waiting for
+//! the instance's restart keeps waiting instead of taking a working key away.
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::time::{Duration, Instant};
@@ -78,8 +83,62 @@ async fn identity(
     Ok((id, credential))
 }
 
-/// Applies and reports; errors are reported, never only logged.
-async fn apply_and_report(cfg: &AgentConfig, client: &impl ControlPlane, desired: &Desired) {
+/// The state-directory file naming the last apply the server acknowledged: boot ID, instance ID,
+/// ApplySeq and the password setting applied.
+const APPLIED_FILE: &str = "applied";
+
+/// The kernel's ID of this boot: a new one at every boot, the same for every process until then.
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty() && id.len() <= 64).then(|| id.to_string())
+}
+
+/// What was applied in this boot, for this instance; `None` after a boot, on a first start, or when
+/// the file is unreadable (then the agent applies at once, as at a boot).
+fn resume(cfg: &AgentConfig) -> Option<(String, i64, bool)> {
+    use std::io::Read;
+    let boot = boot_id()?;
+    let mut text = String::new();
+    std::fs::File::open(cfg.state_dir.join(APPLIED_FILE))
+        .ok()?
+        .take(512)
+        .read_to_string(&mut text)
+        .ok()?;
+    let mut fields = text.split_whitespace();
+    let (b, id, seq, password) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
+    if b != boot || fields.next().is_some() {
+        return None;
+    }
+    Some((id.to_string(), seq.parse().ok()?, password.parse().ok()?))
+}
+
+/// Remembers an apply the server acknowledged, for a restart of the agent in this boot.
+fn remember(cfg: &AgentConfig, desired: &Desired) {
+    let Some(boot) = boot_id() else { return };
+    let text = format!(
+        "{boot} {} {} {}\n",
+        desired.instance_id, desired.apply_seq, desired.password_login
+    );
+    let path = cfg.state_dir.join(APPLIED_FILE);
+    if let Err(e) = crate::files::atomic_write_system(&path, text.as_bytes(), 0o600) {
+        // Only costs a restart of the agent its resume: it then applies at once, as at a boot.
+        tracing::warn!(error = %e, "remembering the apply failed");
+    }
+}
+
+/// Applies and reports; errors are reported, never only logged. True when the server took the
+/// report.
+async fn apply_and_report(
+    cfg: &AgentConfig,
+    client: &impl ControlPlane,
+    desired: &Desired,
+) -> bool {
     let outcome = apply::apply(cfg, desired);
     crate::metrics::METRICS.applied(outcome.is_ok());
     let result = match &outcome {
@@ -101,8 +160,14 @@ async fn apply_and_report(cfg: &AgentConfig, client: &impl ControlPlane, desired
         }
     };
     match result {
-        Ok(v) => tracing::info!(state = %v["BindingState"], "reported the apply"),
-        Err(e) => tracing::warn!(error = %e, "reporting the apply failed"),
+        Ok(v) => {
+            tracing::info!(state = %v["BindingState"], "reported the apply");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reporting the apply failed");
+            false
+        }
     }
 }
 
@@ -120,11 +185,13 @@ pub async fn reconcile(cfg: &AgentConfig, client: &impl ControlPlane) -> anyhow:
     // Shorter than every timeout on the way (the server's request timeout is 30 s, proxies often
     // 60 s), so a poll ends because the server answered, not because something gave up.
     let wait = cfg.check_interval_secs.clamp(1, MAX_WAIT_SECS);
-    let (mut etag, mut applied_seq, mut current): (Option<String>, Option<i64>, Option<Desired>) =
-        (None, None, None);
+    let (mut etag, mut current): (Option<String>, Option<Desired>) = (None, None);
+    // What this boot last applied, when the agent restarts within it.
+    let resumed = resume(cfg);
+    let mut applied_seq: Option<i64> = None;
     // The password setting of the state last applied: what a keys-only agent's checks report, so
     // that a change not yet applied is not mistaken for drift.
-    let mut applied_password_login = true;
+    let mut applied_password_login = resumed.as_ref().is_none_or(|r| r.2);
     let mut backoff = Duration::from_secs(1);
     let mut last_check = Instant::now();
     // What the grants were last applied from (SPEC section 15); nothing to do at start unless an
@@ -141,14 +208,27 @@ pub async fn reconcile(cfg: &AgentConfig, client: &impl ControlPlane) -> anyhow:
             Ok(Some((desired, tag))) => {
                 backoff = Duration::from_secs(1);
                 etag = Some(tag);
-                // First contact is the boot; later a newer ApplySeq is a start or reboot.
-                let due = applied_seq.is_none_or(|s| desired.apply_seq > s)
-                    || (cfg.apply_online && current.as_ref() != Some(&desired));
+                // First contact is the boot, unless this boot already applied this very state
+                // generation; later a newer ApplySeq is a start or reboot.
+                let due = match applied_seq {
+                    None => resumed.as_ref().is_none_or(|(id, seq, _)| {
+                        *id != desired.instance_id || *seq != desired.apply_seq
+                    }),
+                    Some(s) => desired.apply_seq > s,
+                } || (cfg.apply_online && current.as_ref() != Some(&desired));
                 if due {
-                    apply_and_report(cfg, client, &desired).await;
-                    applied_seq = Some(desired.apply_seq);
+                    if apply_and_report(cfg, client, &desired).await {
+                        remember(cfg, &desired);
+                    }
                     applied_password_login = desired.password_login;
+                } else if applied_seq.is_none() {
+                    tracing::info!(
+                        apply_seq = desired.apply_seq,
+                        "resumed: this boot already applied this state; changes wait for a start or reboot"
+                    );
                 }
+                applied_seq =
+                    Some(applied_seq.map_or(desired.apply_seq, |s| s.max(desired.apply_seq)));
                 current = Some(desired);
             }
             Ok(None) => backoff = Duration::from_secs(1),

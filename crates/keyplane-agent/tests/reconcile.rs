@@ -38,6 +38,8 @@ struct Fake {
     /// The ETag each poll carried.
     etags: Mutex<Vec<Option<String>>>,
     reports: Mutex<Vec<Report>>,
+    /// Every report fails, as when the server goes away between the poll and the report.
+    refuse_reports: std::sync::atomic::AtomicBool,
 }
 
 impl Fake {
@@ -83,6 +85,12 @@ impl ControlPlane for Fake {
         observed: Option<&Observed>,
         error: Option<&str>,
     ) -> anyhow::Result<Value> {
+        if self
+            .refuse_reports
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            anyhow::bail!("connection refused");
+        }
         let fingerprints = observed.map(|o| o.fingerprints.clone()).unwrap_or_default();
         self.reports
             .lock()
@@ -121,8 +129,11 @@ fn host() -> (tempfile::TempDir, AgentConfig) {
         format!("root:x:{uid}:{gid}::{}:/bin/sh\n", home.display()),
     )
     .unwrap();
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
     let cfg = AgentConfig {
         passwd_file: passwd,
+        state_dir,
         sshd_config: dir.path().join("sshd_config"),
         sshd_dropin_dir: dir.path().join("sshd_config.d"),
         manage_sshd: false,
@@ -197,9 +208,9 @@ async fn a_new_binding_waits_for_the_next_reboot_generation() {
     assert!(!authorized_keys(&dir).contains(KEY_B));
     assert_eq!(fake.reports.lock().unwrap().len(), 1);
 
-    // The reboot: a newer ApplySeq.
+    // The agent starts again in the same boot (it resumes at ApplySeq 1), then the reboot: a
+    // newer ApplySeq.
     let fake = Fake::new(vec![
-        Poll::State(Box::new(state(KEY_A, 1)), "\"e1\""),
         Poll::State(Box::new(state(KEY_B, 1)), "\"e2\""),
         Poll::State(Box::new(state(KEY_B, 2)), "\"e3\""),
     ]);
@@ -207,7 +218,75 @@ async fn a_new_binding_waits_for_the_next_reboot_generation() {
     let keys = authorized_keys(&dir);
     assert!(keys.contains(KEY_B) && !keys.contains(KEY_A), "{keys}");
     let seqs: Vec<Option<i64>> = fake.reports.lock().unwrap().iter().map(|r| r.0).collect();
-    assert_eq!(seqs, [Some(1), Some(2)]);
+    assert_eq!(seqs, [Some(2)]);
+}
+
+/// The file the agent remembers its last acknowledged apply in.
+fn applied_file(cfg: &AgentConfig) -> std::path::PathBuf {
+    cfg.state_dir.join("applied")
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_restarted_in_the_same_boot_leaves_a_pending_change_waiting() {
+    let (dir, cfg) = host();
+    play(
+        &cfg,
+        &Fake::new(vec![Poll::State(Box::new(state(KEY_A, 1)), "\"e1\"")]),
+    )
+    .await;
+    let remembered = std::fs::read_to_string(applied_file(&cfg)).unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(remembered, format!("{} i-test 1 false\n", boot.trim()));
+    // Rebound while the agent was down (an upgrade, a crash): its next start is not a boot.
+    let fake = Fake::new(vec![
+        Poll::State(Box::new(state(KEY_B, 1)), "\"e2\""),
+        Poll::Unchanged,
+    ]);
+    play(&cfg, &fake).await;
+    assert!(authorized_keys(&dir).contains(KEY_A) && !authorized_keys(&dir).contains(KEY_B));
+    assert!(fake.reports.lock().unwrap().is_empty(), "nothing applied");
+    // A reboot signalled while it was down is applied at its start.
+    let fake = Fake::new(vec![Poll::State(Box::new(state(KEY_B, 2)), "\"e3\"")]);
+    play(&cfg, &fake).await;
+    assert!(authorized_keys(&dir).contains(KEY_B) && !authorized_keys(&dir).contains(KEY_A));
+    assert_eq!(fake.reports.lock().unwrap()[0].0, Some(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_boot_another_instance_or_an_unreadable_record_applies_at_once() {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    for record in [
+        "00000000-0000-0000-0000-000000000000 i-test 1 false\n".to_string(),
+        format!("{} i-other 1 false\n", boot.trim()),
+        format!("{} i-test 1\n", boot.trim()),
+        format!("{} i-test one false\n", boot.trim()),
+    ] {
+        let (dir, cfg) = host();
+        std::fs::write(applied_file(&cfg), &record).unwrap();
+        let fake = Fake::new(vec![Poll::State(Box::new(state(KEY_A, 1)), "\"e1\"")]);
+        play(&cfg, &fake).await;
+        assert!(authorized_keys(&dir).contains(KEY_A), "{record}");
+        assert_eq!(fake.reports.lock().unwrap().len(), 1, "{record}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_apply_the_server_did_not_hear_is_applied_again_at_the_next_start() {
+    let (dir, cfg) = host();
+    let fake = Fake::new(vec![Poll::State(Box::new(state(KEY_A, 1)), "\"e1\"")]);
+    fake.refuse_reports
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    play(&cfg, &fake).await;
+    assert!(authorized_keys(&dir).contains(KEY_A));
+    assert!(!applied_file(&cfg).exists(), "not remembered");
+    let fake = Fake::new(vec![Poll::State(Box::new(state(KEY_A, 1)), "\"e1\"")]);
+    play(&cfg, &fake).await;
+    assert_eq!(
+        fake.reports.lock().unwrap()[0].0,
+        Some(1),
+        "applied and reported again"
+    );
+    assert!(applied_file(&cfg).exists());
 }
 
 #[tokio::test(start_paused = true)]

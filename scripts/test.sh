@@ -96,7 +96,7 @@ trap 'scripts/postgres.sh stop "$pg_dir"; rm -rf "$pg_dir" "$tls_dir" "$pkg_dir"
 new_deb=$(./scripts/package.sh | tail -n 1)
 cp "$new_deb" "$pkg_dir/"
 new_version=$(dpkg-deb -f "$new_deb" Version)
-old_deb=$(./scripts/package.sh --binary target/debug/keyplane --deb-version "${new_version%-*}-0" | tail -n 1)
+old_deb=$(./scripts/package.sh --binary target/debug/keyplane --deb-version "${new_version}~earlier1" | tail -n 1)
 cp "$old_deb" "$pkg_dir/"
 KEYPLANE_PACKAGE_DEB="$pkg_dir/$(basename "$new_deb")" KEYPLANE_PACKAGE_OLD_DEB="$pkg_dir/$(basename "$old_deb")" \
   .venv/bin/python -m pytest -q tests/e2e/test_package.py

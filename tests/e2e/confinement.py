@@ -25,6 +25,10 @@ WRITES = {
     "renameat": [(0, 1), (2, 3)], "renameat2": [(0, 1), (2, 3)], "linkat": [(2, 3)],
     "symlink": [(None, 1)], "symlinkat": [(1, 2)], "utimensat": [(0, 1)],
     "fchmod": [(0, None)], "fchown": [(0, None)], "ftruncate": [(0, None)],
+    "openat2": [(0, 1)], "fchmodat2": [(0, 1)], "utime": [(None, 0)], "utimes": [(None, 0)],
+    "futimesat": [(0, 1)], "setxattr": [(None, 0)], "lsetxattr": [(None, 0)],
+    "removexattr": [(None, 0)], "lremovexattr": [(None, 0)], "fsetxattr": [(0, None)],
+    "fremovexattr": [(0, None)],
 }
 WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_TMPFILE")
 
@@ -119,11 +123,17 @@ class Trace:
         """Every path a call tried to create, change or remove (failed attempts included)."""
         paths = set()
         for name, args, _ in self.calls:
+            # bind() of a Unix socket creates its file (an abstract one, "@...", has none).
+            if name == "bind":
+                m = re.search(r'sun_path="([^"@][^"]*)"', args)
+                if m:
+                    paths.add(os.path.normpath(m.group(1)) if m.group(1).startswith("/") else f"?bind({args})")
+                continue
             spec = WRITES.get(name)
             if not spec:
                 continue
             parts = split_args(args)
-            flags = {"open": 1, "openat": 2}.get(name)
+            flags = {"open": 1, "openat": 2, "openat2": 2}.get(name)
             if flags is not None and not any(f in parts[flags] for f in WRITE_FLAGS):
                 continue
             for dir_i, path_i in spec:

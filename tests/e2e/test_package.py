@@ -90,6 +90,13 @@ def contents(deb):
 
 
 def test_the_package_holds_what_spec_16_names():
+    # The file's name is the contract's: keyplane_<version>_<arch>.deb, the version the binary prints.
+    with tempfile.TemporaryDirectory() as d:
+        run("dpkg-deb", "-x", NEW, d)
+        printed = run(f"{d}/usr/bin/keyplane", "--version").stdout.split()[1]
+    arch = run("dpkg", "--print-architecture").stdout.strip()
+    assert os.path.basename(NEW) == f"keyplane_{printed}_{arch}.deb"
+    assert version(NEW) == printed
     files = contents(NEW)
     expect = {
         "/usr/bin/keyplane": "-rwxr-xr-x",
@@ -160,11 +167,13 @@ class PackagedServer(Server):
         os.chmod(self.dir, 0o711)
         os.makedirs(f"{self.dir}/trace", exist_ok=True)
         os.chown(f"{self.dir}/trace", pwd.getpwnam("keyplane").pw_uid, -1)
+        assert unit_setting(UNITS[0], "CapabilityBoundingSet") == ""
+        assert unit_setting(UNITS[0], "WorkingDirectory") == "/var/lib/keyplane"
         self.proc = subprocess.Popen(
-            ["setpriv", "--reuid=keyplane", "--regid=keyplane", "--clear-groups",
-             *STRACE, f"{self.dir}/trace/server",
+            ["setpriv", "--reuid=keyplane", "--regid=keyplane", "--clear-groups", "--no-new-privs",
+             "--bounding-set", "-all", *STRACE, f"{self.dir}/trace/server",
              "/usr/bin/keyplane", "serve", "--config", "/etc/keyplane/server.toml"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd="/")
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd="/var/lib/keyplane")
         self.wait_healthy()
 
 
@@ -173,8 +182,18 @@ def start_agent(trace):
     runs, under strace (`trace` is the logs' prefix)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYPLANE_")}
     log = open(f"{trace}.log", "ab")
-    return subprocess.Popen([*STRACE, trace, "/usr/bin/keyplane", "agent", "--config", "/etc/keyplane/agent.toml"],
+    # The unit's capability bounding set, for the agent and everything it runs.
+    caps = ",".join("+" + c.lower().removeprefix("cap_") for c in unit_setting(UNITS[1], "CapabilityBoundingSet").split())
+    return subprocess.Popen(["setpriv", "--no-new-privs", "--bounding-set", f"-all,{caps}",
+                             *STRACE, trace, "/usr/bin/keyplane", "agent", "--config", "/etc/keyplane/agent.toml"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd="/")
+
+
+def unit_setting(unit, key):
+    """The value of `key=` in a unit file (the last one, as systemd reads a single-valued key)."""
+    values = [line.split("=", 1)[1] for line in read(unit).splitlines() if line.startswith(key + "=")]
+    assert values, f"{key}= is not in {unit}"
+    return values[-1]
 
 
 def stop(proc):
@@ -196,6 +215,8 @@ def check_confinement(server_trace, agent_trace):
     assert not outside(server.written_paths(), ["/var/lib/keyplane"]), outside(server.written_paths(), ["/var/lib/keyplane"])
 
     agent = Trace(agent_trace)
+    allowed = group("@system-service")
+    assert agent.syscalls() <= allowed, f"SystemCallFilter= would kill the agent: {sorted(agent.syscalls() - allowed)}"
     assert agent.socket_families() <= {"AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"}, agent.socket_families()
     # ReadWritePaths=/etc -/home -/root /var/lib/keyplane-agent; PrivateTmp= and PrivateDevices=
     # give a writable /tmp (where this test's sshd keeps its configuration) and /dev/null.
@@ -271,7 +292,7 @@ def test_install_run_upgrade_remove_purge(tmp_path):
         agent_toml = (f'server = "{server.url}"\ntoken = "{token}"\nlogin_user = "{host.user}"\n'
                       f'sshd_config = "{host.config}"\nsshd_dropin_dir = "{host.dropins}"\n'
                       f'reload_command = "kill -HUP $(cat {host.dir}/sshd.pid)"\n'
-                      "apply_online = true\ncheck_interval_secs = 1\n")
+                      "check_interval_secs = 1\n")
         edit("/etc/keyplane/agent.toml", agent_toml)
         agent_trace = f"{tmp_path}/agent"
         agent = start_agent(agent_trace)
@@ -281,9 +302,19 @@ def test_install_run_upgrade_remove_purge(tmp_path):
         k1, line1 = ssh_keygen()
         tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name="before-upgrade", public_key_body=line1))
         tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="before-upgrade", instance_ids=ids_json([iid])))
+        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
         wait_state(server, iid, "applied")
         assert host.key_logs_in(k1) and not host.password_logs_in()
+        # A rebinding waits for the instance's restart when the upgrade comes.
+        k2, line2 = ssh_keygen()
+        tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name="after-upgrade", public_key_body=line2))
+        tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="after-upgrade", instance_ids=ids_json([iid])))
+        wait_state(server, iid, "pending_restart")
         stop(agent), stop(server.proc)
+        # The administrator's own owner and mode for the server's file.
+        keyplane_user = pwd.getpwnam("keyplane")
+        os.chown("/etc/keyplane/server.toml", keyplane_user.pw_uid, keyplane_user.pw_gid)
+        os.chmod("/etc/keyplane/server.toml", 0o600)
 
         # 3. The upgrade: no question about the edited conffiles, which are kept with their modes.
         assert systemd.apt("install", NEW) == ["--system daemon-reload",
@@ -293,22 +324,29 @@ def test_install_run_upgrade_remove_purge(tmp_path):
         assert read("/etc/keyplane/server.toml") == server_toml
         assert read("/etc/keyplane/agent.toml") == agent_toml
         st = os.stat("/etc/keyplane/server.toml")
-        assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, grp.getgrnam("keyplane").gr_gid)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o600, keyplane_user.pw_uid, keyplane_user.pw_gid), \
+            "the administrator's owner and mode are kept"
         assert read(f"{STATE}/instance-id").strip() == iid
         assert read(f"{STATE}/credential", "rb") == credential
         assert host.key_logs_in(k1), "the key logs in across the upgrade"
 
-        # 4. The new build starts on the same data and state: the same instance, the key still
-        # applied, and a new binding applies with the kept credential.
+        # 4. The new build starts on the same data and state: the same instance, the working key
+        # still in effect (the upgrade restarted the agent, not the instance: the rebinding keeps
+        # waiting), then the instance's restart applies the new binding with the kept credential.
         server.start()
         server_proc = server.proc
         agent = start_agent(agent_trace)
         pairs = tea.describe_key_pairs(m.DescribeKeyPairsRequest(region_id=R)).body.key_pairs.key_pair
-        assert [p.key_pair_name for p in pairs] == ["before-upgrade"], "the server's data is kept"
-        wait_state(server, iid, "applied")
-        k2, line2 = ssh_keygen()
-        tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name="after-upgrade", public_key_body=line2))
-        tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="after-upgrade", instance_ids=ids_json([iid])))
+        assert sorted(p.key_pair_name for p in pairs) == ["after-upgrade", "before-upgrade"], "the server's data is kept"
+        for _ in range(100):
+            if "resumed: this boot already applied this state" in read(f"{agent_trace}.log"):
+                break
+            time.sleep(0.1)
+        time.sleep(2)  # a few checks
+        wait_state(server, iid, "pending_restart", timeout=0.4)
+        assert host.key_logs_in(k1) and not host.key_logs_in(k2) and not host.password_logs_in(), \
+            "an upgrade changes nothing on the host"
+        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
         for _ in range(100):
             if host.key_logs_in(k2):
                 break

@@ -104,4 +104,35 @@ mod tests {
         );
         assert!(toml::from_str::<AgentConfig>("sever = \"typo\"").is_err());
     }
+
+    /// The file's commented keys say "this is the default": they must be.
+    #[test]
+    fn the_packaged_example_file_comments_out_exactly_the_defaults() {
+        let example = include_str!("../../../packaging/agent.toml");
+        let uncommented: Vec<&str> = example
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.split_once(" = ").is_some_and(|(key, _)| {
+                        key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    }) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect();
+        let mut shown: AgentConfig = toml::from_str(&uncommented.join("\n")).unwrap();
+        // Unset by default; the file shows an example value.
+        assert_eq!(shown.login_user.take().as_deref(), Some("root"));
+        assert!(shown.metrics_listen.take().is_some());
+        let set: AgentConfig = toml::from_str(example).unwrap();
+        let defaults = AgentConfig {
+            server: set.server,
+            ca_file: set.ca_file,
+            token: set.token,
+            ..AgentConfig::default()
+        };
+        assert_eq!(format!("{shown:?}"), format!("{defaults:?}"));
+    }
 }

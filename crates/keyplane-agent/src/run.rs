@@ -83,8 +83,9 @@ async fn identity(
     Ok((id, credential))
 }
 
-/// The state-directory file naming the last apply the server acknowledged: boot ID, instance ID,
-/// ApplySeq and the password setting applied.
+/// The state-directory file naming the last apply that worked and that the server acknowledged:
+/// boot ID, instance ID, ApplySeq, the password setting applied, and a digest of the settings it
+/// was applied with.
 const APPLIED_FILE: &str = "applied";
 
 /// The kernel's ID of this boot: a new one at every boot, the same for every process until then.
@@ -94,9 +95,38 @@ fn boot_id() -> Option<String> {
     (!id.is_empty() && id.len() <= 64).then(|| id.to_string())
 }
 
-/// What was applied in this boot, for this instance; `None` after a boot, on a first start, or when
-/// the file is unreadable (then the agent applies at once, as at a boot).
-fn resume(cfg: &AgentConfig) -> Option<(String, i64, bool)> {
+/// The settings that decide what an apply writes where. An agent restarted with other values
+/// (another login user, keys only switched off, another sshd) applies at once, as at a boot:
+/// a restart is the only way such a change can take effect.
+fn settings_digest(cfg: &AgentConfig) -> String {
+    use sha2::Digest;
+    let settings = format!(
+        "{:?}",
+        (
+            &cfg.login_user,
+            &cfg.passwd_file,
+            &cfg.sshd_config,
+            &cfg.sshd_dropin_dir,
+            &cfg.sshd_bin,
+            &cfg.reload_command,
+            cfg.manage_sshd,
+            &cfg.chpasswd_bin,
+            &cfg.shadow_file,
+        )
+    );
+    hex::encode(&sha2::Sha256::digest(settings.as_bytes())[..16])
+}
+
+/// An apply of this boot that worked and that the server acknowledged.
+struct Applied {
+    instance_id: String,
+    apply_seq: i64,
+    password_login: bool,
+}
+
+/// What this boot applied with these settings; `None` after a boot, on a first start, with other
+/// settings, or when the file is unreadable (then the agent applies at once, as at a boot).
+fn resume(cfg: &AgentConfig) -> Option<Applied> {
     use std::io::Read;
     let boot = boot_id()?;
     let mut text = String::new();
@@ -105,25 +135,30 @@ fn resume(cfg: &AgentConfig) -> Option<(String, i64, bool)> {
         .take(512)
         .read_to_string(&mut text)
         .ok()?;
-    let mut fields = text.split_whitespace();
-    let (b, id, seq, password) = (
-        fields.next()?,
-        fields.next()?,
-        fields.next()?,
-        fields.next()?,
-    );
-    if b != boot || fields.next().is_some() {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let [b, id, seq, password, digest] = fields[..] else {
+        return None;
+    };
+    if b != boot || digest != settings_digest(cfg) {
         return None;
     }
-    Some((id.to_string(), seq.parse().ok()?, password.parse().ok()?))
+    Some(Applied {
+        instance_id: id.to_string(),
+        apply_seq: seq.parse().ok()?,
+        password_login: password.parse().ok()?,
+    })
 }
 
-/// Remembers an apply the server acknowledged, for a restart of the agent in this boot.
+/// Remembers an apply that worked and that the server acknowledged, for a restart of the agent
+/// in this boot.
 fn remember(cfg: &AgentConfig, desired: &Desired) {
     let Some(boot) = boot_id() else { return };
     let text = format!(
-        "{boot} {} {} {}\n",
-        desired.instance_id, desired.apply_seq, desired.password_login
+        "{boot} {} {} {} {}\n",
+        desired.instance_id,
+        desired.apply_seq,
+        desired.password_login,
+        settings_digest(cfg)
     );
     let path = cfg.state_dir.join(APPLIED_FILE);
     if let Err(e) = crate::files::atomic_write_system(&path, text.as_bytes(), 0o600) {
@@ -132,8 +167,8 @@ fn remember(cfg: &AgentConfig, desired: &Desired) {
     }
 }
 
-/// Applies and reports; errors are reported, never only logged. True when the server took the
-/// report.
+/// Applies and reports; errors are reported, never only logged. True when the apply worked and
+/// the server took the report.
 async fn apply_and_report(
     cfg: &AgentConfig,
     client: &impl ControlPlane,
@@ -162,7 +197,7 @@ async fn apply_and_report(
     match result {
         Ok(v) => {
             tracing::info!(state = %v["BindingState"], "reported the apply");
-            true
+            outcome.is_ok()
         }
         Err(e) => {
             tracing::warn!(error = %e, "reporting the apply failed");
@@ -187,11 +222,14 @@ pub async fn reconcile(cfg: &AgentConfig, client: &impl ControlPlane) -> anyhow:
     let wait = cfg.check_interval_secs.clamp(1, MAX_WAIT_SECS);
     let (mut etag, mut current): (Option<String>, Option<Desired>) = (None, None);
     // What this boot last applied, when the agent restarts within it.
+    if boot_id().is_none() {
+        tracing::warn!("no kernel boot ID: every start of the agent applies as at a boot");
+    }
     let resumed = resume(cfg);
     let mut applied_seq: Option<i64> = None;
     // The password setting of the state last applied: what a keys-only agent's checks report, so
     // that a change not yet applied is not mistaken for drift.
-    let mut applied_password_login = resumed.as_ref().is_none_or(|r| r.2);
+    let mut applied_password_login = resumed.as_ref().is_none_or(|r| r.password_login);
     let mut backoff = Duration::from_secs(1);
     let mut last_check = Instant::now();
     // What the grants were last applied from (SPEC section 15); nothing to do at start unless an
@@ -209,12 +247,13 @@ pub async fn reconcile(cfg: &AgentConfig, client: &impl ControlPlane) -> anyhow:
                 backoff = Duration::from_secs(1);
                 etag = Some(tag);
                 // First contact is the boot, unless this boot already applied this very state
-                // generation; later a newer ApplySeq is a start or reboot.
+                // generation; later another ApplySeq is a start or reboot (or, lower, a server
+                // restored from a backup or an emulator snapshot).
                 let due = match applied_seq {
-                    None => resumed.as_ref().is_none_or(|(id, seq, _)| {
-                        *id != desired.instance_id || *seq != desired.apply_seq
+                    None => resumed.as_ref().is_none_or(|r| {
+                        r.instance_id != desired.instance_id || r.apply_seq != desired.apply_seq
                     }),
-                    Some(s) => desired.apply_seq > s,
+                    Some(s) => desired.apply_seq != s,
                 } || (cfg.apply_online && current.as_ref() != Some(&desired));
                 if due {
                     if apply_and_report(cfg, client, &desired).await {
@@ -227,8 +266,7 @@ pub async fn reconcile(cfg: &AgentConfig, client: &impl ControlPlane) -> anyhow:
                         "resumed: this boot already applied this state; changes wait for a start or reboot"
                     );
                 }
-                applied_seq =
-                    Some(applied_seq.map_or(desired.apply_seq, |s| s.max(desired.apply_seq)));
+                applied_seq = Some(desired.apply_seq);
                 current = Some(desired);
             }
             Ok(None) => backoff = Duration::from_secs(1),

@@ -236,7 +236,10 @@ async fn an_agent_restarted_in_the_same_boot_leaves_a_pending_change_waiting() {
     .await;
     let remembered = std::fs::read_to_string(applied_file(&cfg)).unwrap();
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-    assert_eq!(remembered, format!("{} i-test 1 false\n", boot.trim()));
+    assert!(
+        remembered.starts_with(&format!("{} i-test 1 false ", boot.trim())),
+        "{remembered}"
+    );
     // Rebound while the agent was down (an upgrade, a crash): its next start is not a boot.
     let fake = Fake::new(vec![
         Poll::State(Box::new(state(KEY_B, 1)), "\"e2\""),
@@ -252,22 +255,99 @@ async fn an_agent_restarted_in_the_same_boot_leaves_a_pending_change_waiting() {
     assert_eq!(fake.reports.lock().unwrap()[0].0, Some(2));
 }
 
+/// Applies KEY_A at ApplySeq 1, lets `change` alter the record or the settings, then starts the
+/// agent again with KEY_B bound at the same ApplySeq: true when KEY_B was applied at once.
+async fn applies_at_restart(change: impl Fn(&mut AgentConfig, &str) -> String) -> bool {
+    let (dir, mut cfg) = host();
+    play(
+        &cfg,
+        &Fake::new(vec![Poll::State(Box::new(state(KEY_A, 1)), "\"e1\"")]),
+    )
+    .await;
+    let record = std::fs::read_to_string(applied_file(&cfg)).unwrap();
+    let changed = change(&mut cfg, &record);
+    std::fs::write(applied_file(&cfg), changed).unwrap();
+    let fake = Fake::new(vec![Poll::State(Box::new(state(KEY_B, 1)), "\"e2\"")]);
+    play(&cfg, &fake).await;
+    let applied = authorized_keys(&dir).contains(KEY_B);
+    assert_eq!(applied, fake.reports.lock().unwrap().len() == 1);
+    applied
+}
+
 #[tokio::test(start_paused = true)]
-async fn a_boot_another_instance_or_an_unreadable_record_applies_at_once() {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-    for record in [
-        "00000000-0000-0000-0000-000000000000 i-test 1 false\n".to_string(),
-        format!("{} i-other 1 false\n", boot.trim()),
-        format!("{} i-test 1\n", boot.trim()),
-        format!("{} i-test one false\n", boot.trim()),
-    ] {
-        let (dir, cfg) = host();
-        std::fs::write(applied_file(&cfg), &record).unwrap();
-        let fake = Fake::new(vec![Poll::State(Box::new(state(KEY_A, 1)), "\"e1\"")]);
-        play(&cfg, &fake).await;
-        assert!(authorized_keys(&dir).contains(KEY_A), "{record}");
-        assert_eq!(fake.reports.lock().unwrap().len(), 1, "{record}");
+async fn a_boot_another_instance_other_settings_or_an_unreadable_record_apply_at_once() {
+    fn field(record: &str, i: usize, value: &str) -> String {
+        let mut fields: Vec<&str> = record.split_whitespace().collect();
+        fields[i] = value;
+        fields.join(" ") + "\n"
     }
+    assert!(
+        !applies_at_restart(|_, r| r.to_string()).await,
+        "the same boot resumes"
+    );
+    assert!(applies_at_restart(|_, r| field(r, 0, "00000000-0000-0000-0000-000000000000")).await);
+    assert!(applies_at_restart(|_, r| field(r, 1, "i-other")).await);
+    assert!(applies_at_restart(|_, r| field(r, 2, "one")).await);
+    assert!(applies_at_restart(|_, r| field(r, 4, "0123")).await);
+    assert!(applies_at_restart(|_, r| r.rsplit_once(' ').unwrap().0.to_string()).await);
+    assert!(applies_at_restart(|_, r| format!("{} extra", r.trim())).await);
+    assert!(applies_at_restart(|_, _| String::new()).await);
+    // The server's ApplySeq went back (a restored backup, an emulator snapshot).
+    assert!(applies_at_restart(|_, r| field(r, 2, "5")).await);
+    // The agent's own settings changed: only a restart can bring them in.
+    assert!(
+        applies_at_restart(|cfg, r| {
+            cfg.login_user = Some("root".into());
+            r.to_string()
+        })
+        .await
+    );
+    assert!(
+        applies_at_restart(|cfg, r| {
+            cfg.reload_command = "true".into();
+            r.to_string()
+        })
+        .await
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lower_apply_seq_is_applied_by_a_running_agent() {
+    let (dir, cfg) = host();
+    let fake = Fake::new(vec![
+        Poll::State(Box::new(state(KEY_A, 5)), "\"e1\""),
+        // The server was restored to an older state, then the instance rebooted.
+        Poll::State(Box::new(state(KEY_B, 1)), "\"e2\""),
+    ]);
+    play(&cfg, &fake).await;
+    assert!(authorized_keys(&dir).contains(KEY_B));
+    let seqs: Vec<Option<i64>> = fake.reports.lock().unwrap().iter().map(|r| r.0).collect();
+    assert_eq!(seqs, [Some(5), Some(1)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_apply_is_not_remembered_and_a_restart_tries_again() {
+    let (dir, cfg) = host();
+    let mut ghost = state(KEY_A, 1);
+    ghost.login_user = "ghost".into();
+    let fake = Fake::new(vec![Poll::State(Box::new(ghost), "\"e1\"")]);
+    play(&cfg, &fake).await;
+    assert!(
+        fake.reports.lock().unwrap()[0].2.is_some(),
+        "reported as failed"
+    );
+    assert!(!applied_file(&cfg).exists(), "not remembered");
+    // The host is put right (the login user now as the server says), the agent restarted.
+    let fake = Fake::new(vec![Poll::State(Box::new(state(KEY_A, 1)), "\"e1\"")]);
+    play(&cfg, &fake).await;
+    let report = fake.reports.lock().unwrap()[0].clone();
+    assert_eq!(
+        (report.0, report.2),
+        (Some(1), None),
+        "applied and reported"
+    );
+    assert!(authorized_keys(&dir).contains(KEY_A));
+    assert!(applied_file(&cfg).exists());
 }
 
 #[tokio::test(start_paused = true)]

@@ -106,6 +106,16 @@ def start_agent(server, host, state_dir, token, *extra, env=None):
         stdout=subprocess.PIPE, stderr=open(f"{state_dir}.log", "wb"), text=True, env=env)
 
 
+def bind(server, iid, name):
+    """Imports a new key as `name`, attaches it to `iid` and reboots: the binding to apply."""
+    tea = tea_client(server)
+    key, line = ssh_keygen()
+    tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name=name, public_key_body=line))
+    tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name=name, instance_ids=ids_json([iid])))
+    tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+    return key, line
+
+
 def wait_state(server, instance_id, want, timeout=15):
     state = None
     for _ in range(int(timeout / 0.2)):
@@ -224,10 +234,7 @@ def test_a_restart_of_the_agent_is_not_a_boot_a_pending_change_keeps_waiting(ser
     agent, state_dir, iid = registered_agent(server, host, "restart-1")
     try:
         tea = tea_client(server)
-        k1, line1 = ssh_keygen()
-        tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name="rs-key", public_key_body=line1))
-        tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="rs-key", instance_ids=ids_json([iid])))
-        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        k1, _ = bind(server, iid, "rs-key")
         wait_state(server, iid, "applied")
         assert host.key_logs_in(k1) and not host.password_logs_in()
         tea.detach_key_pair(m.DetachKeyPairRequest(region_id=R, key_pair_name="rs-key", instance_ids=ids_json([iid])))
@@ -308,10 +315,7 @@ def test_a_password_reset_lets_key_and_password_log_in_side_by_side(server, host
     ali_password, volc_password = "Kp-Reset-" + secrets.token_hex(5), "Volc-Pw-" + secrets.token_hex(5)
     try:
         tea = tea_client(server)
-        k1, line1 = ssh_keygen()
-        tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name="pw-key", public_key_body=line1))
-        tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="pw-key", instance_ids=ids_json([iid])))
-        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        k1, _ = bind(server, iid, "pw-key")
         wait_state(server, iid, "applied")
         assert host.key_logs_in(k1) and not host.password_logs_in(), "bound: the password is refused"
 

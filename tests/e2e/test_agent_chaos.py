@@ -14,8 +14,7 @@ import pytest
 from alibabacloud_ecs20140526 import models as m
 
 from conftest import free_port, tea_client
-from helpers import ids_json, ssh_keygen
-from test_agent import R, Host, admin, agent_log, registered_agent, start_agent, wait_state
+from test_agent import R, Host, admin, agent_log, bind, registered_agent, start_agent, wait_state
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/sbin/sshd"),
                                 reason="needs root and openssh-server (the test command installs it)")
@@ -26,16 +25,6 @@ def host():
     h = Host()
     yield h
     h.close()
-
-
-def bind(server, iid, name):
-    """Imports a new key as `name`, attaches it to `iid` and reboots: the binding to apply."""
-    tea = tea_client(server)
-    key, line = ssh_keygen()
-    tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name=name, public_key_body=line))
-    tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name=name, instance_ids=ids_json([iid])))
-    tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
-    return key, line
 
 
 def agent_metric(port, series):

@@ -25,7 +25,7 @@ from alibabacloud_ecs20140526 import models as m
 from confinement import STRACE, Trace, group, outside
 from conftest import AK, SK, TLS, Server, free_port, tea_client
 from helpers import ids_json, ssh_keygen
-from test_agent import Host, admin, wait_state
+from test_agent import Host, admin, bind, wait_state
 
 NEW = os.environ.get("KEYPLANE_PACKAGE_DEB")
 OLD = os.environ.get("KEYPLANE_PACKAGE_OLD_DEB")
@@ -299,10 +299,7 @@ def test_install_run_upgrade_remove_purge(tmp_path):
         iid = _wait_file(f"{STATE}/instance-id").strip()
         credential = read(f"{STATE}/credential", "rb")
         tea = tea_client(server)
-        k1, line1 = ssh_keygen()
-        tea.import_key_pair(m.ImportKeyPairRequest(region_id=R, key_pair_name="before-upgrade", public_key_body=line1))
-        tea.attach_key_pair(m.AttachKeyPairRequest(region_id=R, key_pair_name="before-upgrade", instance_ids=ids_json([iid])))
-        tea.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+        k1, _ = bind(server, iid, "before-upgrade")
         wait_state(server, iid, "applied")
         assert host.key_logs_in(k1) and not host.password_logs_in()
         # A rebinding waits for the instance's restart when the upgrade comes.
